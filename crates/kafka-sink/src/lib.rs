@@ -1,0 +1,34 @@
+//! The Kafka side of tailbox: an ordered, idempotent producer whose acknowledgements
+//! come back tagged with the sequence number of the record they belong to.
+//!
+//! Place in the data path:
+//!
+//! ```text
+//! outbox mapping → [THIS CRATE: sink] ──acks(seq)──▶ pipeline checkpoint → slot confirm
+//! ```
+//!
+//! # Ordering
+//! Records are enqueued one at a time, in commit order, from a single task; nothing
+//! sends concurrently, so a retry can never overtake an earlier record. With
+//! `enable.idempotence=true` librdkafka keeps per-partition order across its own
+//! retries (at most 5 requests in flight, sequence numbers checked by the broker).
+//! Acknowledgements of different partitions may arrive in any order; the pipeline
+//! therefore only ever advances over the *prefix* of sequence numbers that is
+//! acknowledged.
+//!
+//! # Layout
+//! - [`config`]: the producer settings we insist on and the pass-through of any
+//!   librdkafka property.
+//! - [`sink`]: [`KafkaSink`], enqueueing records and delivering [`Ack`]s.
+//! - [`checkpoint_topic`]: the compacted topic holding each slot's last published LSN.
+//! - [`error`]: [`SinkError`], transient vs definite.
+
+pub mod checkpoint_topic;
+pub mod config;
+pub mod error;
+pub mod sink;
+
+pub use checkpoint_topic::CheckpointTopic;
+pub use config::SinkConfig;
+pub use error::{DeliveryError, SinkError};
+pub use sink::{Ack, EventMeta, KafkaSink, SendOutcome};

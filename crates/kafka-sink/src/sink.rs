@@ -1,0 +1,188 @@
+//! [`KafkaSink`]: enqueue records in order, get acknowledgements back by sequence number.
+//!
+//! The producer is a `ThreadedProducer` whose delivery callback (on librdkafka's
+//! polling thread) sends `(seq, result)` to the pipeline over a channel. The sequence
+//! number travels as librdkafka's per-message opaque pointer value, so nothing is
+//! allocated per record for tracking.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use rdkafka::{
+    ClientContext, Message,
+    config::RDKafkaLogLevel,
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{DeliveryResult, Header, OwnedHeaders},
+    producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer},
+};
+use tailbox_outbox::OutboxRecord;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    config::SinkConfig,
+    error::{DeliveryError, SinkError},
+};
+
+/// The outcome of one record.
+#[derive(Debug)]
+pub struct Ack {
+    /// The sequence number [`KafkaSink::send`] returned.
+    pub seq: u64,
+    /// Delivered, or why not.
+    pub result: Result<(), DeliveryError>,
+}
+
+/// Per-transaction facts that go into every record's headers. Built once per
+/// transaction, borrowed by each record.
+#[derive(Debug, Clone, Default)]
+pub struct EventMeta {
+    /// Commit LSN in PostgreSQL's `X/X` form (header `lsn`).
+    pub lsn: String,
+    /// Transaction id (header `xid`).
+    pub xid: String,
+    /// Commit time, µs since the Unix epoch (header `commit_ts`).
+    pub commit_ts: String,
+    /// Commit time, ms since the Unix epoch: the record's timestamp.
+    pub timestamp_ms: i64,
+}
+
+/// What happened to a record handed to [`KafkaSink::send`].
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Enqueued with this sequence number; its [`Ack`] follows.
+    Enqueued(u64),
+    /// librdkafka's queue is full: wait for acknowledgements, then send the same
+    /// record again.
+    QueueFull,
+}
+
+/// Routes librdkafka's callbacks: deliveries to the pipeline, logs and errors to
+/// `tracing`.
+struct SinkContext {
+    acks: mpsc::UnboundedSender<Ack>,
+    fatal: Arc<AtomicBool>,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                error!(facility, "librdkafka: {message}");
+            }
+            RDKafkaLogLevel::Warning => warn!(facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Debug => debug!(facility, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.fatal.store(true, Ordering::Release);
+            error!(error = %error, "Kafka producer hit a fatal error: {reason}");
+        } else {
+            warn!(error = %error, "Kafka client error: {reason}");
+        }
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, delivery: &DeliveryResult<'_>, seq: usize) {
+        let result = match delivery {
+            Ok(_) => Ok(()),
+            Err((err, message)) => {
+                warn!(topic = message.topic(), error = %err, "record not delivered");
+                Err(DeliveryError::classify(err.clone()))
+            }
+        };
+        // The receiver is gone only while the sink is being dropped.
+        let _ = self.acks.send(Ack { seq: seq as u64, result });
+    }
+}
+
+/// An ordered, idempotent Kafka producer.
+pub struct KafkaSink {
+    producer: ThreadedProducer<SinkContext>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    fatal: Arc<AtomicBool>,
+    next_seq: u64,
+}
+
+impl KafkaSink {
+    /// Creates the producer (no network round trip yet: brokers are contacted lazily).
+    pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
+        let (tx, acks) = mpsc::unbounded_channel();
+        let fatal = Arc::new(AtomicBool::new(false));
+        let context = SinkContext { acks: tx, fatal: Arc::clone(&fatal) };
+        let producer = config.producer_config().create_with_context(context).map_err(SinkError::Config)?;
+        Ok(Self { producer, acks, fatal, next_seq: 0 })
+    }
+
+    /// Enqueues one record. Never blocks; `QueueFull` means try the same record again
+    /// after some acknowledgements arrived.
+    pub fn send(&mut self, record: &OutboxRecord, meta: &EventMeta) -> Result<SendOutcome, DeliveryError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 3);
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header { key: name, value: Some(value.as_ref()) });
+        }
+        headers = headers
+            .insert(Header { key: "lsn", value: Some(meta.lsn.as_bytes()) })
+            .insert(Header { key: "xid", value: Some(meta.xid.as_bytes()) })
+            .insert(Header { key: "commit_ts", value: Some(meta.commit_ts.as_bytes()) });
+        let base = BaseRecord::with_opaque_to(&record.topic, self.next_seq as usize)
+            .key(record.key.as_ref())
+            .payload(record.value.as_ref())
+            .headers(headers)
+            .timestamp(meta.timestamp_ms);
+        self.enqueue(base)
+    }
+
+    /// Enqueues a record with no headers (checkpoints and the like).
+    pub fn send_plain(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<SendOutcome, DeliveryError> {
+        let base = BaseRecord::with_opaque_to(topic, self.next_seq as usize).key(key).payload(value);
+        self.enqueue(base)
+    }
+
+    fn enqueue(&mut self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<SendOutcome, DeliveryError> {
+        match self.producer.send(record) {
+            Ok(()) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                Ok(SendOutcome::Enqueued(seq))
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Ok(SendOutcome::QueueFull),
+            Err((err, _)) => Err(DeliveryError::classify(err)),
+        }
+    }
+
+    /// The next acknowledgement, waiting for it.
+    pub async fn next_ack(&mut self) -> Option<Ack> {
+        self.acks.recv().await
+    }
+
+    /// An acknowledgement if one is already waiting.
+    pub fn try_next_ack(&mut self) -> Option<Ack> {
+        self.acks.try_recv().ok()
+    }
+
+    /// Whether the producer hit a fatal error (it must be recreated).
+    pub fn is_fatal(&self) -> bool {
+        self.fatal.load(Ordering::Acquire)
+    }
+
+    /// Records enqueued but not yet acknowledged, as librdkafka counts them.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    /// Waits (blocking this thread, bounded) until librdkafka has no records left.
+    pub fn flush(&self, timeout: std::time::Duration) -> Result<(), SinkError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|source| SinkError::Transient { context: "flushing the producer".into(), source })
+    }
+}

@@ -1,0 +1,195 @@
+//! [`OutboxMapper`]: follows Relation messages and maps inserts on the outbox table.
+//!
+//! pgoutput sends a Relation message before the first change of a table in each
+//! session and again whenever the table's definition changed, so the layout is
+//! recomputed on every one of them: an `ALTER TABLE` mid-stream just works. Column
+//! positions are looked up once per Relation, never per row.
+
+use std::{collections::HashMap, sync::Arc};
+
+use bytes::Bytes;
+use tailbox_pgoutput::{ColumnValue, Insert, Relation};
+
+use crate::{config::OutboxConfig, record::OutboxRecord};
+
+/// Topics cached per aggregate type before the cache is reset (bounds memory when
+/// aggregate types are unbounded).
+const TOPIC_CACHE_LIMIT: usize = 10_000;
+
+/// A row that cannot become a record. Each one is definite for that row: retrying
+/// gives the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    /// An insert named a relation whose Relation message never arrived (protocol violation).
+    #[error("insert for relation oid {0} arrived before its Relation message")]
+    UnknownRelation(u32),
+    /// A column the mapping needs is NULL.
+    #[error("column {column:?} is NULL")]
+    NullColumn {
+        /// The column.
+        column: Arc<str>,
+    },
+    /// The outbox table has lost a column the mapping needs (ALTER TABLE … DROP COLUMN).
+    #[error("outbox table {table} has no column {column:?}")]
+    MissingColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// The topic derived from the aggregate type is not a valid Kafka topic name.
+    #[error("invalid topic for aggregate type: {0}")]
+    InvalidTopic(String),
+    /// The row's column count does not match its Relation message.
+    #[error("row has {got} columns, its relation has {expected}")]
+    ColumnCount {
+        /// Columns in the relation.
+        expected: usize,
+        /// Columns in the row.
+        got: usize,
+    },
+}
+
+/// What one column of the outbox relation becomes.
+#[derive(Debug)]
+enum ColumnRole {
+    AggregateType,
+    AggregateId,
+    Payload,
+    /// A header with this name.
+    Header,
+}
+
+/// The role of each column of the outbox relation, in column order.
+#[derive(Debug)]
+struct OutboxLayout {
+    /// `(role, column name or header name)` per column.
+    columns: Vec<(ColumnRole, Arc<str>)>,
+}
+
+/// What a relation oid means to us.
+#[derive(Debug)]
+enum RelationKind {
+    Outbox(Result<OutboxLayout, MappingError>),
+    Other,
+}
+
+/// Maps outbox inserts to records.
+#[derive(Debug)]
+pub struct OutboxMapper {
+    config: OutboxConfig,
+    relations: HashMap<u32, RelationKind>,
+    topics: HashMap<Bytes, Arc<str>>,
+}
+
+impl OutboxMapper {
+    /// A mapper for one outbox table.
+    pub fn new(config: OutboxConfig) -> Self {
+        Self { config, relations: HashMap::new(), topics: HashMap::new() }
+    }
+
+    /// Records (or replaces) a relation's layout.
+    pub fn on_relation(&mut self, relation: &Relation) {
+        let kind = if relation.namespace == self.config.schema && relation.name == self.config.table {
+            RelationKind::Outbox(self.layout(relation))
+        } else {
+            RelationKind::Other
+        };
+        self.relations.insert(relation.oid, kind);
+    }
+
+    fn layout(&self, relation: &Relation) -> Result<OutboxLayout, MappingError> {
+        let cols = &self.config.columns;
+        for wanted in [&cols.aggregate_type, &cols.aggregate_id, &cols.payload] {
+            if !relation.columns.iter().any(|c| &c.name == wanted) {
+                return Err(MappingError::MissingColumn {
+                    table: format!("{}.{}", relation.namespace, relation.name),
+                    column: wanted.clone(),
+                });
+            }
+        }
+        let columns = relation
+            .columns
+            .iter()
+            .map(|c| {
+                let name = c.name.as_str();
+                if name == cols.aggregate_type {
+                    (ColumnRole::AggregateType, Arc::from(name))
+                } else if name == cols.aggregate_id {
+                    (ColumnRole::AggregateId, Arc::from(name))
+                } else if name == cols.payload {
+                    (ColumnRole::Payload, Arc::from(name))
+                } else if name == cols.id {
+                    (ColumnRole::Header, Arc::from("id"))
+                } else if name == cols.event_type {
+                    (ColumnRole::Header, Arc::from("type"))
+                } else {
+                    (ColumnRole::Header, Arc::from(name))
+                }
+            })
+            .collect();
+        Ok(OutboxLayout { columns })
+    }
+
+    /// Maps an insert into `out` (whose buffers are reused). Returns `Ok(false)` when
+    /// the insert is not on the outbox table.
+    pub fn map_insert(&mut self, insert: &Insert, out: &mut OutboxRecord) -> Result<bool, MappingError> {
+        let layout = match self.relations.get(&insert.relation_oid) {
+            Some(RelationKind::Other) => return Ok(false),
+            Some(RelationKind::Outbox(Ok(layout))) => layout,
+            Some(RelationKind::Outbox(Err(err))) => return Err(err.clone()),
+            None => return Err(MappingError::UnknownRelation(insert.relation_oid)),
+        };
+        let tuple = &insert.new_tuple;
+        if tuple.column_count() != layout.columns.len() {
+            return Err(MappingError::ColumnCount {
+                expected: layout.columns.len(),
+                got: tuple.column_count(),
+            });
+        }
+        out.headers.clear();
+        let mut aggregate_type = None;
+        let (mut key, mut value) = (None, None);
+        for ((role, name), column) in layout.columns.iter().zip(tuple.columns()) {
+            let bytes = match column {
+                ColumnValue::Text(b) | ColumnValue::Binary(b) => Some(b),
+                ColumnValue::Null | ColumnValue::UnchangedToast => None,
+            };
+            match role {
+                ColumnRole::AggregateType => aggregate_type = Some(require(bytes, name)?),
+                ColumnRole::AggregateId => key = Some(require(bytes, name)?),
+                ColumnRole::Payload => value = Some(require(bytes, name)?),
+                ColumnRole::Header => {
+                    if let Some(bytes) = bytes {
+                        out.headers.push((Arc::clone(name), bytes));
+                    }
+                }
+            }
+        }
+        // The layout has exactly one column of each role, so all three are set here.
+        let (Some(aggregate_type), Some(key), Some(value)) = (aggregate_type, key, value) else {
+            return Err(MappingError::ColumnCount { expected: layout.columns.len(), got: 0 });
+        };
+        out.key = key;
+        out.value = value;
+        out.topic = self.topic(aggregate_type)?;
+        Ok(true)
+    }
+
+    fn topic(&mut self, aggregate_type: Bytes) -> Result<Arc<str>, MappingError> {
+        if let Some(topic) = self.topics.get(&aggregate_type) {
+            return Ok(Arc::clone(topic));
+        }
+        let topic: Arc<str> =
+            self.config.topic_template.render(&aggregate_type).map_err(MappingError::InvalidTopic)?.into();
+        if self.topics.len() >= TOPIC_CACHE_LIMIT {
+            self.topics.clear();
+        }
+        self.topics.insert(aggregate_type, Arc::clone(&topic));
+        Ok(topic)
+    }
+}
+
+fn require(value: Option<Bytes>, column: &Arc<str>) -> Result<Bytes, MappingError> {
+    value.ok_or_else(|| MappingError::NullColumn { column: Arc::clone(column) })
+}

@@ -1,0 +1,80 @@
+//! Pipeline errors: transient ones restart the session from the slot, definite ones stop
+//! tailbox with a message a person can act on.
+
+use tailbox_kafka_sink::{DeliveryError, SinkError};
+use tailbox_outbox::MappingError;
+use tailbox_pgoutput::DecodeError;
+use tailbox_replication::ReplicationError;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// PostgreSQL side.
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// Kafka side, before or outside deliveries.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// A record could not be delivered.
+    #[error("{error} (lsn {lsn}, xid {xid})")]
+    Delivery {
+        /// Why.
+        #[source]
+        error: Box<DeliveryError>,
+        /// Commit LSN of the transaction the record belongs to, if known.
+        lsn: String,
+        /// Its transaction id.
+        xid: String,
+    },
+    /// The replication stream carried bytes we cannot decode.
+    #[error("cannot decode pgoutput message at wal position {lsn}: {source}")]
+    Decode {
+        /// Commit LSN of the transaction being read.
+        lsn: String,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// An outbox row cannot become a record.
+    #[error("outbox row in transaction {xid} (commit lsn {lsn}) cannot be published: {source}")]
+    Mapping {
+        /// Commit LSN of its transaction.
+        lsn: String,
+        /// Its transaction id.
+        xid: String,
+        /// Why.
+        #[source]
+        source: MappingError,
+    },
+    /// The slot stands ahead of what we published: events would be skipped.
+    #[error(
+        "replication slot {slot:?} is at {slot_lsn}, ahead of the last position tailbox published ({checkpoint_lsn}): \
+         the slot was dropped and recreated or advanced by another client, and events in between were never published; \
+         fix: backfill the outbox rows committed between those positions, then start once with --accept-slot-position"
+    )]
+    SlotAhead {
+        /// The slot.
+        slot: String,
+        /// Its confirmed_flush_lsn.
+        slot_lsn: String,
+        /// Our checkpoint.
+        checkpoint_lsn: String,
+    },
+    /// The replication stream ended without being asked to.
+    #[error("the replication stream ended unexpectedly")]
+    StreamEnded,
+}
+
+impl PipelineError {
+    /// Whether restarting the session (with backoff) may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Replication(e) => e.is_transient(),
+            PipelineError::Sink(SinkError::Transient { .. }) => true,
+            PipelineError::Sink(SinkError::Config(_)) => false,
+            PipelineError::Delivery { error, .. } => matches!(**error, DeliveryError::Failed(_)),
+            PipelineError::StreamEnded => true,
+            PipelineError::Decode { .. } | PipelineError::Mapping { .. } | PipelineError::SlotAhead { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The tailbox pipeline: replication → decode → outbox mapping → Kafka, and the
+//! checkpoint that ties Kafka's acknowledgements back to the replication slot.
+//!
+//! ```text
+//! PostgreSQL slot ─▶ tailbox-replication ─▶ tailbox-pgoutput ─▶ tailbox-outbox ─▶ tailbox-kafka-sink ─▶ Kafka
+//!        ▲                                                                              │ acks
+//!        └──────────── confirm(lsn) ◀── [THIS CRATE: checkpoint] ◀──────────────────────┘
+//! ```
+//!
+//! # The guarantee, and where it is enforced
+//! An LSN is confirmed to the slot only after Kafka acknowledged every record of every
+//! transaction committed before it ([`checkpoint::AckTracker`]), and after the
+//! checkpoint record for it is in Kafka too. After any crash PostgreSQL resends from
+//! the last confirmed LSN: nothing is lost, order is kept, and at most the records
+//! between that LSN and the crash are published twice.
+//!
+//! # Layout
+//! - [`settings`]: the validated [`PipelineSettings`].
+//! - [`supervisor`]: startup checks, the slot-position check, restarts with backoff.
+//! - [`session`]: one replication session's event loop.
+//! - [`checkpoint`]: [`checkpoint::AckTracker`], the durable and confirmable LSNs.
+//! - [`shutdown`]: the shutdown signal.
+//! - [`error`]: [`PipelineError`], transient vs definite.
+
+pub mod checkpoint;
+pub mod error;
+pub mod session;
+pub mod settings;
+pub mod shutdown;
+pub mod supervisor;
+
+pub use error::PipelineError;
+pub use settings::PipelineSettings;
+pub use shutdown::{Shutdown, ShutdownTrigger};

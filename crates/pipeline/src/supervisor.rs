@@ -1,0 +1,131 @@
+//! The supervisor: checks, starts a session, and restarts it after transient errors
+//! with capped exponential backoff, until shutdown or a definite error.
+//!
+//! # Startup order, and why
+//! 1. Control-plane checks (wal_level, slot, publication, table, columns): definite
+//!    problems stop tailbox with the fix.
+//! 2. Read our checkpoint from Kafka (creating the topic if needed).
+//! 3. START_REPLICATION. From now on the slot is held by our walsender and cannot move.
+//! 4. Only now read the slot's `confirmed_flush_lsn` and compare it with the
+//!    checkpoint. Checking before step 3 would leave a window in which another client
+//!    could advance the slot and we would be fast-forwarded silently.
+
+use std::time::{Duration, Instant};
+
+use tailbox_kafka_sink::{CheckpointTopic, KafkaSink};
+use tailbox_outbox::OutboxMapper;
+use tailbox_pgoutput::format_lsn;
+use tailbox_replication::{
+    ControlClient, OutboxTableSpec, PgWalStream, control::slot_lost, stream::StreamSettings,
+};
+use tracing::{info, warn};
+
+use crate::{
+    error::PipelineError,
+    session::{Session, SessionStats},
+    settings::PipelineSettings,
+    shutdown::Shutdown,
+};
+
+/// A session that ran at least this long resets the backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+
+/// Events buffered between the socket reader and the pipeline.
+const BUFFER_EVENTS: usize = 4096;
+
+/// Runs the pipeline until shutdown (`Ok`) or a definite error.
+pub async fn run(settings: PipelineSettings, mut shutdown: Shutdown) -> Result<SessionStats, PipelineError> {
+    let mut backoff = settings.backoff_initial;
+    let mut accept_slot_position = settings.accept_slot_position;
+    let mut totals = SessionStats::default();
+    loop {
+        let started = Instant::now();
+        let result = run_session(&settings, shutdown.clone(), &mut accept_slot_position).await;
+        match result {
+            Ok(stats) => {
+                totals.published += stats.published;
+                totals.transactions += stats.transactions;
+                return Ok(totals);
+            }
+            Err(err) if err.is_transient() && !shutdown.is_requested() => {
+                if started.elapsed() >= HEALTHY_SESSION {
+                    backoff = settings.backoff_initial;
+                }
+                warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "session failed; retrying");
+                tokio::select! {
+                    () = shutdown.requested() => return Ok(totals),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(settings.backoff_max);
+            }
+            Err(err) if err.is_transient() => return Ok(totals),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn run_session(
+    settings: &PipelineSettings,
+    shutdown: Shutdown,
+    accept_slot_position: &mut bool,
+) -> Result<SessionStats, PipelineError> {
+    let table = OutboxTableSpec {
+        schema: settings.outbox.schema.clone(),
+        table: settings.outbox.table.clone(),
+        required_columns: settings.outbox.required_columns(),
+    };
+    let control = ControlClient::connect(&settings.pg).await?;
+    let before = control.check_ready(&settings.slot, &settings.publication, &table).await?;
+
+    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
+    let published = checkpoint.ensure_and_read(&settings.kafka).await?;
+    let sink = KafkaSink::new(&settings.kafka)?;
+
+    let stream = PgWalStream::start(
+        &settings.pg,
+        &StreamSettings {
+            slot: settings.slot.clone(),
+            publication: settings.publication.clone(),
+            start_lsn: before.confirmed_flush_lsn,
+            status_interval: settings.status_interval,
+            buffer_events: BUFFER_EVENTS,
+        },
+    )
+    .await?;
+
+    // The slot is ours now; its position cannot move until we confirm.
+    let slot = control.slot_position(&settings.slot).await?;
+    if slot.wal_status.as_deref() == Some("lost") {
+        return Err(slot_lost(&settings.slot).into());
+    }
+    if let Some(published) = published
+        && slot.confirmed_flush_lsn > published
+        && !*accept_slot_position
+    {
+        return Err(PipelineError::SlotAhead {
+            slot: settings.slot.clone(),
+            slot_lsn: format_lsn(slot.confirmed_flush_lsn),
+            checkpoint_lsn: format_lsn(published),
+        });
+    }
+    *accept_slot_position = false;
+    info!(
+        slot = %settings.slot,
+        lsn = %format_lsn(slot.confirmed_flush_lsn),
+        checkpoint = %published.map(format_lsn).unwrap_or_else(|| "none".into()),
+        "streaming"
+    );
+    drop(control);
+
+    let session = Session::new(
+        stream,
+        sink,
+        OutboxMapper::new(settings.outbox.clone()),
+        checkpoint,
+        slot.confirmed_flush_lsn,
+        settings.status_interval,
+        settings.max_in_flight,
+    );
+    let (_, stats) = session.run(shutdown, settings.shutdown_timeout).await?;
+    Ok(stats)
+}

@@ -1,0 +1,30 @@
+//! The replication side of tailbox: everything that talks to PostgreSQL.
+//!
+//! Place in the data path:
+//!
+//! ```text
+//! PostgreSQL walsender ──CopyBoth──▶ [THIS CRATE: stream] ──WalEvent──▶ pgoutput decoder
+//!                                          ▲                               │
+//!                                          └──── confirm(lsn) ◀── pipeline checkpoint
+//! ```
+//!
+//! # Layout
+//! - [`source`]: the [`WalSource`] trait the pipeline reads from, and its [`WalEvent`]s.
+//! - [`stream`]: [`PgWalStream`], the implementation on `pgwire-replication` (a logical
+//!   slot, plugin `pgoutput`, `proto_version '1'`, `messages 'true'`).
+//! - [`connection`]: parsing a `postgres://` URL into what both clients need.
+//! - [`control`]: the control plane on `tokio-postgres`: startup checks (wal_level, slot,
+//!   publication, table, columns) and the slot's position, with a fix for each problem.
+//! - [`error`]: [`ReplicationError`], split into transient (reconnect) and definite (stop).
+
+pub mod connection;
+pub mod control;
+pub mod error;
+pub mod source;
+pub mod stream;
+
+pub use connection::PgConnectionConfig;
+pub use control::{ControlClient, OutboxTableSpec, SlotPosition};
+pub use error::{ReplicationError, StartupProblem};
+pub use source::{WalEvent, WalSource};
+pub use stream::{PgWalStream, StreamSettings};

@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/pg.sh and scripts/kafka.sh. Source it; don't run it.
+#
+# Conventions of the scripts that use it: messages go to stderr, the one
+# machine-readable result (an address) is the last line on stdout.
+
+log() { printf '%s: %s\n' "${SCRIPT_NAME:-tailbox}" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# free_ports N: prints N distinct TCP ports on 127.0.0.1 that were free a moment ago.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# port_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# alive PID: true if PID is a running (not zombie) process. PID 1 of some
+# containers doesn't reap orphans, so `kill -0` alone would call a zombie alive.
+alive() {
+  local pid="$1" state
+  [[ -n "$pid" && "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ -r "/proc/$pid/stat" ]] || return 1
+  state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
+  [[ "$state" != "Z" && "$state" != "X" ]]
+}
+
+# cmdline_has PID WORD: true if PID's command line contains WORD (guards against pid reuse).
+cmdline_has() {
+  [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
+# kill_wait PID SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.
+kill_wait() {
+  local pid="$1" secs="$2" i
+  alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < secs * 10; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  log "pid $pid still running after ${secs}s, sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_watchdog PARENT_PID TARGET WATCHDOG_PIDFILE COMMAND...: runs COMMAND
+# (once) if PARENT_PID dies while TARGET is still there; exits by itself when
+# TARGET is gone. TARGET is a pid, or a path (starting with /) that must exist.
+# Detached from our stdout/stderr so that a caller reading our output to EOF
+# doesn't wait for it. Writes its own pid to WATCHDOG_PIDFILE.
+start_watchdog() {
+  local parent="$1" target="$2" wd_pidfile="$3"
+  shift 3
+  alive "$parent" || die "parent pid $parent is not running"
+  (
+    trap '' HUP INT
+    while if [[ "$target" == /* ]]; then [[ -e "$target" ]]; else alive "$target"; fi; do
+      if ! alive "$parent"; then
+        "$@"
+        exit 0
+      fi
+      sleep 1
+    done
+  ) </dev/null >/dev/null 2>&1 &
+  echo $! >"$wd_pidfile"
+}

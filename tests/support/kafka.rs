@@ -1,0 +1,195 @@
+//! A real Apache Kafka broker (KRaft, single node) from `scripts/kafka.sh`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+use crate::paths::scratch_dir;
+use crate::script::run_script;
+
+/// A single-node Kafka broker on 127.0.0.1: 3 partitions per auto-created
+/// topic, replication factor 1, transactions enabled.
+#[derive(Debug)]
+pub struct KafkaBroker {
+    bootstrap: String,
+    /// `None` for an external broker (`TAILBOX_TEST_KAFKA`).
+    dir: Option<PathBuf>,
+    /// Stopped (and its directory deleted) on drop.
+    owned: bool,
+    /// Serialises stop/start_again.
+    lock: Mutex<()>,
+}
+
+fn script_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("TAILBOX_KAFKA_PARENT_PID", std::process::id().to_string()),
+        ("TAILBOX_KAFKA_RM_ON_EXIT", "1".to_owned()),
+    ]
+}
+
+impl KafkaBroker {
+    fn launch(owned: bool) -> Result<KafkaBroker> {
+        let dir = scratch_dir("kafka");
+        let dir_s = dir.to_string_lossy().into_owned();
+        let bootstrap = run_script("kafka.sh", &["start", &dir_s], &script_env())
+            .context("starting a Kafka broker")?;
+        if !bootstrap.starts_with("127.0.0.1:") {
+            bail!("scripts/kafka.sh printed an unexpected address: {bootstrap:?}");
+        }
+        Ok(KafkaBroker {
+            bootstrap,
+            dir: Some(dir),
+            owned,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// A broker of the caller's own (a few seconds to start), stopped and deleted
+    /// on drop. Unlike [`shared_kafka`], it may be stopped and started again.
+    pub fn start_owned() -> Result<KafkaBroker> {
+        KafkaBroker::launch(true)
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn port(&self) -> u16 {
+        self.bootstrap
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The broker's directory (config, `data/`, `kafka.log`), if we started it.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The broker's log file, if we started it.
+    pub fn log_path(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("kafka.log"))
+    }
+
+    fn own_dir(&self, what: &str) -> Result<String> {
+        match (&self.dir, self.owned) {
+            (Some(dir), true) => Ok(dir.to_string_lossy().into_owned()),
+            _ => bail!("cannot {what} a shared or external broker: use KafkaBroker::start_owned()"),
+        }
+    }
+
+    /// Stops the broker (SIGTERM, then SIGKILL after 20 s); its data stays.
+    pub fn stop(&self) -> Result<()> {
+        let dir = self.own_dir("stop")?;
+        let _guard = self
+            .lock
+            .lock()
+            .map_err(|_| anyhow!("broker lock poisoned"))?;
+        run_script("kafka.sh", &["stop", &dir], &[]).context("stopping the Kafka broker")?;
+        Ok(())
+    }
+
+    /// Starts the broker again after [`stop`](Self::stop): same port, same data.
+    pub fn start_again(&self) -> Result<()> {
+        let dir = self.own_dir("restart")?;
+        let _guard = self
+            .lock
+            .lock()
+            .map_err(|_| anyhow!("broker lock poisoned"))?;
+        let port = self.port().to_string();
+        let bootstrap = run_script("kafka.sh", &["start", &dir, &port], &script_env())
+            .context("starting the Kafka broker again")?;
+        if bootstrap != self.bootstrap {
+            bail!("broker came back on {bootstrap}, not {}", self.bootstrap);
+        }
+        Ok(())
+    }
+
+    /// Whether the broker process runs (always true for an external broker).
+    pub fn is_running(&self) -> bool {
+        match &self.dir {
+            Some(dir) => run_script("kafka.sh", &["status", &dir.to_string_lossy()], &[]).is_ok(),
+            None => true,
+        }
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        if let Some(dir) = &self.dir {
+            let dir = dir.to_string_lossy();
+            if let Err(e) = run_script("kafka.sh", &["stop", &dir, "--rm"], &[]) {
+                eprintln!("tailbox-e2e: stopping the Kafka broker in {dir}: {e:#}");
+            }
+        }
+    }
+}
+
+static SHARED: OnceLock<std::result::Result<KafkaBroker, String>> = OnceLock::new();
+
+/// The broker shared by all tests of this test binary, started on first use
+/// (about 4 s once the jars are cached; `scripts/kafka.sh fetch` caches them).
+/// It dies with the test process (watchdog) and its directory is deleted then.
+/// If `TAILBOX_TEST_KAFKA` is set, that bootstrap address is used instead.
+///
+/// Tests sharing it must use their own topics and groups ([`crate::unique_name`]).
+/// Panics if the broker cannot be started; see [`try_shared_kafka`].
+pub fn shared_kafka() -> &'static KafkaBroker {
+    match try_shared_kafka() {
+        Ok(broker) => broker,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// [`shared_kafka`], returning the start-up error instead of panicking. A failed
+/// start is not retried by later calls: they get the same error.
+pub fn try_shared_kafka() -> Result<&'static KafkaBroker> {
+    SHARED
+        .get_or_init(|| {
+            if let Some(addr) = std::env::var("TAILBOX_TEST_KAFKA")
+                .ok()
+                .filter(|a| !a.trim().is_empty())
+            {
+                return Ok(KafkaBroker {
+                    bootstrap: addr.trim().to_owned(),
+                    dir: None,
+                    owned: false,
+                    lock: Mutex::new(()),
+                });
+            }
+            KafkaBroker::launch(false).map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| anyhow!("the shared Kafka broker did not start: {e}"))
+}
+
+/// Creates a topic with `partitions` partitions (replication factor 1) and waits
+/// for the broker to confirm it.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating a Kafka admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &opts,
+        )
+        .await
+        .with_context(|| format!("creating topic {name}"))?;
+    for r in results {
+        r.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! Test-support library for tailbox's end-to-end tests: real servers, no mocks.
+//!
+//! - [`PgServer`]: a throwaway PostgreSQL 15 cluster (`wal_level = logical`) per
+//!   test, started by `scripts/pg.sh`, stopped and deleted on drop.
+//! - [`shared_kafka`]: one real Apache Kafka broker (KRaft) per test binary,
+//!   started by `scripts/kafka.sh` on first use (or `TAILBOX_TEST_KAFKA`);
+//!   [`KafkaBroker::start_owned`] gives a test its own broker that it can stop
+//!   and start again.
+//! - [`consume_all`] / [`consume_pattern`] / [`consume`]: read back what was
+//!   published, with read_committed isolation.
+//! - [`tailbox_bin`]: the `tailbox` binary, built once per process.
+//! - [`unique_name`]: names for slots, publications, topics and groups.
+//!
+//! Nothing here skips: a missing PostgreSQL, Java or Maven is an error that says
+//! to run `scripts/install-deps.sh`.
+//!
+//! Processes started here carry a watchdog on the test process's pid, so a test
+//! binary that dies (or exits with the shared broker still up) leaks no server.
+
+mod consume;
+mod kafka;
+mod paths;
+mod pg;
+mod script;
+
+pub use consume::{
+    ConsumeOptions, ConsumedRecord, DEFAULT_QUIET, Subscription, consume, consume_all,
+    consume_pattern,
+};
+pub use kafka::{KafkaBroker, create_topic, shared_kafka, try_shared_kafka};
+pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
+pub use pg::PgServer;

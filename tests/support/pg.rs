@@ -1,0 +1,129 @@
+//! A throwaway PostgreSQL 15 cluster per test (`scripts/pg.sh`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::paths::scratch_dir;
+use crate::script::run_script;
+
+/// A PostgreSQL 15 cluster of its own: `wal_level = logical`, 20 replication
+/// slots and WAL senders, trust authentication, listening on 127.0.0.1 only.
+/// Its files live in a fresh directory under the system temp dir. Dropping it
+/// stops the server and deletes the directory; if the test process dies
+/// instead, a watchdog started with it does the same.
+#[derive(Debug)]
+pub struct PgServer {
+    dir: PathBuf,
+    port: u16,
+    url: String,
+}
+
+impl PgServer {
+    /// initdb + start (about a second). Errors carry `scripts/pg.sh`'s stderr.
+    pub fn start() -> Result<PgServer> {
+        let dir = scratch_dir("pg");
+        let dir_s = dir.to_string_lossy().into_owned();
+        let url = run_script(
+            "pg.sh",
+            &["start", &dir_s],
+            &[("TAILBOX_PG_PARENT_PID", std::process::id().to_string())],
+        )
+        .context("starting PostgreSQL")?;
+        let port = url
+            .strip_prefix("postgres://postgres@127.0.0.1:")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .with_context(|| format!("scripts/pg.sh printed an unexpected URL: {url:?}"))?;
+        Ok(PgServer { dir, port, url })
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The URL of another database on this server.
+    pub fn url_for_db(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding `data/`, `postgres.log` and the unix socket.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server's log file (warnings and errors only).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    /// A connected client; its connection task is spawned on the current tokio runtime.
+    pub async fn client(&self) -> Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", self.url))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                eprintln!("tailbox-e2e: postgres connection ended with an error: {e}");
+            }
+        });
+        Ok(client)
+    }
+
+    /// `pg_ctl restart -m MODE` (`fast`, `immediate` or `smart`): same port and data.
+    /// Existing connections are cut.
+    pub fn restart(&self, mode: &str) -> Result<()> {
+        let dir = self.dir.to_string_lossy();
+        run_script("pg.sh", &["restart", &dir, mode], &[])
+            .with_context(|| format!("restarting PostgreSQL (-m {mode})"))?;
+        Ok(())
+    }
+
+    /// Runs SQL through `psql -X -A -t -q -v ON_ERROR_STOP=1` (statements one by
+    /// one, as in a script) and returns its stdout without the trailing newline:
+    /// rows one per line, columns separated by `|`.
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        let mut child = Command::new("/usr/bin/psql")
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(&self.url)
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run /usr/bin/psql (run scripts/install-deps.sh)")?;
+        {
+            let mut stdin = child.stdin.take().context("psql has no stdin")?;
+            stdin.write_all(sql.as_bytes()).context("writing to psql")?;
+        }
+        let out = child.wait_with_output().context("waiting for psql")?;
+        if !out.status.success() {
+            bail!(
+                "psql failed ({}) on:\n{sql}\n--- stderr ---\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            );
+        }
+        let mut stdout = String::from_utf8(out.stdout).context("psql printed non-UTF-8")?;
+        while stdout.ends_with('\n') {
+            stdout.pop();
+        }
+        Ok(stdout)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let dir = self.dir.to_string_lossy();
+        if let Err(e) = run_script("pg.sh", &["stop", &dir], &[]) {
+            eprintln!("tailbox-e2e: stopping PostgreSQL in {dir}: {e:#}");
+        }
+    }
+}
