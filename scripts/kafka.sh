@@ -218,6 +218,14 @@ EOF
     -cp "$cp" kafka.Kafka "$cfg" </dev/null >>"$logfile" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidfile"
+  # The watchdog covers the startup wait too: if our caller dies meanwhile, the
+  # broker goes with it (and this script fails on the broker's exit).
+  if [[ -n "${TAILBOX_KAFKA_PARENT_PID:-}" ]]; then
+    local rm_flag=()
+    [[ "${TAILBOX_KAFKA_RM_ON_EXIT:-}" == 1 ]] && rm_flag=(--rm)
+    start_watchdog "$TAILBOX_KAFKA_PARENT_PID" "$pid" "$dir/watchdog.pid" \
+      "$SCRIPT_DIR/kafka.sh" stop "$dir" "${rm_flag[@]}"
+  fi
 
   local deadline=$((SECONDS + START_TIMEOUT)) ready=""
   while ((SECONDS < deadline)); do
@@ -237,12 +245,6 @@ EOF
     die "the broker was not ready within ${START_TIMEOUT}s; log: $logfile"
   fi
 
-  if [[ -n "${TAILBOX_KAFKA_PARENT_PID:-}" ]]; then
-    local rm_flag=()
-    [[ "${TAILBOX_KAFKA_RM_ON_EXIT:-}" == 1 ]] && rm_flag=(--rm)
-    start_watchdog "$TAILBOX_KAFKA_PARENT_PID" "$pid" "$dir/watchdog.pid" \
-      "$SCRIPT_DIR/kafka.sh" stop "$dir" "${rm_flag[@]}"
-  fi
   log "broker pid $pid ready on 127.0.0.1:$port after $((SECONDS - t0))s (dir $dir)"
   echo "127.0.0.1:$port"
 }

@@ -71,7 +71,11 @@ kill_wait() {
 start_watchdog() {
   local parent="$1" target="$2" wd_pidfile="$3"
   shift 3
-  alive "$parent" || die "parent pid $parent is not running"
+  if ! alive "$parent"; then
+    # The parent died while we were starting the server: don't leak it.
+    "$@" </dev/null >/dev/null 2>&1 || true
+    die "parent pid $parent died during startup; stopped the server again"
+  fi
   (
     trap '' HUP INT
     while if [[ "$target" == /* ]]; then [[ -e "$target" ]]; else alive "$target"; fi; do

@@ -63,6 +63,8 @@ pub struct Session<S: WalSource> {
     open: Option<OpenTransaction>,
     /// Highest LSN a checkpoint record was sent for.
     checkpoint_sent: u64,
+    /// Sequence numbers of checkpoint records not yet acknowledged (a handful at most).
+    checkpoint_seqs: Vec<u64>,
     /// Highest LSN confirmed to the source.
     confirmed: u64,
     status_interval: Duration,
@@ -91,6 +93,7 @@ impl<S: WalSource> Session<S> {
             record: OutboxRecord::default(),
             open: None,
             checkpoint_sent: start_lsn,
+            checkpoint_seqs: Vec::new(),
             confirmed: start_lsn,
             status_interval,
             max_in_flight: max_in_flight.max(1),
@@ -167,21 +170,22 @@ impl<S: WalSource> Session<S> {
         Ok(())
     }
 
+    /// Handles `ack` and every acknowledgement already waiting behind it, then confirms
+    /// what became confirmable.
     fn on_ack(&mut self, ack: Ack) -> Result<(), PipelineError> {
-        if let Err(error) = ack.result {
-            let (lsn, xid) = self.open_ids();
-            return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
-        }
-        self.stats.published += 1;
-        self.tracker.on_ack(ack.seq);
-        // Drain what else is waiting without a trip through the select loop.
-        while let Some(ack) = self.sink.try_next_ack() {
+        let mut next = Some(ack);
+        while let Some(ack) = next {
             if let Err(error) = ack.result {
                 let (lsn, xid) = self.open_ids();
                 return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
             }
-            self.stats.published += 1;
+            if let Some(i) = self.checkpoint_seqs.iter().position(|s| *s == ack.seq) {
+                self.checkpoint_seqs.swap_remove(i);
+            } else {
+                self.stats.published += 1;
+            }
             self.tracker.on_ack(ack.seq);
+            next = self.sink.try_next_ack();
         }
         self.confirm();
         Ok(())
@@ -197,6 +201,7 @@ impl<S: WalSource> Session<S> {
         match self.sink.send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value) {
             Ok(SendOutcome::Enqueued(seq)) => {
                 self.tracker.on_checkpoint_sent(seq, lsn);
+                self.checkpoint_seqs.push(seq);
                 self.checkpoint_sent = lsn;
             }
             // Try again at the next tick.
