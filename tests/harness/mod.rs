@@ -1,0 +1,101 @@
+//! Shared pieces of the end-to-end tests: a tailbox process, an outbox database set up
+//! with the scripts in sql/, a concurrent writer workload, and the checks on what a
+//! Kafka consumer received.
+
+#![allow(dead_code)]
+
+pub mod process;
+pub mod verify;
+pub mod workload;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tailbox_e2e::{PgServer, workspace_root};
+
+/// Names that keep tests apart on the shared broker.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub slot: String,
+    pub publication: String,
+    /// Topic prefix: topics are `{prefix}.{aggregatetype}`.
+    pub topic_prefix: String,
+    pub checkpoint_topic: String,
+}
+
+impl Names {
+    pub fn new(test: &str) -> Self {
+        let base = tailbox_e2e::unique_name(test);
+        Self {
+            slot: format!("{base}_slot"),
+            publication: format!("{base}_pub"),
+            topic_prefix: format!("{base}.event"),
+            checkpoint_topic: format!("{base}.checkpoints"),
+        }
+    }
+
+    /// The regex matching every outbox topic of this test.
+    pub fn topic_pattern(&self) -> String {
+        format!("^{}\\..*", self.topic_prefix.replace('.', "\\."))
+    }
+
+    pub fn topic_template(&self) -> String {
+        format!("{}.{{aggregatetype}}", self.topic_prefix)
+    }
+}
+
+/// Applies sql/01–04 (the scripts users run) with this test's names.
+pub fn apply_sql(pg: &PgServer, names: &Names) -> Result<()> {
+    let sql = workspace_root().join("sql");
+    for (file, vars) in [
+        ("01_outbox_table.sql", vec![]),
+        ("02_publication.sql", vec![format!("publication={}", names.publication)]),
+        ("03_slot.sql", vec![format!("slot={}", names.slot)]),
+        ("04_role.sql", vec!["password=tailbox-test".to_owned()]),
+    ] {
+        let mut cmd = std::process::Command::new("psql");
+        cmd.arg(pg.url()).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
+        for v in vars {
+            cmd.arg("-v").arg(v);
+        }
+        let out = cmd.arg("-f").arg(sql.join(file)).output().context("running psql")?;
+        if !out.status.success() {
+            bail!("{file} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(())
+}
+
+/// `pg_current_wal_lsn()` and the slot's `confirmed_flush_lsn`.
+pub async fn slot_and_wal(client: &tokio_postgres::Client, slot: &str) -> Result<(u64, u64)> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = $1)::bigint, \
+                    (pg_current_wal_lsn() - '0/0')::bigint",
+            &[&slot],
+        )
+        .await?;
+    let confirmed: Option<i64> = row.get(0);
+    let current: i64 = row.get(1);
+    Ok((confirmed.unwrap_or(0) as u64, current as u64))
+}
+
+/// Waits until the slot confirmed at least `target`.
+pub async fn wait_for_confirmed(
+    client: &tokio_postgres::Client,
+    slot: &str,
+    target: u64,
+    timeout: Duration,
+) -> Result<u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (confirmed, _) = slot_and_wal(client, slot).await?;
+        if confirmed >= target {
+            return Ok(confirmed);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("slot {slot} confirmed only {confirmed:X}, wanted {target:X} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

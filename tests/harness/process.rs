@@ -1,0 +1,111 @@
+//! A tailbox process under test.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use tailbox_e2e::{PgServer, scratch_dir, tailbox_bin};
+
+use super::Names;
+
+/// A running `tailbox run`.
+pub struct Tailbox {
+    child: Child,
+    pub log: PathBuf,
+}
+
+/// The arguments every test passes.
+pub fn base_args(pg: &PgServer, kafka: &str, names: &Names) -> Vec<String> {
+    [
+        "run",
+        "--pg-url",
+        &pg.url(),
+        "--kafka-brokers",
+        kafka,
+        "--slot",
+        &names.slot,
+        "--publication",
+        &names.publication,
+        "--topic-template",
+        &names.topic_template(),
+        "--checkpoint-topic",
+        &names.checkpoint_topic,
+        "--status-interval-ms",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Tailbox {
+    pub fn start(args: &[String]) -> Result<Self> {
+        let log = scratch_dir("tailbox-log").join("tailbox.log");
+        std::fs::create_dir_all(log.parent().context("log dir")?)?;
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(tailbox_bin()?)
+            .args(args)
+            .env("TAILBOX_LOG", "info,tailbox_pipeline=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .context("spawning tailbox")?;
+        Ok(Self { child, log })
+    }
+
+    /// SIGKILL: no chance to drain or confirm.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the exit (bounded).
+    pub fn terminate(mut self, timeout: Duration) -> Result<ExitStatus> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        self.wait(timeout)
+    }
+
+    /// Waits for the process to exit by itself (bounded).
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("tailbox did not exit within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Tailbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs tailbox to completion (for startup failures) and returns (exit code, stderr).
+pub fn run_to_exit(args: &[String], timeout: Duration) -> Result<(Option<i32>, String)> {
+    let mut tailbox = Tailbox::start(args)?;
+    let status = tailbox.wait(timeout)?;
+    Ok((status.code(), tailbox.log_text()))
+}
