@@ -222,14 +222,3 @@ fn unique_names_are_unique_and_valid() {
     }
     assert!(a.starts_with("slot_name_x_"), "{a}");
 }
-
-/// Builds the real binary (slow on a cold target dir): `cargo test -p tailbox-e2e
-/// --test infra_selftest -- --ignored`.
-#[test]
-#[ignore = "builds tailbox-cli; run with --ignored"]
-fn tailbox_binary_is_built() -> Result<()> {
-    let bin = tailbox_e2e::tailbox_bin()?;
-    ensure!(bin.is_file(), "{}", bin.display());
-    ensure!(tailbox_e2e::tailbox_bin()? == bin);
-    Ok(())
-}

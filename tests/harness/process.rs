@@ -65,7 +65,9 @@ impl Tailbox {
 
     /// SIGTERM, then wait for the exit (bounded).
     pub fn terminate(mut self, timeout: Duration) -> Result<ExitStatus> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
         if !status.success() {
             bail!("kill -TERM failed");
         }
@@ -81,7 +83,10 @@ impl Tailbox {
             }
             if std::time::Instant::now() > deadline {
                 let _ = self.child.kill();
-                bail!("tailbox did not exit within {timeout:?}; log:\n{}", self.log_text());
+                bail!(
+                    "tailbox did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

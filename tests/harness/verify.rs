@@ -38,21 +38,32 @@ fn parse_lsn(text: &[u8]) -> Option<u64> {
 
 /// Checks `records` against the `expected` events.
 ///
-/// Order: for each aggregate (record key), the first occurrences of its events, in the
+/// Order: for each aggregate (topic and record key), the first occurrences of its events, in the
 /// order the consumer read them (one partition per key, so offset order), must be
 /// sorted by (commit LSN from the `lsn` header, index within the transaction). A
 /// replay after a crash repeats a suffix; repeats are counted as duplicates and do not
 /// count as reorderings.
 pub fn verify(records: &[ConsumedRecord], expected: &BTreeSet<EventId>) -> Result<Report> {
-    let mut report = Report { received: records.len(), ..Report::default() };
+    let mut report = Report {
+        received: records.len(),
+        ..Report::default()
+    };
     let mut seen: HashSet<EventId> = HashSet::new();
-    let mut last_by_aggregate: HashMap<Vec<u8>, (u64, u32, u32)> = HashMap::new();
+    let mut last_by_aggregate: HashMap<(String, Vec<u8>), (u64, u32, u32)> = HashMap::new();
     for record in records {
         let payload: serde_json::Value =
-            serde_json::from_slice(record.payload.as_deref().unwrap_or_default()).context("payload is not JSON")?;
+            serde_json::from_slice(record.payload.as_deref().unwrap_or_default())
+                .context("payload is not JSON")?;
         let field = |name: &str| payload.get(name).and_then(|v| v.as_u64()).map(|v| v as u32);
-        let id = (field("w").context("w")?, field("t").context("t")?, field("i").context("i")?);
-        let xid = payload.get("xid").and_then(|v| v.as_str()).unwrap_or_default();
+        let id = (
+            field("w").context("w")?,
+            field("t").context("t")?,
+            field("i").context("i")?,
+        );
+        let xid = payload
+            .get("xid")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         if record.header("xid") != Some(xid.as_bytes()) {
             report.wrong_xid += 1;
         }
@@ -60,9 +71,13 @@ pub fn verify(records: &[ConsumedRecord], expected: &BTreeSet<EventId>) -> Resul
             report.duplicates += 1;
             continue;
         }
-        let lsn = record.header("lsn").and_then(parse_lsn).context("lsn header")?;
+        let lsn = record
+            .header("lsn")
+            .and_then(parse_lsn)
+            .context("lsn header")?;
         let position = (lsn, id.1, id.2);
-        let key = record.key.clone().unwrap_or_default();
+        // An aggregate is its type (the topic) and its id (the key).
+        let key = (record.topic.clone(), record.key.clone().unwrap_or_default());
         if let Some(last) = last_by_aggregate.get(&key)
             && *last >= position
         {

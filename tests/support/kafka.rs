@@ -34,10 +34,25 @@ fn script_env() -> Vec<(&'static str, String)> {
 
 impl KafkaBroker {
     fn launch(owned: bool) -> Result<KafkaBroker> {
-        let dir = scratch_dir("kafka");
-        let dir_s = dir.to_string_lossy().into_owned();
-        let bootstrap = run_script("kafka.sh", &["start", &dir_s], &script_env())
-            .context("starting a Kafka broker")?;
+        // The script picks free ports; another process may take one before the
+        // broker binds it, so a bind failure gets a second and third try.
+        let mut attempt = 1;
+        let (dir, bootstrap) = loop {
+            let dir = scratch_dir("kafka");
+            let dir_s = dir.to_string_lossy().into_owned();
+            match run_script("kafka.sh", &["start", &dir_s], &script_env()) {
+                Ok(b) => break (dir, b),
+                Err(e) => {
+                    // best effort: don't leave a half-started broker behind
+                    let _ = run_script("kafka.sh", &["stop", &dir_s, "--rm"], &[]);
+                    if attempt < 3 && format!("{e:#}").contains("Address already in use") {
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e.context("starting a Kafka broker"));
+                }
+            }
+        };
         if !bootstrap.starts_with("127.0.0.1:") {
             bail!("scripts/kafka.sh printed an unexpected address: {bootstrap:?}");
         }

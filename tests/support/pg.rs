@@ -26,12 +26,18 @@ impl PgServer {
     pub fn start() -> Result<PgServer> {
         let dir = scratch_dir("pg");
         let dir_s = dir.to_string_lossy().into_owned();
-        let url = run_script(
+        let url = match run_script(
             "pg.sh",
             &["start", &dir_s],
             &[("TAILBOX_PG_PARENT_PID", std::process::id().to_string())],
-        )
-        .context("starting PostgreSQL")?;
+        ) {
+            Ok(url) => url,
+            Err(e) => {
+                // best effort: don't leave a half-made cluster behind
+                let _ = run_script("pg.sh", &["stop", &dir_s], &[]);
+                return Err(e.context("starting PostgreSQL"));
+            }
+        };
         let port = url
             .strip_prefix("postgres://postgres@127.0.0.1:")
             .and_then(|rest| rest.split('/').next())

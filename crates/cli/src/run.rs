@@ -7,6 +7,7 @@ use tailbox_kafka_sink::{SinkConfig, config::parse_property};
 use tailbox_outbox::{ColumnNames, OutboxConfig};
 use tailbox_pipeline::{PipelineSettings, shutdown, supervisor};
 use tailbox_replication::{PgConnectionConfig, control::validate_identifier};
+use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
 use crate::cli::RunArgs;
@@ -16,10 +17,16 @@ fn settings(args: RunArgs) -> Result<PipelineSettings> {
     validate_identifier("--slot", &args.slot)?;
     validate_identifier("--publication", &args.publication)?;
     let pg = PgConnectionConfig::parse(&args.pg_url)?;
-    let properties =
-        args.kafka_props.iter().map(|p| parse_property(p)).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!(e))?;
+    let properties = args
+        .kafka_props
+        .iter()
+        .map(|p| parse_property(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!(e))?;
     if args.kafka_brokers.trim().is_empty() {
-        return Err(anyhow!("--kafka-brokers is empty; fix: give host:port of at least one broker"));
+        return Err(anyhow!(
+            "--kafka-brokers is empty; fix: give host:port of at least one broker"
+        ));
     }
     let columns = ColumnNames {
         id: args.column_id,
@@ -30,9 +37,15 @@ fn settings(args: RunArgs) -> Result<PipelineSettings> {
     };
     let outbox = OutboxConfig::new(&args.outbox_table, columns, &args.topic_template)?;
     tailbox_outbox::topic::validate_topic(&args.checkpoint_topic).map_err(|reason| {
-        anyhow!("invalid --checkpoint-topic {:?}: {reason}; fix: use letters, digits, '.', '_', '-'", args.checkpoint_topic)
+        anyhow!(
+            "invalid --checkpoint-topic {:?}: {reason}; fix: use letters, digits, '.', '_', '-'",
+            args.checkpoint_topic
+        )
     })?;
-    let kafka = SinkConfig { brokers: args.kafka_brokers, properties };
+    let kafka = SinkConfig {
+        brokers: args.kafka_brokers,
+        properties,
+    };
     // Let librdkafka judge every property now, so a typo fails at startup, naming it.
     tailbox_kafka_sink::KafkaSink::new(&kafka).context("checking --kafka-prop")?;
     Ok(PipelineSettings {
@@ -54,35 +67,33 @@ fn settings(args: RunArgs) -> Result<PipelineSettings> {
 /// Runs the pipeline on a single-threaded runtime (one core does the work; fewer
 /// thread hops per event) until SIGINT/SIGTERM.
 pub fn run(args: RunArgs) -> Result<()> {
-    let settings = settings(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // Handlers go in before anything else, so a signal during startup is a clean
+        // stop too, never the default "die at once".
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let (trigger, shutdown) = shutdown::channel();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
             info!("signal received, shutting down");
             trigger.trigger();
         });
+        let settings = settings(args)?;
         let stats = supervisor::run(settings, shutdown).await?;
-        info!(published = stats.published, transactions = stats.transactions, "tailbox stopped");
+        info!(
+            published = stats.published,
+            transactions = stats.transactions,
+            "tailbox stopped"
+        );
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -45,9 +45,16 @@ impl SinkConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in &self.properties {
-            if ["security.", "sasl.", "ssl.", "socket.", "broker.", "client."]
-                .iter()
-                .any(|prefix| key.starts_with(prefix))
+            if [
+                "security.",
+                "sasl.",
+                "ssl.",
+                "socket.",
+                "broker.",
+                "client.",
+            ]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
             {
                 config.set(key, value);
             }
@@ -59,7 +66,9 @@ impl SinkConfig {
 /// Parses `key=value`, naming the flag on error.
 pub fn parse_property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
         _ => Err(format!(
             "invalid --kafka-prop {text:?}: expected KEY=VALUE, e.g. --kafka-prop linger.ms=10"
         )),
@@ -74,7 +83,10 @@ mod tests {
     fn user_properties_override_defaults() {
         let cfg = SinkConfig {
             brokers: "b:9092".into(),
-            properties: vec![("linger.ms".into(), "20".into()), ("security.protocol".into(), "ssl".into())],
+            properties: vec![
+                ("linger.ms".into(), "20".into()),
+                ("security.protocol".into(), "ssl".into()),
+            ],
         };
         let producer = cfg.producer_config();
         assert_eq!(producer.get("linger.ms"), Some("20"));

@@ -69,11 +69,16 @@ struct SinkContext {
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 error!(facility, "librdkafka: {message}");
             }
             RDKafkaLogLevel::Warning => warn!(facility, "librdkafka: {message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(facility, "librdkafka: {message}")
+            }
             RDKafkaLogLevel::Debug => debug!(facility, "librdkafka: {message}"),
         }
     }
@@ -100,7 +105,10 @@ impl ProducerContext for SinkContext {
             }
         };
         // The receiver is gone only while the sink is being dropped.
-        let _ = self.acks.send(Ack { seq: seq as u64, result });
+        let _ = self.acks.send(Ack {
+            seq: seq as u64,
+            result,
+        });
     }
 }
 
@@ -117,22 +125,49 @@ impl KafkaSink {
     pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
         let (tx, acks) = mpsc::unbounded_channel();
         let fatal = Arc::new(AtomicBool::new(false));
-        let context = SinkContext { acks: tx, fatal: Arc::clone(&fatal) };
-        let producer = config.producer_config().create_with_context(context).map_err(SinkError::Config)?;
-        Ok(Self { producer, acks, fatal, next_seq: 0 })
+        let context = SinkContext {
+            acks: tx,
+            fatal: Arc::clone(&fatal),
+        };
+        let producer = config
+            .producer_config()
+            .create_with_context(context)
+            .map_err(SinkError::Config)?;
+        Ok(Self {
+            producer,
+            acks,
+            fatal,
+            next_seq: 0,
+        })
     }
 
     /// Enqueues one record. Never blocks; `QueueFull` means try the same record again
     /// after some acknowledgements arrived.
-    pub fn send(&mut self, record: &OutboxRecord, meta: &EventMeta) -> Result<SendOutcome, DeliveryError> {
+    pub fn send(
+        &mut self,
+        record: &OutboxRecord,
+        meta: &EventMeta,
+    ) -> Result<SendOutcome, DeliveryError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 3);
         for (name, value) in &record.headers {
-            headers = headers.insert(Header { key: name, value: Some(value.as_ref()) });
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_ref()),
+            });
         }
         headers = headers
-            .insert(Header { key: "lsn", value: Some(meta.lsn.as_bytes()) })
-            .insert(Header { key: "xid", value: Some(meta.xid.as_bytes()) })
-            .insert(Header { key: "commit_ts", value: Some(meta.commit_ts.as_bytes()) });
+            .insert(Header {
+                key: "lsn",
+                value: Some(meta.lsn.as_bytes()),
+            })
+            .insert(Header {
+                key: "xid",
+                value: Some(meta.xid.as_bytes()),
+            })
+            .insert(Header {
+                key: "commit_ts",
+                value: Some(meta.commit_ts.as_bytes()),
+            });
         let base = BaseRecord::with_opaque_to(&record.topic, self.next_seq as usize)
             .key(record.key.as_ref())
             .payload(record.value.as_ref())
@@ -142,19 +177,31 @@ impl KafkaSink {
     }
 
     /// Enqueues a record with no headers (checkpoints and the like).
-    pub fn send_plain(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<SendOutcome, DeliveryError> {
-        let base = BaseRecord::with_opaque_to(topic, self.next_seq as usize).key(key).payload(value);
+    pub fn send_plain(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<SendOutcome, DeliveryError> {
+        let base = BaseRecord::with_opaque_to(topic, self.next_seq as usize)
+            .key(key)
+            .payload(value);
         self.enqueue(base)
     }
 
-    fn enqueue(&mut self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<SendOutcome, DeliveryError> {
+    fn enqueue(
+        &mut self,
+        record: BaseRecord<'_, [u8], [u8], usize>,
+    ) -> Result<SendOutcome, DeliveryError> {
         match self.producer.send(record) {
             Ok(()) => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 Ok(SendOutcome::Enqueued(seq))
             }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Ok(SendOutcome::QueueFull),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Ok(SendOutcome::QueueFull)
+            }
             Err((err, _)) => Err(DeliveryError::classify(err)),
         }
     }
@@ -183,6 +230,9 @@ impl KafkaSink {
     pub fn flush(&self, timeout: std::time::Duration) -> Result<(), SinkError> {
         self.producer
             .flush(timeout)
-            .map_err(|source| SinkError::Transient { context: "flushing the producer".into(), source })
+            .map_err(|source| SinkError::Transient {
+                context: "flushing the producer".into(),
+                source,
+            })
     }
 }

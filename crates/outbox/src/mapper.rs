@@ -85,12 +85,17 @@ pub struct OutboxMapper {
 impl OutboxMapper {
     /// A mapper for one outbox table.
     pub fn new(config: OutboxConfig) -> Self {
-        Self { config, relations: HashMap::new(), topics: HashMap::new() }
+        Self {
+            config,
+            relations: HashMap::new(),
+            topics: HashMap::new(),
+        }
     }
 
     /// Records (or replaces) a relation's layout.
     pub fn on_relation(&mut self, relation: &Relation) {
-        let kind = if relation.namespace == self.config.schema && relation.name == self.config.table {
+        let kind = if relation.namespace == self.config.schema && relation.name == self.config.table
+        {
             RelationKind::Outbox(self.layout(relation))
         } else {
             RelationKind::Other
@@ -133,7 +138,11 @@ impl OutboxMapper {
 
     /// Maps an insert into `out` (whose buffers are reused). Returns `Ok(false)` when
     /// the insert is not on the outbox table.
-    pub fn map_insert(&mut self, insert: &Insert, out: &mut OutboxRecord) -> Result<bool, MappingError> {
+    pub fn map_insert(
+        &mut self,
+        insert: &Insert,
+        out: &mut OutboxRecord,
+    ) -> Result<bool, MappingError> {
         let layout = match self.relations.get(&insert.relation_oid) {
             Some(RelationKind::Other) => return Ok(false),
             Some(RelationKind::Outbox(Ok(layout))) => layout,
@@ -168,7 +177,10 @@ impl OutboxMapper {
         }
         // The layout has exactly one column of each role, so all three are set here.
         let (Some(aggregate_type), Some(key), Some(value)) = (aggregate_type, key, value) else {
-            return Err(MappingError::ColumnCount { expected: layout.columns.len(), got: 0 });
+            return Err(MappingError::ColumnCount {
+                expected: layout.columns.len(),
+                got: 0,
+            });
         };
         out.key = key;
         out.value = value;
@@ -180,8 +192,12 @@ impl OutboxMapper {
         if let Some(topic) = self.topics.get(&aggregate_type) {
             return Ok(Arc::clone(topic));
         }
-        let topic: Arc<str> =
-            self.config.topic_template.render(&aggregate_type).map_err(MappingError::InvalidTopic)?.into();
+        let topic: Arc<str> = self
+            .config
+            .topic_template
+            .render(&aggregate_type)
+            .map_err(MappingError::InvalidTopic)?
+            .into();
         if self.topics.len() >= TOPIC_CACHE_LIMIT {
             self.topics.clear();
         }
@@ -191,5 +207,7 @@ impl OutboxMapper {
 }
 
 fn require(value: Option<Bytes>, column: &Arc<str>) -> Result<Bytes, MappingError> {
-    value.ok_or_else(|| MappingError::NullColumn { column: Arc::clone(column) })
+    value.ok_or_else(|| MappingError::NullColumn {
+        column: Arc::clone(column),
+    })
 }

@@ -19,11 +19,13 @@ pub struct TopicTemplate {
 impl TopicTemplate {
     /// Parses and checks a template.
     pub fn parse(template: &str) -> Result<Self, ConfigError> {
-        let error = |reason: String| ConfigError {
+        let error = |reason: String| {
+            ConfigError {
             field: "--topic-template",
             value: template.into(),
             reason,
             fix: "use letters, digits, '.', '_', '-' and at most one {aggregatetype}, e.g. outbox.event.{aggregatetype}".into(),
+        }
         };
         let (prefix, suffix) = match template.split_once(AGGREGATE_TYPE_PLACEHOLDER) {
             Some((prefix, suffix)) => (prefix, Some(suffix)),
@@ -34,18 +36,26 @@ impl TopicTemplate {
                 return Err(error("more than one {aggregatetype}".into()));
             }
             if let Some(bad) = part.bytes().find(|b| !is_topic_byte(*b)) {
-                return Err(error(format!("character {:?} is not allowed in a topic name", bad as char)));
+                return Err(error(format!(
+                    "character {:?} is not allowed in a topic name",
+                    bad as char
+                )));
             }
         }
         if suffix.is_none() && validate_topic(template).is_err() {
             return Err(error("not a valid topic name".into()));
         }
-        Ok(Self { prefix: prefix.into(), suffix: suffix.map(Into::into) })
+        Ok(Self {
+            prefix: prefix.into(),
+            suffix: suffix.map(Into::into),
+        })
     }
 
     /// The topic for an aggregate type, or why it is not a valid topic name.
     pub fn render(&self, aggregate_type: &[u8]) -> Result<String, String> {
-        let Some(suffix) = &self.suffix else { return Ok(self.prefix.clone()) };
+        let Some(suffix) = &self.suffix else {
+            return Ok(self.prefix.clone());
+        };
         let aggregate_type = std::str::from_utf8(aggregate_type)
             .map_err(|_| "aggregate type is not valid UTF-8".to_owned())?;
         let topic = format!("{}{aggregate_type}{suffix}", self.prefix);
@@ -61,13 +71,19 @@ fn is_topic_byte(b: u8) -> bool {
 /// Kafka's rules: 1–249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic(topic: &str) -> Result<(), String> {
     if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
-        return Err(format!("topic name must have 1 to {MAX_TOPIC_LEN} characters, has {}", topic.len()));
+        return Err(format!(
+            "topic name must have 1 to {MAX_TOPIC_LEN} characters, has {}",
+            topic.len()
+        ));
     }
     if topic == "." || topic == ".." {
         return Err(format!("{topic:?} is not a valid topic name"));
     }
     if let Some(bad) = topic.bytes().find(|b| !is_topic_byte(*b)) {
-        return Err(format!("character {:?} is not allowed in a topic name", bad as char));
+        return Err(format!(
+            "character {:?} is not allowed in a topic name",
+            bad as char
+        ));
     }
     Ok(())
 }

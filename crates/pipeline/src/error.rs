@@ -74,7 +74,9 @@ impl PipelineError {
             PipelineError::Sink(SinkError::Config(_)) => false,
             PipelineError::Delivery { error, .. } => matches!(**error, DeliveryError::Failed(_)),
             PipelineError::StreamEnded => true,
-            PipelineError::Decode { .. } | PipelineError::Mapping { .. } | PipelineError::SlotAhead { .. } => false,
+            PipelineError::Decode { .. }
+            | PipelineError::Mapping { .. }
+            | PipelineError::SlotAhead { .. } => false,
         }
     }
 }

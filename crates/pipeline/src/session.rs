@@ -139,7 +139,10 @@ impl<S: WalSource> Session<S> {
     /// confirms it, then closes the stream.
     async fn drain(mut self, timeout: Duration) -> Result<SessionStats, PipelineError> {
         let deadline = Instant::now() + timeout;
-        info!(in_flight = self.tracker.in_flight(), "shutting down: waiting for in-flight records");
+        info!(
+            in_flight = self.tracker.in_flight(),
+            "shutting down: waiting for in-flight records"
+        );
         self.wait_for_acks(deadline).await?;
         self.write_checkpoint()?;
         self.wait_for_acks(deadline).await?;
@@ -150,7 +153,9 @@ impl<S: WalSource> Session<S> {
                 "shutdown timeout reached with records unacknowledged; they will be published again on restart"
             );
         }
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
         self.source.stop(remaining).await?;
         info!(lsn = %format_lsn(self.confirmed), "stopped; slot confirmed");
         Ok(self.stats)
@@ -177,7 +182,11 @@ impl<S: WalSource> Session<S> {
         while let Some(ack) = next {
             if let Err(error) = ack.result {
                 let (lsn, xid) = self.open_ids();
-                return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
+                return Err(PipelineError::Delivery {
+                    error: Box::new(error),
+                    lsn,
+                    xid,
+                });
             }
             if let Some(i) = self.checkpoint_seqs.iter().position(|s| *s == ack.seq) {
                 self.checkpoint_seqs.swap_remove(i);
@@ -198,7 +207,10 @@ impl<S: WalSource> Session<S> {
             return Ok(());
         }
         let value = self.checkpoint.encode(lsn);
-        match self.sink.send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value) {
+        match self
+            .sink
+            .send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value)
+        {
             Ok(SendOutcome::Enqueued(seq)) => {
                 self.tracker.on_checkpoint_sent(seq, lsn);
                 self.checkpoint_seqs.push(seq);
@@ -206,7 +218,13 @@ impl<S: WalSource> Session<S> {
             }
             // Try again at the next tick.
             Ok(SendOutcome::QueueFull) => {}
-            Err(error) => return Err(PipelineError::Delivery { error: Box::new(error), lsn: format_lsn(lsn), xid: String::new() }),
+            Err(error) => {
+                return Err(PipelineError::Delivery {
+                    error: Box::new(error),
+                    lsn: format_lsn(lsn),
+                    xid: String::new(),
+                });
+            }
         }
         Ok(())
     }
@@ -220,9 +238,17 @@ impl<S: WalSource> Session<S> {
         }
     }
 
-    async fn on_event(&mut self, event: WalEvent, shutdown: &mut Shutdown) -> Result<(), PipelineError> {
+    async fn on_event(
+        &mut self,
+        event: WalEvent,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), PipelineError> {
         match event {
-            WalEvent::Begin { final_lsn, xid, commit_ts } => {
+            WalEvent::Begin {
+                final_lsn,
+                xid,
+                commit_ts,
+            } => {
                 let unix_micros = commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
                 self.open = Some(OpenTransaction {
                     meta: EventMeta {
@@ -251,7 +277,11 @@ impl<S: WalSource> Session<S> {
         Ok(())
     }
 
-    async fn on_change(&mut self, bytes: Bytes, shutdown: &mut Shutdown) -> Result<(), PipelineError> {
+    async fn on_change(
+        &mut self,
+        bytes: Bytes,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), PipelineError> {
         let message = Message::decode(&bytes).map_err(|source| PipelineError::Decode {
             lsn: self.open_ids().0,
             source,
@@ -259,10 +289,13 @@ impl<S: WalSource> Session<S> {
         match message {
             Message::Relation(relation) => self.mapper.on_relation(&relation),
             Message::Insert(insert) => {
-                let is_outbox = self.mapper.map_insert(&insert, &mut self.record).map_err(|source| {
-                    let (lsn, xid) = self.open_ids();
-                    PipelineError::Mapping { lsn, xid, source }
-                })?;
+                let is_outbox =
+                    self.mapper
+                        .map_insert(&insert, &mut self.record)
+                        .map_err(|source| {
+                            let (lsn, xid) = self.open_ids();
+                            PipelineError::Mapping { lsn, xid, source }
+                        })?;
                 if is_outbox {
                     self.publish_record(shutdown).await?;
                 }
@@ -279,10 +312,17 @@ impl<S: WalSource> Session<S> {
         loop {
             let meta = self.open.as_ref().map(|t| &t.meta);
             let empty = EventMeta::default();
-            let outcome = self.sink.send(&self.record, meta.unwrap_or(&empty)).map_err(|error| {
-                let (lsn, xid) = self.open_ids();
-                PipelineError::Delivery { error: Box::new(error), lsn, xid }
-            })?;
+            let outcome = self
+                .sink
+                .send(&self.record, meta.unwrap_or(&empty))
+                .map_err(|error| {
+                    let (lsn, xid) = self.open_ids();
+                    PipelineError::Delivery {
+                        error: Box::new(error),
+                        lsn,
+                        xid,
+                    }
+                })?;
             match outcome {
                 SendOutcome::Enqueued(seq) => {
                     self.tracker.on_sent(seq);
@@ -305,6 +345,9 @@ impl<S: WalSource> Session<S> {
     }
 
     fn open_ids(&self) -> (String, String) {
-        self.open.as_ref().map(|t| (t.meta.lsn.clone(), t.meta.xid.clone())).unwrap_or_default()
+        self.open
+            .as_ref()
+            .map(|t| (t.meta.lsn.clone(), t.meta.xid.clone()))
+            .unwrap_or_default()
     }
 }

@@ -34,11 +34,17 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(60);
 const BUFFER_EVENTS: usize = 4096;
 
 /// Runs the pipeline until shutdown (`Ok`) or a definite error.
-pub async fn run(settings: PipelineSettings, mut shutdown: Shutdown) -> Result<SessionStats, PipelineError> {
+pub async fn run(
+    settings: PipelineSettings,
+    mut shutdown: Shutdown,
+) -> Result<SessionStats, PipelineError> {
     let mut backoff = settings.backoff_initial;
     let mut accept_slot_position = settings.accept_slot_position;
     let mut totals = SessionStats::default();
     loop {
+        if shutdown.is_requested() {
+            return Ok(totals);
+        }
         let started = Instant::now();
         let result = run_session(&settings, shutdown.clone(), &mut accept_slot_position).await;
         match result {
@@ -75,7 +81,9 @@ async fn run_session(
         required_columns: settings.outbox.required_columns(),
     };
     let control = ControlClient::connect(&settings.pg).await?;
-    let before = control.check_ready(&settings.slot, &settings.publication, &table).await?;
+    let before = control
+        .check_ready(&settings.slot, &settings.publication, &table)
+        .await?;
 
     let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
     let published = checkpoint.ensure_and_read(&settings.kafka).await?;

@@ -47,8 +47,10 @@ impl PgConnectionConfig {
         };
         let port = control.get_ports().first().copied().unwrap_or(5432);
         let user = control.get_user().unwrap_or("postgres").to_owned();
-        let password =
-            control.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+        let password = control
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
         let database = control.get_dbname().unwrap_or(&user).to_owned();
         if control.get_ssl_mode() == SslMode::Require {
             return Err(ReplicationError::startup(
@@ -56,7 +58,14 @@ impl PgConnectionConfig {
                 "use sslmode=disable (TLS to PostgreSQL is tracked in the security work)",
             ));
         }
-        Ok(Self { control, host, port, user, password, database })
+        Ok(Self {
+            control,
+            host,
+            port,
+            user,
+            password,
+            database,
+        })
     }
 
     /// The host (or Unix socket directory).

@@ -44,7 +44,9 @@ pub struct ControlClient {
 pub fn validate_identifier(field: &str, value: &str) -> Result<(), ReplicationError> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -58,11 +60,10 @@ pub fn validate_identifier(field: &str, value: &str) -> Result<(), ReplicationEr
 impl ControlClient {
     /// Connects; the connection task runs in the background until the client is dropped.
     pub async fn connect(cfg: &PgConnectionConfig) -> Result<Self, ReplicationError> {
-        let (client, connection) = cfg
-            .control()
-            .connect(NoTls)
-            .await
-            .map_err(|err| ReplicationError::from_pg("connecting the control connection", err))?;
+        let (client, connection) =
+            cfg.control().connect(NoTls).await.map_err(|err| {
+                ReplicationError::from_pg("connecting the control connection", err)
+            })?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 warn!(error = %err, "control connection ended");
@@ -132,7 +133,9 @@ impl ControlClient {
                     "replication slot {slot:?} is a {slot_type} slot with plugin {:?}, tailbox needs a logical slot with plugin pgoutput",
                     plugin.unwrap_or_default()
                 ),
-                format!("drop it and create it again with pg_create_logical_replication_slot('{slot}', 'pgoutput')"),
+                format!(
+                    "drop it and create it again with pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+                ),
             ));
         }
         let current_db: String = self
@@ -164,7 +167,10 @@ impl ControlClient {
     ) -> Result<(), ReplicationError> {
         let row = self
             .client
-            .query_opt("SELECT pubinsert FROM pg_publication WHERE pubname = $1", &[&publication])
+            .query_opt(
+                "SELECT pubinsert FROM pg_publication WHERE pubname = $1",
+                &[&publication],
+            )
             .await
             .map_err(|e| ReplicationError::from_pg("reading pg_publication", e))?;
         let Some(row) = row else {
@@ -197,7 +203,10 @@ impl ControlClient {
                     "publication {publication:?} does not include table {}.{}",
                     table.schema, table.table
                 ),
-                format!("ALTER PUBLICATION {publication} ADD TABLE {}.{}", table.schema, table.table),
+                format!(
+                    "ALTER PUBLICATION {publication} ADD TABLE {}.{}",
+                    table.schema, table.table
+                ),
             ));
         }
         Ok(())
@@ -216,7 +225,10 @@ impl ControlClient {
             .map_err(|e| ReplicationError::from_pg("reading the outbox table's columns", e))?;
         if rows.is_empty() {
             return Err(ReplicationError::startup(
-                format!("outbox table {}.{} does not exist", table.schema, table.table),
+                format!(
+                    "outbox table {}.{} does not exist",
+                    table.schema, table.table
+                ),
                 "create it with sql/01_outbox_table.sql, or point --outbox-table at yours",
             ));
         }
@@ -224,7 +236,10 @@ impl ControlClient {
         for wanted in &table.required_columns {
             if !columns.iter().any(|c| c == wanted) {
                 return Err(ReplicationError::startup(
-                    format!("outbox table {}.{} has no column {wanted:?}", table.schema, table.table),
+                    format!(
+                        "outbox table {}.{} has no column {wanted:?}",
+                        table.schema, table.table
+                    ),
                     format!(
                         "add the column (see sql/01_outbox_table.sql) or map yours with the matching --column-* option; it has: {}",
                         columns.join(", ")
@@ -254,7 +269,10 @@ impl ControlClient {
             ));
         };
         let lsn = |i: usize| -> u64 {
-            row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn).unwrap_or(0)
+            row.get::<_, Option<String>>(i)
+                .as_deref()
+                .and_then(parse_lsn)
+                .unwrap_or(0)
         };
         Ok(SlotPosition {
             confirmed_flush_lsn: lsn(0),
@@ -293,7 +311,9 @@ mod tests {
     #[test]
     fn identifiers_are_checked() {
         assert!(validate_identifier("--slot", "tailbox_1").is_ok());
-        let err = validate_identifier("--slot", "Bad-Slot").err().map(|e| e.to_string());
+        let err = validate_identifier("--slot", "Bad-Slot")
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("--slot") && e.contains("fix:")));
     }
 }

@@ -52,27 +52,86 @@ impl ReplicationError {
     }
 
     pub(crate) fn startup(problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        ReplicationError::Startup(StartupProblem { problem: problem.into(), fix: fix.into() })
+        ReplicationError::Startup(StartupProblem {
+            problem: problem.into(),
+            fix: fix.into(),
+        })
     }
 
-    /// Classifies a `tokio-postgres` error: connection-level failures are transient,
-    /// server answers (permissions, missing objects) are definite.
+    /// Classifies a `tokio-postgres` error: connection-level failures and server
+    /// answers that mean "not now" are transient; the rest (permissions, missing
+    /// objects, bad SQL) are definite.
     pub(crate) fn from_pg(context: impl Into<String>, err: tokio_postgres::Error) -> Self {
         let context = context.into();
-        if err.as_db_error().is_some() {
-            ReplicationError::Definite { context, source: Box::new(err) }
-        } else {
-            ReplicationError::Transient { context, source: Box::new(err) }
+        match err.as_db_error().map(|db| db.code().code()) {
+            Some(code) if !is_transient_sqlstate(code) => ReplicationError::Definite {
+                context,
+                source: Box::new(err),
+            },
+            _ => ReplicationError::Transient {
+                context,
+                source: Box::new(err),
+            },
         }
     }
 
-    /// Classifies a `pgwire-replication` error.
-    pub(crate) fn from_wire(context: impl Into<String>, err: pgwire_replication::PgWireError) -> Self {
+    /// Classifies a `pgwire-replication` error the same way; its server errors carry
+    /// the SQLSTATE in their text.
+    pub(crate) fn from_wire(
+        context: impl Into<String>,
+        err: pgwire_replication::PgWireError,
+    ) -> Self {
         let context = context.into();
-        if err.is_transient() {
-            ReplicationError::Transient { context, source: Box::new(err) }
+        let transient = match &err {
+            pgwire_replication::PgWireError::Server(text) => {
+                sqlstate_in(text).is_none_or(is_transient_sqlstate)
+            }
+            other => other.is_transient(),
+        };
+        if transient {
+            ReplicationError::Transient {
+                context,
+                source: Box::new(err),
+            }
         } else {
-            ReplicationError::Definite { context, source: Box::new(err) }
+            ReplicationError::Definite {
+                context,
+                source: Box::new(err),
+            }
         }
+    }
+}
+
+/// SQLSTATEs worth retrying: connection problems (class 08), insufficient resources
+/// (53), operator intervention such as a server shutting down or starting up (57),
+/// system errors (58), serialization/deadlock (40), and "object in use" (55006, e.g. a
+/// slot still held by a dying session).
+pub fn is_transient_sqlstate(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || code == "55006"
+}
+
+/// The SQLSTATE in a server error text of the form `… (SQLSTATE 57P03)`.
+fn sqlstate_in(text: &str) -> Option<&str> {
+    let start = text.find("SQLSTATE ")? + "SQLSTATE ".len();
+    text.get(start..start + 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_classified() {
+        assert!(is_transient_sqlstate("57P03"), "starting up");
+        assert!(is_transient_sqlstate("57P01"), "admin shutdown");
+        assert!(is_transient_sqlstate("55006"), "slot active");
+        assert!(is_transient_sqlstate("08006"));
+        assert!(!is_transient_sqlstate("42704"), "undefined object");
+        assert!(!is_transient_sqlstate("28P01"), "bad password");
+        assert_eq!(
+            sqlstate_in("server error: starting up (SQLSTATE 57P03)"),
+            Some("57P03")
+        );
+        assert_eq!(sqlstate_in("no code"), None);
     }
 }

@@ -65,5 +65,8 @@ pub trait WalSource {
 
     /// Send the last confirmed position to the server (bounded by `timeout`) and end the
     /// stream.
-    fn stop(self, timeout: std::time::Duration) -> impl Future<Output = Result<(), ReplicationError>>;
+    fn stop(
+        self,
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<(), ReplicationError>>;
 }

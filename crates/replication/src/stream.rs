@@ -74,9 +74,15 @@ impl PgWalStream {
         let mut client = ReplicationClient::connect(config)
             .await
             .map_err(|e| ReplicationError::from_wire("connecting for replication", e))?;
-        client.wait_started().await.map_err(|e| classify_start_error(&settings.slot, e))?;
+        client
+            .wait_started()
+            .await
+            .map_err(|e| classify_start_error(&settings.slot, e))?;
         debug!(slot = %settings.slot, start_lsn = settings.start_lsn, "replication started");
-        Ok(Self { client, confirmed: settings.start_lsn })
+        Ok(Self {
+            client,
+            confirmed: settings.start_lsn,
+        })
     }
 }
 
@@ -87,7 +93,9 @@ fn classify_start_error(slot: &str, err: pgwire_replication::PgWireError) -> Rep
     if text.contains("does not exist") && text.contains("replication slot") {
         return ReplicationError::startup(
             format!("replication slot {slot:?} does not exist"),
-            format!("create it with sql/03_slot.sql (SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput'))"),
+            format!(
+                "create it with sql/03_slot.sql (SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput'))"
+            ),
         );
     }
     if text.contains("is active for PID") {
@@ -105,26 +113,45 @@ fn classify_start_error(slot: &str, err: pgwire_replication::PgWireError) -> Rep
 impl WalSource for PgWalStream {
     async fn recv(&mut self) -> Result<Option<WalEvent>, ReplicationError> {
         loop {
-            let event = self
-                .client
-                .recv()
-                .await
-                .map_err(|e| ReplicationError::from_wire("reading the replication stream", e))?;
+            let event =
+                self.client.recv().await.map_err(|e| {
+                    ReplicationError::from_wire("reading the replication stream", e)
+                })?;
             let Some(event) = event else { return Ok(None) };
             let mapped = match event {
-                ReplicationEvent::Begin { final_lsn, xid, commit_time_micros } => {
-                    WalEvent::Begin { final_lsn: final_lsn.0, xid, commit_ts: commit_time_micros }
-                }
+                ReplicationEvent::Begin {
+                    final_lsn,
+                    xid,
+                    commit_time_micros,
+                } => WalEvent::Begin {
+                    final_lsn: final_lsn.0,
+                    xid,
+                    commit_ts: commit_time_micros,
+                },
                 ReplicationEvent::XLogData { data, .. } => WalEvent::Change(data),
-                ReplicationEvent::Commit { lsn, end_lsn, commit_time_micros } => WalEvent::Commit {
+                ReplicationEvent::Commit {
+                    lsn,
+                    end_lsn,
+                    commit_time_micros,
+                } => WalEvent::Commit {
                     commit_lsn: lsn.0,
                     end_lsn: end_lsn.0,
                     commit_ts: commit_time_micros,
                 },
-                ReplicationEvent::Message { transactional, lsn, prefix, content } => {
-                    WalEvent::Message { transactional, lsn: lsn.0, prefix, content }
+                ReplicationEvent::Message {
+                    transactional,
+                    lsn,
+                    prefix,
+                    content,
+                } => WalEvent::Message {
+                    transactional,
+                    lsn: lsn.0,
+                    prefix,
+                    content,
+                },
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    WalEvent::KeepAlive { wal_end: wal_end.0 }
                 }
-                ReplicationEvent::KeepAlive { wal_end, .. } => WalEvent::KeepAlive { wal_end: wal_end.0 },
                 // Only produced with a stop LSN, which we never set.
                 ReplicationEvent::StoppedAt { .. } => continue,
             };
@@ -146,11 +173,17 @@ impl WalSource for PgWalStream {
         let deadline = Instant::now() + timeout;
         while metrics.last_applied_lsn().0 < self.confirmed && self.client.is_running() {
             if Instant::now() >= deadline {
-                warn!(lsn = self.confirmed, "final status update not confirmed sent before the timeout");
+                warn!(
+                    lsn = self.confirmed,
+                    "final status update not confirmed sent before the timeout"
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.client.shutdown().await.map_err(|e| ReplicationError::from_wire("stopping replication", e))
+        self.client
+            .shutdown()
+            .await
+            .map_err(|e| ReplicationError::from_wire("stopping replication", e))
     }
 }
