@@ -1,6 +1,8 @@
 //! Log output: `tracing` events with fields, as text or JSON, filtered by `TAILBOX_LOG`
 //! (or `RUST_LOG`), default `info`.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `make demo`: a throwaway PostgreSQL and Kafka, the sql/ setup, tailbox running, sample
+# events written by an "application", and a Kafka consumer printing them as they arrive.
+# Everything is removed at the end (or on Ctrl-C).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+work="$(mktemp -d /tmp/tailbox-demo.XXXXXX)"
+chmod 755 "$work"
+tailbox_pid=""
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+cleanup() {
+    say "cleaning up"
+    [[ -n "$tailbox_pid" ]] && kill -TERM "$tailbox_pid" 2>/dev/null && wait "$tailbox_pid" 2>/dev/null || true
+    scripts/kafka.sh stop "$work/kafka" --rm >/dev/null 2>&1 || true
+    scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "building tailbox"
+cargo build --quiet --bin tailbox
+
+say "starting PostgreSQL 15 (wal_level=logical) and Apache Kafka (KRaft)"
+pg_url="$(TAILBOX_PG_PARENT_PID=$$ scripts/pg.sh start "$work/pg" | tail -n 1)"
+brokers="$(TAILBOX_KAFKA_PARENT_PID=$$ scripts/kafka.sh start "$work/kafka" | tail -n 1)"
+echo "PostgreSQL: $pg_url" >&2
+echo "Kafka:      $brokers" >&2
+
+say "applying sql/ (outbox table, publication, slot, least-privilege role)"
+for f in sql/01_outbox_table.sql sql/02_publication.sql sql/03_slot.sql; do
+    psql "$pg_url" -X -q -v ON_ERROR_STOP=1 -f "$f" >/dev/null
+done
+psql "$pg_url" -X -q -v ON_ERROR_STOP=1 -v password=demo-secret -f sql/04_role.sql >/dev/null
+# tailbox connects as the least-privilege role, like in production.
+tailbox_url="${pg_url/postgres@/tailbox:demo-secret@}"
+
+say "starting tailbox"
+./target/debug/tailbox run --pg-url "$tailbox_url" --kafka-brokers "$brokers" \
+    --slot tailbox --publication tailbox 2>"$work/tailbox.log" &
+tailbox_pid=$!
+sleep 2
+sed -n '1,5p' "$work/tailbox.log" >&2
+
+say "the application commits orders and their outbox events in the same transactions"
+for i in $(seq 1 10); do
+    psql "$pg_url" -X -q -v ON_ERROR_STOP=1 <<SQL
+BEGIN;
+INSERT INTO outbox (aggregatetype, aggregateid, type, payload)
+VALUES ('Order', 'order-$((i % 3))', 'OrderPlaced', jsonb_build_object('order', $i, 'amount', $i * 10)),
+       ('Customer', 'customer-$((i % 2))', 'CustomerCharged', jsonb_build_object('order', $i));
+COMMIT;
+SQL
+done
+echo "20 events committed in 10 transactions" >&2
+
+say "a Kafka consumer reads outbox.event.* (key, headers, value)"
+scripts/kafka.sh console-consumer --bootstrap-server "$brokers" --include 'outbox\.event\..*' \
+    --from-beginning --max-messages 20 --timeout-ms 60000 \
+    --formatter-property print.key=true --formatter-property print.headers=true \
+    --formatter-property print.topic=true 2>/dev/null
+
+say "slot position (confirmed only after Kafka acknowledged)"
+psql "$pg_url" -X -c "SELECT slot_name, confirmed_flush_lsn, pg_current_wal_lsn() FROM pg_replication_slots"
+
+say "stopping tailbox (SIGTERM: drain, final confirm, exit 0)"
+kill -TERM "$tailbox_pid"
+wait "$tailbox_pid" && echo "tailbox exited 0" >&2
+tailbox_pid=""
+tail -n 3 "$work/tailbox.log" >&2
