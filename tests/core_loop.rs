@@ -245,8 +245,10 @@ async fn refuses_to_start_naming_the_problem_and_fix() -> Result<()> {
     let pg = PgServer::start()?;
     let kafka = shared_kafka().bootstrap().to_owned();
     let names = Names::new("refuse");
+    // The role of sql/04_role.sql; its SELECT grant follows once the table exists.
+    pg.psql("CREATE ROLE tailbox LOGIN REPLICATION PASSWORD 'tailbox-test'")?;
 
-    // Nothing set up: the table is missing, then the slot, then the publication.
+    // Nothing set up but the role: the slot is missing, then the publication, then a column.
     let args = base_args(&pg, &kafka, &names);
     let expect_refusal = |args: &[String], needle: &str| -> Result<()> {
         let (code, log) = run_to_exit(args, Duration::from_secs(60))?;
@@ -276,6 +278,18 @@ async fn refuses_to_start_naming_the_problem_and_fix() -> Result<()> {
         names.publication
     ))?;
     expect_refusal(&args, "has no column \"payload\"")?;
+    pg.psql("ALTER TABLE outbox ADD COLUMN payload jsonb")?;
+    pg.psql("GRANT SELECT ON outbox TO tailbox")?;
+
+    // wal_level below logical (the slot must go first: PostgreSQL refuses to start
+    // with a logical slot and wal_level = replica).
+    pg.psql(&format!(
+        "SELECT pg_drop_replication_slot('{}')",
+        names.slot
+    ))?;
+    pg.psql("ALTER SYSTEM SET wal_level = replica")?;
+    pg.restart("fast")?;
+    expect_refusal(&args, "wal_level is \"replica\"")?;
 
     let mut bad_slot = args;
     let i = bad_slot.iter().position(|a| a == "--slot").unwrap_or(0) + 1;

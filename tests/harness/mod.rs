@@ -46,16 +46,24 @@ impl Names {
 
 /// Applies sql/01–04 (the scripts users run) with this test's names.
 pub fn apply_sql(pg: &PgServer, names: &Names) -> Result<()> {
+    apply_sql_files(
+        pg,
+        &[
+            ("01_outbox_table.sql", vec![]),
+            (
+                "02_publication.sql",
+                vec![format!("publication={}", names.publication)],
+            ),
+            ("03_slot.sql", vec![format!("slot={}", names.slot)]),
+            ("04_role.sql", vec!["password=tailbox-test".to_owned()]),
+        ],
+    )
+}
+
+/// Applies some of the sql/ scripts, each with its psql variables.
+pub fn apply_sql_files(pg: &PgServer, files: &[(&str, Vec<String>)]) -> Result<()> {
     let sql = workspace_root().join("sql");
-    for (file, vars) in [
-        ("01_outbox_table.sql", vec![]),
-        (
-            "02_publication.sql",
-            vec![format!("publication={}", names.publication)],
-        ),
-        ("03_slot.sql", vec![format!("slot={}", names.slot)]),
-        ("04_role.sql", vec!["password=tailbox-test".to_owned()]),
-    ] {
+    for (file, vars) in files {
         let mut cmd = std::process::Command::new("psql");
         cmd.arg(pg.url())
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);

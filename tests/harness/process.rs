@@ -17,12 +17,17 @@ pub struct Tailbox {
     pub log: PathBuf,
 }
 
-/// The arguments every test passes.
+/// The arguments every test passes. tailbox connects as the least-privilege role
+/// that sql/04_role.sql creates (LOGIN REPLICATION, SELECT on the outbox), so every
+/// test also proves that role is enough.
 pub fn base_args(pg: &PgServer, kafka: &str, names: &Names) -> Vec<String> {
     [
         "run",
         "--pg-url",
-        &pg.url(),
+        &format!(
+            "postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres",
+            pg.port()
+        ),
         "--kafka-brokers",
         kafka,
         "--slot",

@@ -211,3 +211,184 @@ fn require(value: Option<Bytes>, column: &Arc<str>) -> Result<Bytes, MappingErro
         column: Arc::clone(column),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tailbox_pgoutput::{ColumnValue, Insert, Relation, RelationColumn, TupleData};
+
+    use super::*;
+    use crate::config::ColumnNames;
+
+    fn relation(oid: u32, table: &str, columns: &[&str]) -> Relation {
+        Relation {
+            oid,
+            namespace: "public".into(),
+            name: table.into(),
+            replica_identity: b'd',
+            columns: columns
+                .iter()
+                .map(|name| RelationColumn {
+                    flags: 0,
+                    name: (*name).into(),
+                    type_oid: 25,
+                    type_modifier: -1,
+                })
+                .collect(),
+        }
+    }
+
+    fn insert(oid: u32, values: &[Option<&str>]) -> Insert {
+        let columns: Vec<ColumnValue> = values
+            .iter()
+            .map(|v| match v {
+                Some(text) => ColumnValue::Text(Bytes::copy_from_slice(text.as_bytes())),
+                None => ColumnValue::Null,
+            })
+            .collect();
+        Insert {
+            relation_oid: oid,
+            new_tuple: TupleData::from_columns(&columns).expect("encodable"),
+        }
+    }
+
+    fn mapper() -> OutboxMapper {
+        let config = OutboxConfig::new(
+            "public.outbox",
+            ColumnNames::default(),
+            "outbox.event.{aggregatetype}",
+        )
+        .expect("valid config");
+        OutboxMapper::new(config)
+    }
+
+    const COLUMNS: &[&str] = &[
+        "id",
+        "aggregatetype",
+        "aggregateid",
+        "type",
+        "payload",
+        "tracingspancontext",
+    ];
+
+    #[test]
+    fn maps_a_debezium_style_row() -> Result<(), MappingError> {
+        let mut m = mapper();
+        m.on_relation(&relation(1, "outbox", COLUMNS));
+        let mut out = OutboxRecord::default();
+        let row = [
+            Some("e-1"),
+            Some("Order"),
+            Some("o-7"),
+            Some("OrderPlaced"),
+            Some("{\"a\": 1}"),
+            None,
+        ];
+        assert!(m.map_insert(&insert(1, &row), &mut out)?);
+        assert_eq!(&*out.topic, "outbox.event.Order");
+        assert_eq!(out.key.as_ref(), b"o-7");
+        assert_eq!(out.value.as_ref(), b"{\"a\": 1}");
+        let headers: Vec<(&str, &[u8])> = out
+            .headers
+            .iter()
+            .map(|(k, v)| (&**k, v.as_ref()))
+            .collect();
+        assert_eq!(
+            headers,
+            vec![
+                ("id", b"e-1".as_slice()),
+                ("type", b"OrderPlaced".as_slice())
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ignores_other_tables() -> Result<(), MappingError> {
+        let mut m = mapper();
+        m.on_relation(&relation(2, "orders", &["id", "total"]));
+        let mut out = OutboxRecord::default();
+        assert!(!m.map_insert(&insert(2, &[Some("1"), Some("9")]), &mut out)?);
+        Ok(())
+    }
+
+    #[test]
+    fn follows_alter_table_mid_stream() -> Result<(), MappingError> {
+        let mut m = mapper();
+        m.on_relation(&relation(1, "outbox", COLUMNS));
+        let mut out = OutboxRecord::default();
+        let row = [
+            Some("e-1"),
+            Some("Order"),
+            Some("o-7"),
+            Some("T"),
+            Some("{}"),
+            None,
+        ];
+        m.map_insert(&insert(1, &row), &mut out)?;
+        // ALTER TABLE outbox ADD COLUMN tenant text: a new Relation message, then wider rows.
+        let mut wider = COLUMNS.to_vec();
+        wider.push("tenant");
+        m.on_relation(&relation(1, "outbox", &wider));
+        let row = [
+            Some("e-2"),
+            Some("Order"),
+            Some("o-7"),
+            Some("T"),
+            Some("{}"),
+            None,
+            Some("acme"),
+        ];
+        m.map_insert(&insert(1, &row), &mut out)?;
+        assert!(
+            out.headers
+                .iter()
+                .any(|(k, v)| &**k == "tenant" && v.as_ref() == b"acme")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn poison_rows_are_named() {
+        let mut m = mapper();
+        m.on_relation(&relation(1, "outbox", COLUMNS));
+        let mut out = OutboxRecord::default();
+        let null_type = [Some("e"), None, Some("o"), Some("T"), Some("{}"), None];
+        let err = m.map_insert(&insert(1, &null_type), &mut out).err();
+        assert!(
+            matches!(err, Some(MappingError::NullColumn { ref column }) if &**column == "aggregatetype")
+        );
+        let bad_topic = [
+            Some("e"),
+            Some("has space"),
+            Some("o"),
+            Some("T"),
+            Some("{}"),
+            None,
+        ];
+        assert!(matches!(
+            m.map_insert(&insert(1, &bad_topic), &mut out),
+            Err(MappingError::InvalidTopic(_))
+        ));
+        assert_eq!(
+            m.map_insert(&insert(9, &bad_topic), &mut out),
+            Err(MappingError::UnknownRelation(9))
+        );
+    }
+
+    #[test]
+    fn a_dropped_column_is_reported_on_the_next_row() {
+        let mut m = mapper();
+        m.on_relation(&relation(
+            1,
+            "outbox",
+            &["id", "aggregatetype", "aggregateid", "type"],
+        ));
+        let mut out = OutboxRecord::default();
+        let row = [Some("e"), Some("Order"), Some("o"), Some("T")];
+        assert!(matches!(
+            m.map_insert(&insert(1, &row), &mut out),
+            Err(MappingError::MissingColumn { ref column, .. }) if column == "payload"
+        ));
+    }
+}

@@ -256,3 +256,48 @@ mod tests {
         assert_eq!(t.in_flight(), 0);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the order of acknowledgements, the durable LSN is exactly the end
+        /// LSN of the newest transaction whose records, and all records before them,
+        /// are acknowledged.
+        #[test]
+        fn durable_lsn_matches_a_simple_model(
+            sizes in prop::collection::vec(0u64..5, 1..30),
+            ack_order in prop::collection::vec(any::<prop::sample::Index>(), 0..150),
+        ) {
+            let mut tracker = AckTracker::new(0);
+            let mut seq = 0u64;
+            // (end_lsn, records below this watermark)
+            let mut commits = Vec::new();
+            for (t, size) in sizes.iter().enumerate() {
+                for _ in 0..*size {
+                    tracker.on_sent(seq);
+                    seq += 1;
+                }
+                let end_lsn = (t as u64 + 1) * 100;
+                tracker.on_commit(end_lsn);
+                commits.push((end_lsn, seq));
+            }
+            let mut pending: Vec<u64> = (0..seq).collect();
+            let mut acked = vec![false; seq as usize];
+            for index in ack_order {
+                if pending.is_empty() {
+                    break;
+                }
+                let s = pending.swap_remove(index.index(pending.len()));
+                acked[s as usize] = true;
+                tracker.on_ack(s);
+                let prefix = acked.iter().take_while(|a| **a).count() as u64;
+                let model = commits.iter().filter(|(_, w)| *w <= prefix).map(|(l, _)| *l).max().unwrap_or(0);
+                prop_assert_eq!(tracker.durable_lsn(), model);
+            }
+        }
+    }
+}
