@@ -61,6 +61,11 @@ fn settings(args: RunArgs) -> Result<PipelineSettings> {
         accept_slot_position: args.accept_slot_position,
         backoff_initial: Duration::from_millis(500),
         backoff_max: Duration::from_secs(30),
+        dlq_topic: "outbox.dlq".into(),
+        dry_run: false,
+        heartbeat_interval: None,
+        heartbeat_sql: None,
+        metrics: Default::default(),
     })
 }
 

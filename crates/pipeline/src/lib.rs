@@ -19,16 +19,19 @@
 //! - [`supervisor`]: startup checks, the slot-position check, restarts with backoff.
 //! - [`session`]: one replication session's event loop.
 //! - [`checkpoint`]: [`checkpoint::AckTracker`], the durable and confirmable LSNs.
+//! - [`metrics`]: [`metrics::PipelineMetrics`], counters and gauges for the exporters.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`error`]: [`PipelineError`], transient vs definite.
 
 pub mod checkpoint;
 pub mod error;
+pub mod metrics;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
 pub mod supervisor;
 
 pub use error::PipelineError;
+pub use metrics::PipelineMetrics;
 pub use settings::PipelineSettings;
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -1,10 +1,12 @@
 //! Everything a pipeline run needs to know, already validated.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tailbox_kafka_sink::SinkConfig;
 use tailbox_outbox::OutboxConfig;
 use tailbox_replication::PgConnectionConfig;
+
+use crate::metrics::PipelineMetrics;
 
 /// Settings of one tailbox pipeline.
 #[derive(Debug, Clone)]
@@ -34,4 +36,21 @@ pub struct PipelineSettings {
     pub backoff_initial: Duration,
     /// Longest delay between reconnects.
     pub backoff_max: Duration,
+    /// Topic for rows that cannot be published (poison events).
+    pub dlq_topic: String,
+    /// Decode and log what would be published; publish nothing, never confirm the slot.
+    pub dry_run: bool,
+    /// Emit a heartbeat this often so a quiet database's slot keeps advancing.
+    pub heartbeat_interval: Option<Duration>,
+    /// The heartbeat statement (default: a non-transactional
+    /// `pg_logical_emit_message`).
+    pub heartbeat_sql: Option<String>,
+    /// Live metrics, shared with the exporters.
+    pub metrics: Arc<PipelineMetrics>,
 }
+
+/// The default heartbeat: a non-transactional logical message. It writes WAL in this
+/// database (so the walsender has something to send and the slot can advance) without
+/// touching any table.
+pub const DEFAULT_HEARTBEAT_SQL: &str =
+    "SELECT pg_logical_emit_message(false, 'tailbox.heartbeat', now()::text)";

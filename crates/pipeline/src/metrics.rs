@@ -1,0 +1,122 @@
+//! Live counters and gauges of the pipeline, shared (behind an `Arc`) with whatever
+//! exports them (`/metrics`, `/readyz`, the status JSON, the progress line).
+//!
+//! Updated on the pipeline's own thread with relaxed atomics; per-topic counters take a
+//! short uncontended lock once per acknowledged batch, never per event.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+    },
+};
+
+/// Error kinds counted in `tailbox_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// PostgreSQL connection or replication stream failed (transient).
+    Postgres,
+    /// Kafka unavailable or a delivery failed (transient).
+    Kafka,
+    /// A row that cannot become a record (dead-lettered).
+    Mapping,
+    /// A record Kafka refused for good (dead-lettered).
+    Refused,
+    /// A definite error that stopped tailbox.
+    Fatal,
+}
+
+impl ErrorKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Postgres => "postgres",
+            ErrorKind::Kafka => "kafka",
+            ErrorKind::Mapping => "mapping",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Fatal => "fatal",
+        }
+    }
+
+    const ALL: [ErrorKind; 5] =
+        [ErrorKind::Postgres, ErrorKind::Kafka, ErrorKind::Mapping, ErrorKind::Refused, ErrorKind::Fatal];
+}
+
+/// Published events and bytes of one topic.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TopicCounts {
+    /// Records acknowledged.
+    pub events: u64,
+    /// Key + value bytes acknowledged.
+    pub bytes: u64,
+}
+
+/// The pipeline's metrics.
+#[derive(Debug, Default)]
+pub struct PipelineMetrics {
+    topics: Mutex<BTreeMap<String, TopicCounts>>,
+    errors: [AtomicU64; 5],
+    /// Records sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Commit time (µs since the Unix epoch) of the newest transaction whose records
+    /// are all acknowledged; 0 before the first.
+    pub last_acked_commit_us: AtomicI64,
+    /// Commit time (µs since the Unix epoch) of the newest transaction read.
+    pub last_read_commit_us: AtomicI64,
+    /// The LSN last confirmed to the slot.
+    pub confirmed_lsn: AtomicU64,
+    /// The last WAL position the server reported sending.
+    pub server_wal_end: AtomicU64,
+    /// Records awaiting acknowledgement.
+    pub in_flight: AtomicU64,
+    /// Sessions started after a failure.
+    pub reconnects: AtomicU64,
+    /// A session is streaming.
+    pub streaming: AtomicBool,
+    /// The last acknowledgement or checkpoint write succeeded and is recent.
+    pub kafka_ok: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl PipelineMetrics {
+    /// Counts an error of `kind` and remembers its message as the last error.
+    pub fn record_error(&self, kind: ErrorKind, message: &str) {
+        self.errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(message.to_owned());
+        }
+    }
+
+    /// Errors by kind.
+    pub fn errors(&self) -> Vec<(&'static str, u64)> {
+        ErrorKind::ALL.iter().map(|k| (k.as_str(), self.errors[*k as usize].load(Ordering::Relaxed))).collect()
+    }
+
+    /// The message of the last error, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Adds acknowledged records of `topic`.
+    pub fn add_published(&self, topic: &str, events: u64, bytes: u64) {
+        if let Ok(mut topics) = self.topics.lock() {
+            let counts = match topics.get_mut(topic) {
+                Some(counts) => counts,
+                None => topics.entry(topic.to_owned()).or_default(),
+            };
+            counts.events += events;
+            counts.bytes += bytes;
+        }
+    }
+
+    /// Published counts by topic.
+    pub fn published_by_topic(&self) -> BTreeMap<String, TopicCounts> {
+        self.topics.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Total published records.
+    pub fn published_total(&self) -> u64 {
+        self.published_by_topic().values().map(|c| c.events).sum()
+    }
+}
