@@ -60,32 +60,14 @@ async fn publishes_concurrent_writers_in_commit_order() -> Result<()> {
     let workload = Workload::STANDARD;
     workload.run(&pg).await?;
     let expected = workload.expected();
-    let records = consume_pattern(
-        &kafka,
-        &names.topic_pattern(),
-        expected.len(),
-        CONSUME_TIMEOUT,
-    )
-    .await?;
+    let records =
+        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
     let report = verify(&records, &expected)?;
     println!("summary: {report}");
-    ensure!(
-        expected.len() == 20_000,
-        "the workload writes 20,000 events"
-    );
-    ensure!(
-        report.lost == 0,
-        "events lost: {report}\n{}",
-        tailbox.log_text()
-    );
-    ensure!(
-        report.reordered == 0,
-        "per-aggregate order broken: {report}"
-    );
-    ensure!(
-        report.duplicates == 0,
-        "a clean run publishes no duplicates: {report}"
-    );
+    ensure!(expected.len() == 20_000, "the workload writes 20,000 events");
+    ensure!(report.lost == 0, "events lost: {report}\n{}", tailbox.log_text());
+    ensure!(report.reordered == 0, "per-aggregate order broken: {report}");
+    ensure!(report.duplicates == 0, "a clean run publishes no duplicates: {report}");
     ensure!(report.wrong_xid == 0, "xid headers wrong: {report}");
     ensure!(
         records
@@ -129,20 +111,12 @@ async fn resumes_after_sigkill_without_loss() -> Result<()> {
     wait_caught_up(&pg, &names).await?;
 
     let expected = workload.expected();
-    let records = consume_pattern(
-        &kafka,
-        &names.topic_pattern(),
-        expected.len(),
-        CONSUME_TIMEOUT,
-    )
-    .await?;
+    let records =
+        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
     let report = verify(&records, &expected)?;
     println!("summary: kills 3 {report}");
     ensure!(report.lost == 0, "events lost after SIGKILL: {report}");
-    ensure!(
-        report.reordered == 0,
-        "per-aggregate order broken: {report}"
-    );
+    ensure!(report.reordered == 0, "per-aggregate order broken: {report}");
     ensure!(report.wrong_xid == 0, "xid headers wrong: {report}");
     tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
@@ -156,9 +130,7 @@ async fn idle_outbox_keeps_slot_close_to_wal() -> Result<()> {
     apply_sql(&pg, &names)?;
     let tailbox = Tailbox::start(&base_args(&pg, &kafka, &names))?;
     let client = pg.client().await?;
-    client
-        .batch_execute("CREATE TABLE chatter (id bigserial PRIMARY KEY, note text)")
-        .await?;
+    client.batch_execute("CREATE TABLE chatter (id bigserial PRIMARY KEY, note text)").await?;
 
     // Steady writes to another table; sample the WAL position, and a few seconds later
     // the slot must have confirmed past it.
@@ -174,9 +146,7 @@ async fn idle_outbox_keeps_slot_close_to_wal() -> Result<()> {
             // One second of writes later, the slot has confirmed what was current then.
             let target = current;
             for _ in 0..10 {
-                client
-                    .execute("INSERT INTO chatter (note) VALUES ('tick')", &[])
-                    .await?;
+                client.execute("INSERT INTO chatter (note) VALUES ('tick')", &[]).await?;
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             let (confirmed, _) = slot_and_wal(&client, &names.slot).await?;
@@ -199,11 +169,7 @@ async fn sigterm_drains_confirms_and_restart_publishes_no_duplicates() -> Result
     let names = Names::new("term");
     apply_sql(&pg, &names)?;
     let args = base_args(&pg, &kafka, &names);
-    let small = Workload {
-        writers: 2,
-        transactions: 40,
-        aggregates: 10,
-    };
+    let small = Workload { writers: 2, transactions: 40, aggregates: 10 };
 
     let tailbox = Tailbox::start(&args)?;
     small.run(&pg).await?;
@@ -222,20 +188,12 @@ async fn sigterm_drains_confirms_and_restart_publishes_no_duplicates() -> Result
     let tailbox = Tailbox::start(&args)?;
     let mut expected = small.expected();
     expected.insert((9, 9999, 0));
-    let records = consume_pattern(
-        &kafka,
-        &names.topic_pattern(),
-        expected.len(),
-        CONSUME_TIMEOUT,
-    )
-    .await?;
+    let records =
+        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
     let report = verify(&records, &expected)?;
     println!("summary: {report}");
     ensure!(report.lost == 0 && report.reordered == 0, "{report}");
-    ensure!(
-        report.duplicates == 0,
-        "a clean stop confirms everything: {report}"
-    );
+    ensure!(report.duplicates == 0, "a clean stop confirms everything: {report}");
     tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
 }
@@ -260,18 +218,9 @@ async fn refuses_to_start_naming_the_problem_and_fix() -> Result<()> {
         );
         Ok(())
     };
-    expect_refusal(
-        &args,
-        &format!("replication slot \"{}\" does not exist", names.slot),
-    )?;
-    pg.psql(&format!(
-        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-        names.slot
-    ))?;
-    expect_refusal(
-        &args,
-        &format!("publication \"{}\" does not exist", names.publication),
-    )?;
+    expect_refusal(&args, &format!("replication slot \"{}\" does not exist", names.slot))?;
+    pg.psql(&format!("SELECT pg_create_logical_replication_slot('{}', 'pgoutput')", names.slot))?;
+    expect_refusal(&args, &format!("publication \"{}\" does not exist", names.publication))?;
     pg.psql("CREATE TABLE outbox (id uuid, aggregatetype text, aggregateid text, type text)")?;
     pg.psql(&format!(
         "CREATE PUBLICATION {} FOR TABLE outbox WITH (publish = 'insert')",
@@ -283,10 +232,7 @@ async fn refuses_to_start_naming_the_problem_and_fix() -> Result<()> {
 
     // wal_level below logical (the slot must go first: PostgreSQL refuses to start
     // with a logical slot and wal_level = replica).
-    pg.psql(&format!(
-        "SELECT pg_drop_replication_slot('{}')",
-        names.slot
-    ))?;
+    pg.psql(&format!("SELECT pg_drop_replication_slot('{}')", names.slot))?;
     pg.psql("ALTER SYSTEM SET wal_level = replica")?;
     pg.restart("fast")?;
     expect_refusal(&args, "wal_level is \"replica\"")?;
@@ -305,26 +251,16 @@ async fn refuses_a_recreated_slot_that_would_skip_events() -> Result<()> {
     let names = Names::new("recreate");
     apply_sql(&pg, &names)?;
     let args = base_args(&pg, &kafka, &names);
-    let small = Workload {
-        writers: 1,
-        transactions: 4,
-        aggregates: 3,
-    };
+    let small = Workload { writers: 1, transactions: 4, aggregates: 3 };
     let tailbox = Tailbox::start(&args)?;
     small.run(&pg).await?;
     wait_caught_up(&pg, &names).await?;
     tailbox.terminate(Duration::from_secs(30))?;
 
     // Someone drops the slot, events are written with no slot, and a new slot appears.
-    pg.psql(&format!(
-        "SELECT pg_drop_replication_slot('{}')",
-        names.slot
-    ))?;
+    pg.psql(&format!("SELECT pg_drop_replication_slot('{}')", names.slot))?;
     pg.psql("INSERT INTO outbox (aggregatetype, aggregateid, type, payload) VALUES ('Agg0', 'lost', 't', '{}')")?;
-    pg.psql(&format!(
-        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-        names.slot
-    ))?;
+    pg.psql(&format!("SELECT pg_create_logical_replication_slot('{}', 'pgoutput')", names.slot))?;
     let (code, log) = run_to_exit(&args, Duration::from_secs(60))?;
     ensure!(code == Some(1), "must refuse, got {code:?}: {log}");
     ensure!(
@@ -351,11 +287,7 @@ async fn kafka_outage_holds_the_slot_and_loses_nothing() -> Result<()> {
     let names = Names::new("kafkadown");
     apply_sql(&pg, &names)?;
     let tailbox = Tailbox::start(&base_args(&pg, &kafka, &names))?;
-    let first = Workload {
-        writers: 2,
-        transactions: 20,
-        aggregates: 10,
-    };
+    let first = Workload { writers: 2, transactions: 20, aggregates: 10 };
     first.run(&pg).await?;
     wait_caught_up(&pg, &names).await?;
 
@@ -372,29 +304,17 @@ async fn kafka_outage_holds_the_slot_and_loses_nothing() -> Result<()> {
         .await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (during, _) = slot_and_wal(&client, &names.slot).await?;
-    ensure!(
-        during <= held + 64 * 1024 || during == held,
-        "slot advanced while Kafka was down"
-    );
+    ensure!(during <= held + 64 * 1024 || during == held, "slot advanced while Kafka was down");
     let (during_confirmed, _) = slot_and_wal(&client, &names.slot).await?;
 
     broker.start_again()?;
     let mut expected = first.expected();
     expected.extend((0..100).map(|i| (7, 7777, i)));
-    let records = consume_pattern(
-        &kafka,
-        &names.topic_pattern(),
-        expected.len(),
-        CONSUME_TIMEOUT,
-    )
-    .await?;
+    let records =
+        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
     let report = verify(&records, &expected)?;
     println!("summary: {report} (slot held at {during_confirmed:X})");
-    ensure!(
-        report.lost == 0 && report.reordered == 0,
-        "{report}\n{}",
-        tailbox.log_text()
-    );
+    ensure!(report.lost == 0 && report.reordered == 0, "{report}\n{}", tailbox.log_text());
     wait_caught_up(&pg, &names).await?;
     tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
@@ -407,11 +327,7 @@ async fn reconnects_after_postgres_restart() -> Result<()> {
     let names = Names::new("pgrestart");
     apply_sql(&pg, &names)?;
     let mut tailbox = Tailbox::start(&base_args(&pg, &kafka, &names))?;
-    let first = Workload {
-        writers: 2,
-        transactions: 20,
-        aggregates: 10,
-    };
+    let first = Workload { writers: 2, transactions: 20, aggregates: 10 };
     first.run(&pg).await?;
     pg.restart("immediate")?;
     let client = pg.client().await?;
@@ -425,13 +341,8 @@ async fn reconnects_after_postgres_restart() -> Result<()> {
         .await?;
     let mut expected = first.expected();
     expected.extend((0..50).map(|i| (8, 8888, i)));
-    let records = consume_pattern(
-        &kafka,
-        &names.topic_pattern(),
-        expected.len(),
-        CONSUME_TIMEOUT,
-    )
-    .await?;
+    let records =
+        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
     let report = verify(&records, &expected)?;
     println!("summary: {report}");
     ensure!(
@@ -439,11 +350,7 @@ async fn reconnects_after_postgres_restart() -> Result<()> {
         "tailbox must survive a PostgreSQL restart:\n{}",
         tailbox.log_text()
     );
-    ensure!(
-        report.lost == 0 && report.reordered == 0,
-        "{report}\n{}",
-        tailbox.log_text()
-    );
+    ensure!(report.lost == 0 && report.reordered == 0, "{report}\n{}", tailbox.log_text());
     tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
 }

@@ -50,10 +50,7 @@ pub fn apply_sql(pg: &PgServer, names: &Names) -> Result<()> {
         pg,
         &[
             ("01_outbox_table.sql", vec![]),
-            (
-                "02_publication.sql",
-                vec![format!("publication={}", names.publication)],
-            ),
+            ("02_publication.sql", vec![format!("publication={}", names.publication)]),
             ("03_slot.sql", vec![format!("slot={}", names.slot)]),
             ("04_role.sql", vec!["password=tailbox-test".to_owned()]),
         ],
@@ -65,16 +62,11 @@ pub fn apply_sql_files(pg: &PgServer, files: &[(&str, Vec<String>)]) -> Result<(
     let sql = workspace_root().join("sql");
     for (file, vars) in files {
         let mut cmd = std::process::Command::new("psql");
-        cmd.arg(pg.url())
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
+        cmd.arg(pg.url()).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
         for v in vars {
             cmd.arg("-v").arg(v);
         }
-        let out = cmd
-            .arg("-f")
-            .arg(sql.join(file))
-            .output()
-            .context("running psql")?;
+        let out = cmd.arg("-f").arg(sql.join(file)).output().context("running psql")?;
         if !out.status.success() {
             bail!("{file} failed: {}", String::from_utf8_lossy(&out.stderr));
         }

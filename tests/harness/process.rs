@@ -24,10 +24,7 @@ pub fn base_args(pg: &PgServer, kafka: &str, names: &Names) -> Vec<String> {
     [
         "run",
         "--pg-url",
-        &format!(
-            "postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres",
-            pg.port()
-        ),
+        &format!("postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres", pg.port()),
         "--kafka-brokers",
         kafka,
         "--slot",
@@ -70,9 +67,7 @@ impl Tailbox {
 
     /// SIGTERM, then wait for the exit (bounded).
     pub fn terminate(mut self, timeout: Duration) -> Result<ExitStatus> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         if !status.success() {
             bail!("kill -TERM failed");
         }
@@ -88,10 +83,7 @@ impl Tailbox {
             }
             if std::time::Instant::now() > deadline {
                 let _ = self.child.kill();
-                bail!(
-                    "tailbox did not exit within {timeout:?}; log:\n{}",
-                    self.log_text()
-                );
+                bail!("tailbox did not exit within {timeout:?}; log:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

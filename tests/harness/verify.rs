@@ -44,10 +44,7 @@ fn parse_lsn(text: &[u8]) -> Option<u64> {
 /// replay after a crash repeats a suffix; repeats are counted as duplicates and do not
 /// count as reorderings.
 pub fn verify(records: &[ConsumedRecord], expected: &BTreeSet<EventId>) -> Result<Report> {
-    let mut report = Report {
-        received: records.len(),
-        ..Report::default()
-    };
+    let mut report = Report { received: records.len(), ..Report::default() };
     let mut seen: HashSet<EventId> = HashSet::new();
     let mut last_by_aggregate: HashMap<(String, Vec<u8>), (u64, u32, u32)> = HashMap::new();
     for record in records {
@@ -55,15 +52,8 @@ pub fn verify(records: &[ConsumedRecord], expected: &BTreeSet<EventId>) -> Resul
             serde_json::from_slice(record.payload.as_deref().unwrap_or_default())
                 .context("payload is not JSON")?;
         let field = |name: &str| payload.get(name).and_then(|v| v.as_u64()).map(|v| v as u32);
-        let id = (
-            field("w").context("w")?,
-            field("t").context("t")?,
-            field("i").context("i")?,
-        );
-        let xid = payload
-            .get("xid")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
+        let id = (field("w").context("w")?, field("t").context("t")?, field("i").context("i")?);
+        let xid = payload.get("xid").and_then(|v| v.as_str()).unwrap_or_default();
         if record.header("xid") != Some(xid.as_bytes()) {
             report.wrong_xid += 1;
         }
@@ -71,10 +61,7 @@ pub fn verify(records: &[ConsumedRecord], expected: &BTreeSet<EventId>) -> Resul
             report.duplicates += 1;
             continue;
         }
-        let lsn = record
-            .header("lsn")
-            .and_then(parse_lsn)
-            .context("lsn header")?;
+        let lsn = record.header("lsn").and_then(parse_lsn).context("lsn header")?;
         let position = (lsn, id.1, id.2);
         // An aggregate is its type (the topic) and its id (the key).
         let key = (record.topic.clone(), record.key.clone().unwrap_or_default());

@@ -22,11 +22,7 @@ const SIZES: [u32; 8] = [1, 99, 10, 90, 25, 75, 50, 50];
 
 impl Workload {
     /// 4 writers, 400 transactions, 20,000 events, 50 aggregates.
-    pub const STANDARD: Workload = Workload {
-        writers: 4,
-        transactions: 400,
-        aggregates: 50,
-    };
+    pub const STANDARD: Workload = Workload { writers: 4, transactions: 400, aggregates: 50 };
 
     fn size(t: u32) -> u32 {
         SIZES[(t as usize) % SIZES.len()]
@@ -83,14 +79,9 @@ impl Workload {
             .await?;
         for t in (w..self.transactions).step_by(self.writers as usize) {
             let tx = client.transaction().await?;
-            tx.execute("INSERT INTO business (note) VALUES ('side effect')", &[])
-                .await?;
-            let (wi, ti, size, aggs) = (
-                w as i32,
-                t as i32,
-                Self::size(t) as i32,
-                self.aggregates as i32,
-            );
+            tx.execute("INSERT INTO business (note) VALUES ('side effect')", &[]).await?;
+            let (wi, ti, size, aggs) =
+                (w as i32, t as i32, Self::size(t) as i32, self.aggregates as i32);
             tx.execute(&insert, &[&wi, &ti, &size, &aggs]).await?;
             tx.commit().await?;
         }

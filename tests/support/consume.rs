@@ -30,26 +30,17 @@ pub struct ConsumedRecord {
 impl ConsumedRecord {
     /// The first header named `key`.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
     }
 
     /// The payload as UTF-8 (lossy), or "" without a payload.
     pub fn payload_str(&self) -> String {
-        self.payload
-            .as_deref()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_default()
+        self.payload.as_deref().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default()
     }
 
     /// The key as UTF-8 (lossy), or "" without a key.
     pub fn key_str(&self) -> String {
-        self.key
-            .as_deref()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .unwrap_or_default()
+        self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default()
     }
 }
 
@@ -89,11 +80,7 @@ pub async fn consume_all(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<ConsumedRecord>> {
-    let opts = ConsumeOptions {
-        expected,
-        timeout,
-        quiet: DEFAULT_QUIET,
-    };
+    let opts = ConsumeOptions { expected, timeout, quiet: DEFAULT_QUIET };
     consume(bootstrap, Subscription::Topics(topics), opts).await
 }
 
@@ -105,11 +92,7 @@ pub async fn consume_pattern(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<ConsumedRecord>> {
-    let opts = ConsumeOptions {
-        expected,
-        timeout,
-        quiet: DEFAULT_QUIET,
-    };
+    let opts = ConsumeOptions { expected, timeout, quiet: DEFAULT_QUIET };
     consume(bootstrap, Subscription::Pattern(regex), opts).await
 }
 
@@ -139,19 +122,12 @@ pub async fn consume(
     match subscription {
         Subscription::Topics(topics) => {
             let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            consumer
-                .subscribe(&topics)
-                .with_context(|| format!("subscribing to {topics:?}"))?;
+            consumer.subscribe(&topics).with_context(|| format!("subscribing to {topics:?}"))?;
         }
         Subscription::Pattern(regex) => {
-            let pattern = if regex.starts_with('^') {
-                regex.to_owned()
-            } else {
-                format!("^{regex}")
-            };
-            consumer
-                .subscribe(&[&pattern])
-                .with_context(|| format!("subscribing to {pattern}"))?;
+            let pattern =
+                if regex.starts_with('^') { regex.to_owned() } else { format!("^{regex}") };
+            consumer.subscribe(&[&pattern]).with_context(|| format!("subscribing to {pattern}"))?;
         }
     }
 

@@ -56,12 +56,7 @@ impl KafkaBroker {
         if !bootstrap.starts_with("127.0.0.1:") {
             bail!("scripts/kafka.sh printed an unexpected address: {bootstrap:?}");
         }
-        Ok(KafkaBroker {
-            bootstrap,
-            dir: Some(dir),
-            owned,
-            lock: Mutex::new(()),
-        })
+        Ok(KafkaBroker { bootstrap, dir: Some(dir), owned, lock: Mutex::new(()) })
     }
 
     /// A broker of the caller's own (a few seconds to start), stopped and deleted
@@ -76,11 +71,7 @@ impl KafkaBroker {
     }
 
     pub fn port(&self) -> u16 {
-        self.bootstrap
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0)
+        self.bootstrap.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
     }
 
     /// The broker's directory (config, `data/`, `kafka.log`), if we started it.
@@ -103,10 +94,7 @@ impl KafkaBroker {
     /// Stops the broker (SIGTERM, then SIGKILL after 20 s); its data stays.
     pub fn stop(&self) -> Result<()> {
         let dir = self.own_dir("stop")?;
-        let _guard = self
-            .lock
-            .lock()
-            .map_err(|_| anyhow!("broker lock poisoned"))?;
+        let _guard = self.lock.lock().map_err(|_| anyhow!("broker lock poisoned"))?;
         run_script("kafka.sh", &["stop", &dir], &[]).context("stopping the Kafka broker")?;
         Ok(())
     }
@@ -114,10 +102,7 @@ impl KafkaBroker {
     /// Starts the broker again after [`stop`](Self::stop): same port, same data.
     pub fn start_again(&self) -> Result<()> {
         let dir = self.own_dir("restart")?;
-        let _guard = self
-            .lock
-            .lock()
-            .map_err(|_| anyhow!("broker lock poisoned"))?;
+        let _guard = self.lock.lock().map_err(|_| anyhow!("broker lock poisoned"))?;
         let port = self.port().to_string();
         let bootstrap = run_script("kafka.sh", &["start", &dir, &port], &script_env())
             .context("starting the Kafka broker again")?;
@@ -171,9 +156,8 @@ pub fn shared_kafka() -> &'static KafkaBroker {
 pub fn try_shared_kafka() -> Result<&'static KafkaBroker> {
     SHARED
         .get_or_init(|| {
-            if let Some(addr) = std::env::var("TAILBOX_TEST_KAFKA")
-                .ok()
-                .filter(|a| !a.trim().is_empty())
+            if let Some(addr) =
+                std::env::var("TAILBOX_TEST_KAFKA").ok().filter(|a| !a.trim().is_empty())
             {
                 return Ok(KafkaBroker {
                     bootstrap: addr.trim().to_owned(),
@@ -197,10 +181,7 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Resul
         .context("creating a Kafka admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &opts,
-        )
+        .create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &opts)
         .await
         .with_context(|| format!("creating topic {name}"))?;
     for r in results {

@@ -21,6 +21,7 @@ mod consume;
 mod kafka;
 mod paths;
 mod pg;
+mod proxy;
 mod script;
 
 pub use consume::{
@@ -30,3 +31,4 @@ pub use consume::{
 pub use kafka::{KafkaBroker, create_topic, shared_kafka, try_shared_kafka};
 pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
 pub use pg::PgServer;
+pub use proxy::TcpProxy;

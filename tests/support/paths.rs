@@ -21,10 +21,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 fn run_salt() -> u32 {
     static SALT: OnceLock<u32> = OnceLock::new();
     *SALT.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         // fold the clock into 20 bits
         let mut x = (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32);
         x ^= x >> 33;
@@ -43,11 +40,7 @@ pub fn unique_name(prefix: &str) -> String {
         .chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
-                c
-            } else {
-                '_'
-            }
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' }
         })
         .take(40)
         .collect();
@@ -130,9 +123,7 @@ fn build_tailbox() -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target
-        .join(if release { "release" } else { "debug" })
-        .join("tailbox");
+    let bin = target.join(if release { "release" } else { "debug" }).join("tailbox");
     if bin.is_file() {
         Ok(bin)
     } else {

@@ -27,9 +27,7 @@ pub(crate) fn run_script(name: &str, args: &[&str], envs: &[(&str, String)]) -> 
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run bash {}", path.display()))?;
+    let out = cmd.output().with_context(|| format!("cannot run bash {}", path.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {

@@ -10,13 +10,7 @@ use crate::logging::LogFormat;
 #[command(name = "tailbox", version, about)]
 pub struct Cli {
     /// Log format.
-    #[arg(
-        long,
-        env = "TAILBOX_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long, env = "TAILBOX_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -46,38 +40,22 @@ pub struct RunArgs {
     #[arg(long, env = "TAILBOX_KAFKA_BROKERS")]
     pub kafka_brokers: String,
     /// Any librdkafka producer property, KEY=VALUE; repeatable (env: comma-separated).
-    #[arg(
-        long = "kafka-prop",
-        env = "TAILBOX_KAFKA_PROPS",
-        value_delimiter = ','
-    )]
+    #[arg(long = "kafka-prop", env = "TAILBOX_KAFKA_PROPS", value_delimiter = ',')]
     pub kafka_props: Vec<String>,
     /// The outbox table, SCHEMA.TABLE.
     #[arg(long, env = "TAILBOX_OUTBOX_TABLE", default_value = "public.outbox")]
     pub outbox_table: String,
     /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type.
-    #[arg(
-        long,
-        env = "TAILBOX_TOPIC_TEMPLATE",
-        default_value = "outbox.event.{aggregatetype}"
-    )]
+    #[arg(long, env = "TAILBOX_TOPIC_TEMPLATE", default_value = "outbox.event.{aggregatetype}")]
     pub topic_template: String,
     /// Column holding the event id (header `id`).
     #[arg(long, env = "TAILBOX_COLUMN_ID", default_value = "id")]
     pub column_id: String,
     /// Column holding the aggregate type (the topic).
-    #[arg(
-        long,
-        env = "TAILBOX_COLUMN_AGGREGATE_TYPE",
-        default_value = "aggregatetype"
-    )]
+    #[arg(long, env = "TAILBOX_COLUMN_AGGREGATE_TYPE", default_value = "aggregatetype")]
     pub column_aggregate_type: String,
     /// Column holding the aggregate id (the record key).
-    #[arg(
-        long,
-        env = "TAILBOX_COLUMN_AGGREGATE_ID",
-        default_value = "aggregateid"
-    )]
+    #[arg(long, env = "TAILBOX_COLUMN_AGGREGATE_ID", default_value = "aggregateid")]
     pub column_aggregate_id: String,
     /// Column holding the event type (header `type`).
     #[arg(long, env = "TAILBOX_COLUMN_TYPE", default_value = "type")]
@@ -86,11 +64,7 @@ pub struct RunArgs {
     #[arg(long, env = "TAILBOX_COLUMN_PAYLOAD", default_value = "payload")]
     pub column_payload: String,
     /// Compacted topic where tailbox keeps each slot's last published LSN.
-    #[arg(
-        long,
-        env = "TAILBOX_CHECKPOINT_TOPIC",
-        default_value = "tailbox.checkpoints"
-    )]
+    #[arg(long, env = "TAILBOX_CHECKPOINT_TOPIC", default_value = "tailbox.checkpoints")]
     pub checkpoint_topic: String,
     /// How often (ms) the checkpoint is written and the slot confirmed, at most.
     #[arg(long, env = "TAILBOX_STATUS_INTERVAL_MS", default_value_t = 1000,

@@ -42,10 +42,7 @@ fn settings(args: RunArgs) -> Result<PipelineSettings> {
             args.checkpoint_topic
         )
     })?;
-    let kafka = SinkConfig {
-        brokers: args.kafka_brokers,
-        properties,
-    };
+    let kafka = SinkConfig { brokers: args.kafka_brokers, properties };
     // Let librdkafka judge every property now, so a typo fails at startup, naming it.
     tailbox_kafka_sink::KafkaSink::new(&kafka).context("checking --kafka-prop")?;
     Ok(PipelineSettings {
@@ -94,11 +91,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         });
         let settings = settings(args)?;
         let stats = supervisor::run(settings, shutdown).await?;
-        info!(
-            published = stats.published,
-            transactions = stats.transactions,
-            "tailbox stopped"
-        );
+        info!(published = stats.published, transactions = stats.transactions, "tailbox stopped");
         Ok(())
     })
 }

@@ -35,10 +35,7 @@ pub struct CheckpointTopic {
 impl CheckpointTopic {
     /// The checkpoint of `slot` in `topic`.
     pub fn new(topic: impl Into<String>, slot: impl Into<String>) -> Self {
-        Self {
-            topic: topic.into(),
-            slot: slot.into(),
-        }
+        Self { topic: topic.into(), slot: slot.into() }
     }
 
     /// The topic name.
@@ -53,9 +50,7 @@ impl CheckpointTopic {
 
     /// The record value for `lsn`.
     pub fn encode(&self, lsn: u64) -> Vec<u8> {
-        serde_json::json!({ "slot": self.slot, "lsn": format_lsn(lsn) })
-            .to_string()
-            .into_bytes()
+        serde_json::json!({ "slot": self.slot, "lsn": format_lsn(lsn) }).to_string().into_bytes()
     }
 
     fn decode(value: &[u8]) -> Option<u64> {
@@ -69,31 +64,23 @@ impl CheckpointTopic {
         self.ensure_topic(config).await?;
         let (this, config) = (self.clone(), config.clone());
         // The consumer API blocks; keep it off the pipeline's thread.
-        tokio::task::spawn_blocking(move || this.read_last(&config))
-            .await
-            .unwrap_or_else(|join| {
-                Err(SinkError::Transient {
-                    context: format!("checkpoint reader task failed: {join}"),
-                    source: KafkaError::Canceled,
-                })
+        tokio::task::spawn_blocking(move || this.read_last(&config)).await.unwrap_or_else(|join| {
+            Err(SinkError::Transient {
+                context: format!("checkpoint reader task failed: {join}"),
+                source: KafkaError::Canceled,
             })
+        })
     }
 
     async fn ensure_topic(&self, config: &SinkConfig) -> Result<(), SinkError> {
-        let admin: AdminClient<DefaultClientContext> = config
-            .shared_client_config()
-            .create()
-            .map_err(SinkError::Config)?;
+        let admin: AdminClient<DefaultClientContext> =
+            config.shared_client_config().create().map_err(SinkError::Config)?;
         let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(ROUND_TRIP_TIMEOUT));
-        let results = admin
-            .create_topics([&topic], &options)
-            .await
-            .map_err(|source| SinkError::Transient {
-                context: "creating the checkpoint topic".into(),
-                source,
-            })?;
+        let results = admin.create_topics([&topic], &options).await.map_err(|source| {
+            SinkError::Transient { context: "creating the checkpoint topic".into(), source }
+        })?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -130,9 +117,7 @@ impl CheckpointTopic {
         assignment
             .add_partition_offset(&self.topic, 0, Offset::Offset(low))
             .map_err(transient("assigning the checkpoint topic"))?;
-        consumer
-            .assign(&assignment)
-            .map_err(transient("assigning the checkpoint topic"))?;
+        consumer.assign(&assignment).map_err(transient("assigning the checkpoint topic"))?;
         let mut last = None;
         let deadline = std::time::Instant::now() + ROUND_TRIP_TIMEOUT * 3;
         loop {
@@ -163,10 +148,7 @@ mod tests {
     #[test]
     fn value_round_trips() {
         let cp = CheckpointTopic::new("tailbox.checkpoints", "slot_a");
-        assert_eq!(
-            CheckpointTopic::decode(&cp.encode(0x1_0000_00A0)),
-            Some(0x1_0000_00A0)
-        );
+        assert_eq!(CheckpointTopic::decode(&cp.encode(0x1_0000_00A0)), Some(0x1_0000_00A0));
         assert_eq!(CheckpointTopic::decode(b"garbage"), None);
     }
 }

@@ -45,16 +45,9 @@ impl SinkConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in &self.properties {
-            if [
-                "security.",
-                "sasl.",
-                "ssl.",
-                "socket.",
-                "broker.",
-                "client.",
-            ]
-            .iter()
-            .any(|prefix| key.starts_with(prefix))
+            if ["security.", "sasl.", "ssl.", "socket.", "broker.", "client."]
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
             {
                 config.set(key, value);
             }

@@ -49,6 +49,11 @@ pub fn is_permanent(code: RDKafkaErrorCode) -> bool {
 }
 
 impl DeliveryError {
+    /// librdkafka's queue stayed full: transient.
+    pub fn queue_full() -> Self {
+        DeliveryError::Failed(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+    }
+
     /// Classifies a delivery or enqueue error.
     pub fn classify(err: KafkaError) -> Self {
         match err.rdkafka_error_code() {

@@ -31,4 +31,4 @@ pub mod sink;
 pub use checkpoint_topic::CheckpointTopic;
 pub use config::SinkConfig;
 pub use error::{DeliveryError, SinkError};
-pub use sink::{Ack, EventMeta, KafkaSink, SendOutcome};
+pub use sink::{Ack, EventMeta, KafkaSink, RefusedRecord, SendOutcome};

@@ -33,6 +33,22 @@ pub struct Ack {
     pub seq: u64,
     /// Delivered, or why not.
     pub result: Result<(), DeliveryError>,
+    /// For a record Kafka refused for good: a copy of it, for the dead-letter topic.
+    pub refused: Option<Box<RefusedRecord>>,
+}
+
+/// A copy of a record Kafka refused, taken in the delivery callback (rare, so the copy
+/// costs nothing on the hot path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefusedRecord {
+    /// The topic it was meant for.
+    pub topic: String,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+    /// Its headers.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// Per-transaction facts that go into every record's headers. Built once per
@@ -97,18 +113,36 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, delivery: &DeliveryResult<'_>, seq: usize) {
-        let result = match delivery {
-            Ok(_) => Ok(()),
+        let (result, refused) = match delivery {
+            Ok(_) => (Ok(()), None),
             Err((err, message)) => {
                 warn!(topic = message.topic(), error = %err, "record not delivered");
-                Err(DeliveryError::classify(err.clone()))
+                let error = DeliveryError::classify(err.clone());
+                let refused = matches!(error, DeliveryError::Refused(_))
+                    .then(|| Box::new(copy_refused(message)));
+                (Err(error), refused)
             }
         };
         // The receiver is gone only while the sink is being dropped.
-        let _ = self.acks.send(Ack {
-            seq: seq as u64,
-            result,
-        });
+        let _ = self.acks.send(Ack { seq: seq as u64, result, refused });
+    }
+}
+
+fn copy_refused(message: &rdkafka::message::BorrowedMessage<'_>) -> RefusedRecord {
+    use rdkafka::message::Headers;
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    RefusedRecord {
+        topic: message.topic().to_owned(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
     }
 }
 
@@ -125,54 +159,37 @@ impl KafkaSink {
     pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
         let (tx, acks) = mpsc::unbounded_channel();
         let fatal = Arc::new(AtomicBool::new(false));
-        let context = SinkContext {
-            acks: tx,
-            fatal: Arc::clone(&fatal),
-        };
-        let producer = config
-            .producer_config()
-            .create_with_context(context)
-            .map_err(SinkError::Config)?;
-        Ok(Self {
-            producer,
-            acks,
-            fatal,
-            next_seq: 0,
-        })
+        let context = SinkContext { acks: tx, fatal: Arc::clone(&fatal) };
+        let producer =
+            config.producer_config().create_with_context(context).map_err(SinkError::Config)?;
+        Ok(Self { producer, acks, fatal, next_seq: 0 })
     }
 
-    /// Enqueues one record. Never blocks; `QueueFull` means try the same record again
-    /// after some acknowledgements arrived.
+    /// Enqueues one record; with `meta`, adds the transaction's headers (`lsn`, `xid`,
+    /// `commit_ts`) and timestamp. Never blocks; `QueueFull` means try the same record
+    /// again after some acknowledgements arrived.
     pub fn send(
         &mut self,
         record: &OutboxRecord,
-        meta: &EventMeta,
+        meta: Option<&EventMeta>,
     ) -> Result<SendOutcome, DeliveryError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 3);
         for (name, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value.as_ref()),
-            });
+            headers = headers.insert(Header { key: name, value: Some(value.as_ref()) });
         }
-        headers = headers
-            .insert(Header {
-                key: "lsn",
-                value: Some(meta.lsn.as_bytes()),
-            })
-            .insert(Header {
-                key: "xid",
-                value: Some(meta.xid.as_bytes()),
-            })
-            .insert(Header {
-                key: "commit_ts",
-                value: Some(meta.commit_ts.as_bytes()),
-            });
-        let base = BaseRecord::with_opaque_to(&record.topic, self.next_seq as usize)
+        if let Some(meta) = meta {
+            headers = headers
+                .insert(Header { key: "lsn", value: Some(meta.lsn.as_bytes()) })
+                .insert(Header { key: "xid", value: Some(meta.xid.as_bytes()) })
+                .insert(Header { key: "commit_ts", value: Some(meta.commit_ts.as_bytes()) });
+        }
+        let mut base = BaseRecord::with_opaque_to(&record.topic, self.next_seq as usize)
             .key(record.key.as_ref())
             .payload(record.value.as_ref())
-            .headers(headers)
-            .timestamp(meta.timestamp_ms);
+            .headers(headers);
+        if let Some(meta) = meta {
+            base = base.timestamp(meta.timestamp_ms);
+        }
         self.enqueue(base)
     }
 
@@ -183,9 +200,8 @@ impl KafkaSink {
         key: &[u8],
         value: &[u8],
     ) -> Result<SendOutcome, DeliveryError> {
-        let base = BaseRecord::with_opaque_to(topic, self.next_seq as usize)
-            .key(key)
-            .payload(value);
+        let base =
+            BaseRecord::with_opaque_to(topic, self.next_seq as usize).key(key).payload(value);
         self.enqueue(base)
     }
 
@@ -228,11 +244,9 @@ impl KafkaSink {
 
     /// Waits (blocking this thread, bounded) until librdkafka has no records left.
     pub fn flush(&self, timeout: std::time::Duration) -> Result<(), SinkError> {
-        self.producer
-            .flush(timeout)
-            .map_err(|source| SinkError::Transient {
-                context: "flushing the producer".into(),
-                source,
-            })
+        self.producer.flush(timeout).map_err(|source| SinkError::Transient {
+            context: "flushing the producer".into(),
+            source,
+        })
     }
 }

@@ -103,11 +103,7 @@ impl OutboxConfig {
     /// The columns the table must have.
     pub fn required_columns(&self) -> Vec<String> {
         let c = &self.columns;
-        vec![
-            c.aggregate_type.clone(),
-            c.aggregate_id.clone(),
-            c.payload.clone(),
-        ]
+        vec![c.aggregate_type.clone(), c.aggregate_id.clone(), c.payload.clone()]
     }
 }
 
@@ -117,15 +113,9 @@ mod tests {
 
     #[test]
     fn table_name_defaults_to_public() -> Result<(), ConfigError> {
-        let cfg = OutboxConfig::new(
-            "outbox",
-            ColumnNames::default(),
-            "outbox.event.{aggregatetype}",
-        )?;
-        assert_eq!(
-            (cfg.schema.as_str(), cfg.table.as_str()),
-            ("public", "outbox")
-        );
+        let cfg =
+            OutboxConfig::new("outbox", ColumnNames::default(), "outbox.event.{aggregatetype}")?;
+        assert_eq!((cfg.schema.as_str(), cfg.table.as_str()), ("public", "outbox"));
         let cfg = OutboxConfig::new("app.events", ColumnNames::default(), "x")?;
         assert_eq!((cfg.schema.as_str(), cfg.table.as_str()), ("app", "events"));
         Ok(())

@@ -70,7 +70,8 @@ struct OutboxLayout {
 /// What a relation oid means to us.
 #[derive(Debug)]
 enum RelationKind {
-    Outbox(Result<OutboxLayout, MappingError>),
+    /// The outbox table: its column names, and the layout (or why it has none).
+    Outbox(Vec<Arc<str>>, Result<OutboxLayout, MappingError>),
     Other,
 }
 
@@ -82,21 +83,36 @@ pub struct OutboxMapper {
     topics: HashMap<Bytes, Arc<str>>,
 }
 
+impl MappingError {
+    /// Whether this row alone is bad (dead-letter it, go on) rather than the stream
+    /// (stop).
+    pub fn is_poison(&self) -> bool {
+        matches!(
+            self,
+            MappingError::NullColumn { .. }
+                | MappingError::InvalidTopic(_)
+                | MappingError::MissingColumn { .. }
+        )
+    }
+}
+
 impl OutboxMapper {
+    /// The outbox table, `schema.table`.
+    pub fn table_name(&self) -> String {
+        format!("{}.{}", self.config.schema, self.config.table)
+    }
+
     /// A mapper for one outbox table.
     pub fn new(config: OutboxConfig) -> Self {
-        Self {
-            config,
-            relations: HashMap::new(),
-            topics: HashMap::new(),
-        }
+        Self { config, relations: HashMap::new(), topics: HashMap::new() }
     }
 
     /// Records (or replaces) a relation's layout.
     pub fn on_relation(&mut self, relation: &Relation) {
         let kind = if relation.namespace == self.config.schema && relation.name == self.config.table
         {
-            RelationKind::Outbox(self.layout(relation))
+            let names = relation.columns.iter().map(|c| Arc::from(c.name.as_str())).collect();
+            RelationKind::Outbox(names, self.layout(relation))
         } else {
             RelationKind::Other
         };
@@ -145,8 +161,8 @@ impl OutboxMapper {
     ) -> Result<bool, MappingError> {
         let layout = match self.relations.get(&insert.relation_oid) {
             Some(RelationKind::Other) => return Ok(false),
-            Some(RelationKind::Outbox(Ok(layout))) => layout,
-            Some(RelationKind::Outbox(Err(err))) => return Err(err.clone()),
+            Some(RelationKind::Outbox(_, Ok(layout))) => layout,
+            Some(RelationKind::Outbox(_, Err(err))) => return Err(err.clone()),
             None => return Err(MappingError::UnknownRelation(insert.relation_oid)),
         };
         let tuple = &insert.new_tuple;
@@ -177,15 +193,43 @@ impl OutboxMapper {
         }
         // The layout has exactly one column of each role, so all three are set here.
         let (Some(aggregate_type), Some(key), Some(value)) = (aggregate_type, key, value) else {
-            return Err(MappingError::ColumnCount {
-                expected: layout.columns.len(),
-                got: 0,
-            });
+            return Err(MappingError::ColumnCount { expected: layout.columns.len(), got: 0 });
         };
         out.key = key;
         out.value = value;
         out.topic = self.topic(aggregate_type)?;
         Ok(true)
+    }
+
+    /// Fills `out` with what can be salvaged of an outbox row that cannot be mapped, for
+    /// the dead-letter topic: key = the aggregate id, value = the payload (each empty if
+    /// NULL or absent), and every other non-NULL column as a header under its column
+    /// name. Returns `false` if the insert is not on a known outbox relation.
+    pub fn dead_letter(
+        &self,
+        insert: &Insert,
+        dlq_topic: &Arc<str>,
+        out: &mut OutboxRecord,
+    ) -> bool {
+        let Some(RelationKind::Outbox(names, _)) = self.relations.get(&insert.relation_oid) else {
+            return false;
+        };
+        let cols = &self.config.columns;
+        out.topic = Arc::clone(dlq_topic);
+        out.key = Bytes::new();
+        out.value = Bytes::new();
+        out.headers.clear();
+        for (name, column) in names.iter().zip(insert.new_tuple.columns()) {
+            let Some(bytes) = column.as_bytes().cloned() else { continue };
+            if **name == *cols.aggregate_id {
+                out.key = bytes;
+            } else if **name == *cols.payload {
+                out.value = bytes;
+            } else {
+                out.headers.push((Arc::clone(name), bytes));
+            }
+        }
+        true
     }
 
     fn topic(&mut self, aggregate_type: Bytes) -> Result<Arc<str>, MappingError> {
@@ -207,9 +251,7 @@ impl OutboxMapper {
 }
 
 fn require(value: Option<Bytes>, column: &Arc<str>) -> Result<Bytes, MappingError> {
-    value.ok_or_else(|| MappingError::NullColumn {
-        column: Arc::clone(column),
-    })
+    value.ok_or_else(|| MappingError::NullColumn { column: Arc::clone(column) })
 }
 
 #[cfg(test)]
@@ -262,14 +304,8 @@ mod tests {
         OutboxMapper::new(config)
     }
 
-    const COLUMNS: &[&str] = &[
-        "id",
-        "aggregatetype",
-        "aggregateid",
-        "type",
-        "payload",
-        "tracingspancontext",
-    ];
+    const COLUMNS: &[&str] =
+        &["id", "aggregatetype", "aggregateid", "type", "payload", "tracingspancontext"];
 
     #[test]
     fn maps_a_debezium_style_row() -> Result<(), MappingError> {
@@ -288,18 +324,9 @@ mod tests {
         assert_eq!(&*out.topic, "outbox.event.Order");
         assert_eq!(out.key.as_ref(), b"o-7");
         assert_eq!(out.value.as_ref(), b"{\"a\": 1}");
-        let headers: Vec<(&str, &[u8])> = out
-            .headers
-            .iter()
-            .map(|(k, v)| (&**k, v.as_ref()))
-            .collect();
-        assert_eq!(
-            headers,
-            vec![
-                ("id", b"e-1".as_slice()),
-                ("type", b"OrderPlaced".as_slice())
-            ]
-        );
+        let headers: Vec<(&str, &[u8])> =
+            out.headers.iter().map(|(k, v)| (&**k, v.as_ref())).collect();
+        assert_eq!(headers, vec![("id", b"e-1".as_slice()), ("type", b"OrderPlaced".as_slice())]);
         Ok(())
     }
 
@@ -317,34 +344,16 @@ mod tests {
         let mut m = mapper();
         m.on_relation(&relation(1, "outbox", COLUMNS));
         let mut out = OutboxRecord::default();
-        let row = [
-            Some("e-1"),
-            Some("Order"),
-            Some("o-7"),
-            Some("T"),
-            Some("{}"),
-            None,
-        ];
+        let row = [Some("e-1"), Some("Order"), Some("o-7"), Some("T"), Some("{}"), None];
         m.map_insert(&insert(1, &row), &mut out)?;
         // ALTER TABLE outbox ADD COLUMN tenant text: a new Relation message, then wider rows.
         let mut wider = COLUMNS.to_vec();
         wider.push("tenant");
         m.on_relation(&relation(1, "outbox", &wider));
-        let row = [
-            Some("e-2"),
-            Some("Order"),
-            Some("o-7"),
-            Some("T"),
-            Some("{}"),
-            None,
-            Some("acme"),
-        ];
+        let row =
+            [Some("e-2"), Some("Order"), Some("o-7"), Some("T"), Some("{}"), None, Some("acme")];
         m.map_insert(&insert(1, &row), &mut out)?;
-        assert!(
-            out.headers
-                .iter()
-                .any(|(k, v)| &**k == "tenant" && v.as_ref() == b"acme")
-        );
+        assert!(out.headers.iter().any(|(k, v)| &**k == "tenant" && v.as_ref() == b"acme"));
         Ok(())
     }
 
@@ -358,14 +367,7 @@ mod tests {
         assert!(
             matches!(err, Some(MappingError::NullColumn { ref column }) if &**column == "aggregatetype")
         );
-        let bad_topic = [
-            Some("e"),
-            Some("has space"),
-            Some("o"),
-            Some("T"),
-            Some("{}"),
-            None,
-        ];
+        let bad_topic = [Some("e"), Some("has space"), Some("o"), Some("T"), Some("{}"), None];
         assert!(matches!(
             m.map_insert(&insert(1, &bad_topic), &mut out),
             Err(MappingError::InvalidTopic(_))
@@ -377,13 +379,26 @@ mod tests {
     }
 
     #[test]
+    fn dead_letters_keep_the_original_bytes() {
+        let mut m = mapper();
+        m.on_relation(&relation(1, "outbox", COLUMNS));
+        let mut out = OutboxRecord::default();
+        let row = [Some("e"), None, Some("o-1"), Some("T"), Some("{\"x\": 1}"), None];
+        let dlq: Arc<str> = Arc::from("outbox.dlq");
+        assert!(m.dead_letter(&insert(1, &row), &dlq, &mut out));
+        assert_eq!(
+            (&*out.topic, out.key.as_ref(), out.value.as_ref()),
+            ("outbox.dlq", b"o-1".as_slice(), b"{\"x\": 1}".as_slice())
+        );
+        let names: Vec<&str> = out.headers.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(names, vec!["id", "type"]);
+        assert!(!m.dead_letter(&insert(5, &row), &dlq, &mut out), "unknown relation");
+    }
+
+    #[test]
     fn a_dropped_column_is_reported_on_the_next_row() {
         let mut m = mapper();
-        m.on_relation(&relation(
-            1,
-            "outbox",
-            &["id", "aggregatetype", "aggregateid", "type"],
-        ));
+        m.on_relation(&relation(1, "outbox", &["id", "aggregatetype", "aggregateid", "type"]));
         let mut out = OutboxRecord::default();
         let row = [Some("e"), Some("Order"), Some("o"), Some("T")];
         assert!(matches!(

@@ -45,10 +45,7 @@ impl TopicTemplate {
         if suffix.is_none() && validate_topic(template).is_err() {
             return Err(error("not a valid topic name".into()));
         }
-        Ok(Self {
-            prefix: prefix.into(),
-            suffix: suffix.map(Into::into),
-        })
+        Ok(Self { prefix: prefix.into(), suffix: suffix.map(Into::into) })
     }
 
     /// The topic for an aggregate type, or why it is not a valid topic name.
@@ -80,10 +77,7 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
         return Err(format!("{topic:?} is not a valid topic name"));
     }
     if let Some(bad) = topic.bytes().find(|b| !is_topic_byte(*b)) {
-        return Err(format!(
-            "character {:?} is not allowed in a topic name",
-            bad as char
-        ));
+        return Err(format!("character {:?} is not allowed in a topic name", bad as char));
     }
     Ok(())
 }

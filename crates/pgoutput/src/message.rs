@@ -295,11 +295,9 @@ impl Message {
         let mut r = Reader::new(buf, 1, kind);
         let message = match kind {
             // Int64 final_lsn, Int64 commit_ts, Int32 xid
-            MessageKind::Begin => Message::Begin(Begin {
-                final_lsn: r.u64()?,
-                commit_ts: r.i64()?,
-                xid: r.u32()?,
-            }),
+            MessageKind::Begin => {
+                Message::Begin(Begin { final_lsn: r.u64()?, commit_ts: r.i64()?, xid: r.u32()? })
+            }
             // Int8 flags, Int64 commit_lsn, Int64 end_lsn, Int64 commit_ts
             MessageKind::Commit => Message::Commit(Commit {
                 flags: r.u8()?,
@@ -325,10 +323,7 @@ impl Message {
             MessageKind::Insert => {
                 let relation_oid = r.u32()?;
                 expect_byte(&mut r, NEW_TUPLE, "'N'")?;
-                Message::Insert(Insert {
-                    relation_oid,
-                    new_tuple: TupleData::decode(&mut r)?,
-                })
+                Message::Insert(Insert { relation_oid, new_tuple: TupleData::decode(&mut r)? })
             }
             // Int32 relation_oid, [Byte1 'K' | 'O', TupleData], Byte1 'N', TupleData
             MessageKind::Update => {
@@ -368,10 +363,7 @@ impl Message {
                         });
                     }
                 };
-                Message::Delete(Delete {
-                    relation_oid,
-                    old_tuple,
-                })
+                Message::Delete(Delete { relation_oid, old_tuple })
             }
             // Int32 nrels, Int8 options, nrels × Int32 relation_oid
             MessageKind::Truncate => Message::Truncate(decode_truncate(&mut r)?),
@@ -414,11 +406,7 @@ impl Message {
 fn expect_byte(r: &mut Reader<'_>, want: u8, expected: &'static str) -> Result<(), DecodeError> {
     match r.u8()? {
         found if found == want => Ok(()),
-        found => Err(DecodeError::UnexpectedByte {
-            message: r.kind(),
-            expected,
-            found,
-        }),
+        found => Err(DecodeError::UnexpectedByte { message: r.kind(), expected, found }),
     }
 }
 
@@ -442,21 +430,13 @@ fn decode_relation(r: &mut Reader<'_>) -> Result<Relation, DecodeError> {
             type_modifier: r.i32()?,
         });
     }
-    Ok(Relation {
-        oid,
-        namespace,
-        name,
-        replica_identity,
-        columns,
-    })
+    Ok(Relation { oid, namespace, name, replica_identity, columns })
 }
 
 fn decode_truncate(r: &mut Reader<'_>) -> Result<Truncate, DecodeError> {
     let count = r.i32()?;
-    let count = usize::try_from(count).map_err(|_| DecodeError::NegativeCount {
-        field: "truncated relation count",
-        count,
-    })?;
+    let count = usize::try_from(count)
+        .map_err(|_| DecodeError::NegativeCount { field: "truncated relation count", count })?;
     let options = r.u8()?;
     // Check the whole OID array is present before allocating for it.
     let needed = count.saturating_mul(4);
@@ -471,8 +451,5 @@ fn decode_truncate(r: &mut Reader<'_>) -> Result<Truncate, DecodeError> {
     for _ in 0..count {
         relation_oids.push(r.u32()?);
     }
-    Ok(Truncate {
-        options,
-        relation_oids,
-    })
+    Ok(Truncate { options, relation_oids })
 }

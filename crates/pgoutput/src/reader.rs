@@ -20,11 +20,7 @@ impl<'a> Reader<'a> {
     /// Starts reading `buf` at `pos` (clamped to the end), attributing errors
     /// to a message of kind `kind`.
     pub(crate) fn new(buf: &'a Bytes, pos: usize, kind: MessageKind) -> Self {
-        Self {
-            buf,
-            pos: pos.min(buf.len()),
-            kind,
-        }
+        Self { buf, pos: pos.min(buf.len()), kind }
     }
 
     /// Bytes not yet consumed.
@@ -48,11 +44,7 @@ impl<'a> Reader<'a> {
     }
 
     fn truncated(&self, needed: usize) -> DecodeError {
-        DecodeError::UnexpectedEnd {
-            message: self.kind,
-            needed,
-            remaining: self.remaining(),
-        }
+        DecodeError::UnexpectedEnd { message: self.kind, needed, remaining: self.remaining() }
     }
 
     fn unconsumed(&self) -> &'a [u8] {
@@ -125,10 +117,7 @@ impl<'a> Reader<'a> {
     /// NUL-terminated UTF-8 string; the NUL is consumed but not returned.
     pub(crate) fn cstr(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         let rest = self.unconsumed();
-        let nul = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(DecodeError::MissingNul { field })?;
+        let nul = rest.iter().position(|&b| b == 0).ok_or(DecodeError::MissingNul { field })?;
         let raw = rest.get(..nul).unwrap_or_default();
         let s = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8 { field })?;
         self.pos += nul + 1;
@@ -139,10 +128,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
-            count => Err(DecodeError::TrailingBytes {
-                message: self.kind,
-                count,
-            }),
+            count => Err(DecodeError::TrailingBytes { message: self.kind, count }),
         }
     }
 }
@@ -175,20 +161,12 @@ mod tests {
         let mut r = Reader::new(&buf, 0, kind);
         assert_eq!(
             r.i32(),
-            Err(DecodeError::UnexpectedEnd {
-                message: kind,
-                needed: 4,
-                remaining: 3
-            })
+            Err(DecodeError::UnexpectedEnd { message: kind, needed: 4, remaining: 3 })
         );
         assert_eq!(r.i16().unwrap(), 1);
         assert_eq!(
             r.bytes(2),
-            Err(DecodeError::UnexpectedEnd {
-                message: kind,
-                needed: 2,
-                remaining: 1
-            })
+            Err(DecodeError::UnexpectedEnd { message: kind, needed: 2, remaining: 1 })
         );
         assert_eq!(r.bytes(1).unwrap(), Bytes::from_static(b"\x02"));
     }
@@ -215,13 +193,7 @@ mod tests {
         let (buf, kind) = reader(b"\x00\x00\x00");
         let mut r = Reader::new(&buf, 0, kind);
         r.u8().unwrap();
-        assert_eq!(
-            r.finish(),
-            Err(DecodeError::TrailingBytes {
-                message: kind,
-                count: 2
-            })
-        );
+        assert_eq!(r.finish(), Err(DecodeError::TrailingBytes { message: kind, count: 2 }));
     }
 
     #[test]

@@ -83,10 +83,7 @@ impl TupleData {
                 other => return Err(DecodeError::UnknownTupleKind(other)),
             }
         }
-        Ok(Self {
-            raw: r.slice_from(start),
-            column_count,
-        })
+        Ok(Self { raw: r.slice_from(start), column_count })
     }
 
     /// Builds a tuple from column values, encoding them as pgoutput would.
@@ -113,10 +110,7 @@ impl TupleData {
                 }
             }
         }
-        Some(Self {
-            raw: raw.freeze(),
-            column_count: count.unsigned_abs(),
-        })
+        Some(Self { raw: raw.freeze(), column_count: count.unsigned_abs() })
     }
 
     /// Number of columns in the row image (the wire `ncols`).
@@ -127,11 +121,7 @@ impl TupleData {
     /// Iterates the column values in order. Text and binary values are
     /// zero-copy slices of the decoded message.
     pub fn columns(&self) -> TupleColumns<'_> {
-        TupleColumns {
-            raw: &self.raw,
-            pos: 0,
-            remaining: self.column_count,
-        }
+        TupleColumns { raw: &self.raw, pos: 0, remaining: self.column_count }
     }
 
     /// The value of column `index` (0-based), or `None` if out of range.
@@ -172,11 +162,8 @@ impl TupleColumns<'_> {
             }
             KIND_TEXT | KIND_BINARY => {
                 let len_at = self.pos.checked_add(1)?;
-                let len_bytes: [u8; 4] = self
-                    .raw
-                    .get(len_at..len_at.checked_add(4)?)?
-                    .try_into()
-                    .ok()?;
+                let len_bytes: [u8; 4] =
+                    self.raw.get(len_at..len_at.checked_add(4)?)?.try_into().ok()?;
                 let len = usize::try_from(i32::from_be_bytes(len_bytes)).ok()?;
                 let start = len_at + 4;
                 let end = start.checked_add(len)?;
@@ -261,32 +248,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_kind_negative_count_and_negative_length() {
-        assert_eq!(
-            decode(b"\x00\x01x"),
-            Err(DecodeError::UnknownTupleKind(b'x'))
-        );
+        assert_eq!(decode(b"\x00\x01x"), Err(DecodeError::UnknownTupleKind(b'x')));
         assert_eq!(
             decode(b"\xff\xff"),
-            Err(DecodeError::NegativeCount {
-                field: "tuple column count",
-                count: -1
-            })
+            Err(DecodeError::NegativeCount { field: "tuple column count", count: -1 })
         );
-        assert_eq!(
-            decode(b"\x00\x01t\xff\xff\xff\xfe"),
-            Err(DecodeError::NegativeLength(-2))
-        );
+        assert_eq!(decode(b"\x00\x01t\xff\xff\xff\xfe"), Err(DecodeError::NegativeLength(-2)));
     }
 
     #[test]
     fn rejects_value_longer_than_message() {
         assert!(matches!(
             decode(b"\x00\x01t\x7f\xff\xff\xffab"),
-            Err(DecodeError::UnexpectedEnd {
-                needed: 0x7fff_ffff,
-                remaining: 2,
-                ..
-            })
+            Err(DecodeError::UnexpectedEnd { needed: 0x7fff_ffff, remaining: 2, .. })
         ));
     }
 
@@ -306,15 +280,9 @@ mod tests {
     #[test]
     fn iterator_stops_on_inconsistent_raw_data() {
         // Not constructible through the public API; checks the no-panic fallback.
-        let t = TupleData {
-            raw: Bytes::from_static(b"t\x00\x00\x00\x09ab"),
-            column_count: 3,
-        };
+        let t = TupleData { raw: Bytes::from_static(b"t\x00\x00\x00\x09ab"), column_count: 3 };
         assert_eq!(t.columns().count(), 0);
-        let t = TupleData {
-            raw: Bytes::from_static(b"nq"),
-            column_count: 3,
-        };
+        let t = TupleData { raw: Bytes::from_static(b"nq"), column_count: 3 };
         assert_eq!(t.columns().collect::<Vec<_>>(), [ColumnValue::Null]);
     }
 }

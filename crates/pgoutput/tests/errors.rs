@@ -49,11 +49,7 @@ fn truncation_reports_kind_needed_and_remaining() {
     let err = decode(&session()[INSERT].data[..2]).unwrap_err();
     assert_eq!(
         err,
-        DecodeError::UnexpectedEnd {
-            message: MessageKind::Insert,
-            needed: 4,
-            remaining: 1
-        }
+        DecodeError::UnexpectedEnd { message: MessageKind::Insert, needed: 4, remaining: 1 }
     );
     assert_eq!(
         err.to_string(),
@@ -63,11 +59,7 @@ fn truncation_reports_kind_needed_and_remaining() {
     let begin = &session()[0].data;
     assert_eq!(
         decode(&begin[..begin.len() - 1]),
-        Err(DecodeError::UnexpectedEnd {
-            message: MessageKind::Begin,
-            needed: 4,
-            remaining: 3
-        })
+        Err(DecodeError::UnexpectedEnd { message: MessageKind::Begin, needed: 4, remaining: 3 })
     );
     assert_eq!(decode(b""), Err(DecodeError::Empty));
 }
@@ -81,18 +73,12 @@ fn trailing_bytes_after_any_fixture_are_rejected() {
             bytes.extend_from_slice(extra);
             assert_eq!(
                 decode(&bytes),
-                Err(DecodeError::TrailingBytes {
-                    message: kind,
-                    count: extra.len()
-                })
+                Err(DecodeError::TrailingBytes { message: kind, count: extra.len() })
             );
         }
     }
     let err = decode(b"B\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0!").unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "pgoutput Begin message has 1 trailing bytes after its last field"
-    );
+    assert_eq!(err.to_string(), "pgoutput Begin message has 1 trailing bytes after its last field");
 }
 
 #[test]
@@ -111,10 +97,7 @@ fn unknown_tags_are_rejected() {
     for tag in *b"SEcAwkKPbsrp" {
         assert_eq!(decode(&[tag]), Err(DecodeError::UnknownTag(tag)));
     }
-    assert_eq!(
-        decode(b"S").unwrap_err().to_string(),
-        "unknown pgoutput message tag 0x53"
-    );
+    assert_eq!(decode(b"S").unwrap_err().to_string(), "unknown pgoutput message tag 0x53");
 }
 
 #[test]
@@ -207,27 +190,13 @@ fn negative_lengths_are_rejected() {
 fn negative_counts_are_rejected() {
     let insert = edited(INSERT, |b| b[6..8].copy_from_slice(&(-3i16).to_be_bytes()));
     let err = decode(&insert).unwrap_err();
-    assert_eq!(
-        err,
-        DecodeError::NegativeCount {
-            field: "tuple column count",
-            count: -3
-        }
-    );
-    assert_eq!(
-        err.to_string(),
-        "pgoutput tuple column count is negative: -3"
-    );
+    assert_eq!(err, DecodeError::NegativeCount { field: "tuple column count", count: -3 });
+    assert_eq!(err.to_string(), "pgoutput tuple column count is negative: -3");
 
-    let truncate = edited(TRUNCATE_TWO, |b| {
-        b[1..5].copy_from_slice(&(-2i32).to_be_bytes())
-    });
+    let truncate = edited(TRUNCATE_TWO, |b| b[1..5].copy_from_slice(&(-2i32).to_be_bytes()));
     assert_eq!(
         decode(&truncate),
-        Err(DecodeError::NegativeCount {
-            field: "truncated relation count",
-            count: -2
-        })
+        Err(DecodeError::NegativeCount { field: "truncated relation count", count: -2 })
     );
 
     // Relation: tag, oid, "public\0", "outbox\0", replica identity, then Int16 ncols.
@@ -238,10 +207,7 @@ fn negative_counts_are_rejected() {
     });
     assert_eq!(
         decode(&relation),
-        Err(DecodeError::NegativeCount {
-            field: "relation column count",
-            count: -1
-        })
+        Err(DecodeError::NegativeCount { field: "relation column count", count: -1 })
     );
 }
 
@@ -268,16 +234,10 @@ fn huge_counts_and_lengths_fail_without_allocating_for_them() {
     r.put_i16(i16::MAX);
     assert!(matches!(decode(&r), Err(DecodeError::UnexpectedEnd { .. })));
 
-    let insert = edited(INSERT, |b| {
-        b[9..13].copy_from_slice(&i32::MAX.to_be_bytes())
-    });
+    let insert = edited(INSERT, |b| b[9..13].copy_from_slice(&i32::MAX.to_be_bytes()));
     assert!(matches!(
         decode(&insert),
-        Err(DecodeError::UnexpectedEnd {
-            message: MessageKind::Insert,
-            needed: 0x7fff_ffff,
-            ..
-        })
+        Err(DecodeError::UnexpectedEnd { message: MessageKind::Insert, needed: 0x7fff_ffff, .. })
     ));
 }
 
@@ -286,37 +246,17 @@ fn invalid_utf8_in_names_is_rejected() {
     // Relation name "outbox" starts after tag, oid and "public\0".
     let relation = edited(RELATION, |b| b[12] = 0xff);
     let err = decode(&relation).unwrap_err();
-    assert_eq!(
-        err,
-        DecodeError::InvalidUtf8 {
-            field: "relation name"
-        }
-    );
+    assert_eq!(err, DecodeError::InvalidUtf8 { field: "relation name" });
     assert_eq!(err.to_string(), "pgoutput relation name is not valid UTF-8");
 
     let relation = edited(RELATION, |b| b[5] = 0xc3);
-    assert_eq!(
-        decode(&relation),
-        Err(DecodeError::InvalidUtf8 {
-            field: "relation namespace"
-        })
-    );
+    assert_eq!(decode(&relation), Err(DecodeError::InvalidUtf8 { field: "relation namespace" }));
 
     let origin = edited(ORIGIN, |b| b[9] = 0x80);
-    assert_eq!(
-        decode(&origin),
-        Err(DecodeError::InvalidUtf8 {
-            field: "origin name"
-        })
-    );
+    assert_eq!(decode(&origin), Err(DecodeError::InvalidUtf8 { field: "origin name" }));
 
     let message = edited(LOGICAL_MESSAGE, |b| b[10] = 0xfe);
-    assert_eq!(
-        decode(&message),
-        Err(DecodeError::InvalidUtf8 {
-            field: "message prefix"
-        })
-    );
+    assert_eq!(decode(&message), Err(DecodeError::InvalidUtf8 { field: "message prefix" }));
 }
 
 #[test]
@@ -325,24 +265,13 @@ fn missing_nul_terminators_are_rejected() {
         assert_eq!(b.pop(), Some(0));
     });
     let err = decode(&origin).unwrap_err();
-    assert_eq!(
-        err,
-        DecodeError::MissingNul {
-            field: "origin name"
-        }
-    );
-    assert_eq!(
-        err.to_string(),
-        "pgoutput origin name is missing its NUL terminator"
-    );
+    assert_eq!(err, DecodeError::MissingNul { field: "origin name" });
+    assert_eq!(err.to_string(), "pgoutput origin name is missing its NUL terminator");
 
     let type_message = edited(1, |b| {
         assert_eq!(b.pop(), Some(0));
     });
-    assert_eq!(
-        decode(&type_message),
-        Err(DecodeError::MissingNul { field: "type name" })
-    );
+    assert_eq!(decode(&type_message), Err(DecodeError::MissingNul { field: "type name" }));
 }
 
 #[test]
@@ -351,8 +280,5 @@ fn message_kinds_round_trip_their_tags() {
         let kind = MessageKind::from_tag(tag).unwrap();
         assert_eq!(kind.tag(), tag);
     }
-    assert_eq!(
-        MessageKind::Message.to_string(),
-        "logical decoding message (M)"
-    );
+    assert_eq!(MessageKind::Message.to_string(), "logical decoding message (M)");
 }

@@ -41,12 +41,7 @@ fn values(t: &TupleData) -> Vec<ColumnValue> {
 }
 
 fn col(name: &str, type_oid: u32, key: bool) -> RelationColumn {
-    RelationColumn {
-        flags: u8::from(key),
-        name: name.into(),
-        type_oid,
-        type_modifier: -1,
-    }
+    RelationColumn { flags: u8::from(key), name: name.into(), type_oid, type_modifier: -1 }
 }
 
 fn outbox_columns() -> Vec<RelationColumn> {
@@ -64,10 +59,7 @@ fn outbox_columns() -> Vec<RelationColumn> {
 #[test]
 fn every_captured_message_decodes_with_the_expected_kind() {
     let session = session();
-    let tags: String = session
-        .iter()
-        .map(|c| char::from(decode(c).kind().tag()))
-        .collect();
+    let tags: String = session.iter().map(|c| char::from(decode(c).kind().tag())).collect();
     assert_eq!(tags, TAGS);
     for c in &session {
         assert_eq!(char::from(c.data[0]), char::from(decode(c).kind().tag()));
@@ -146,9 +138,7 @@ fn first_transaction_is_decoded_field_by_field() {
         })
     );
 
-    let Message::Insert(first) = decode(&s[3]) else {
-        panic!("expected Insert")
-    };
+    let Message::Insert(first) = decode(&s[3]) else { panic!("expected Insert") };
     assert_eq!(first.relation_oid, OUTBOX_OID);
     assert_eq!(first.new_tuple.column_count(), 7);
     assert_eq!(
@@ -165,9 +155,7 @@ fn first_transaction_is_decoded_field_by_field() {
         ]
     );
 
-    let Message::Insert(second) = decode(&s[4]) else {
-        panic!("expected Insert")
-    };
+    let Message::Insert(second) = decode(&s[4]) else { panic!("expected Insert") };
     assert_eq!(
         values(&second.new_tuple),
         [
@@ -221,20 +209,13 @@ fn non_transactional_message_arrives_outside_a_transaction() {
 fn column_values_are_zero_copy_slices_of_the_input() {
     let s = session();
     let input = &s[3].data;
-    let Message::Insert(insert) = Message::decode(input).unwrap() else {
-        panic!()
-    };
+    let Message::Insert(insert) = Message::decode(input).unwrap() else { panic!() };
     let range = input.as_ptr_range();
     for value in insert.new_tuple.columns() {
         let b = value.as_bytes().unwrap();
-        assert!(
-            range.contains(&b.as_ptr()),
-            "value not inside the input buffer"
-        );
+        assert!(range.contains(&b.as_ptr()), "value not inside the input buffer");
     }
-    let Message::Message(m) = Message::decode(&s[5].data).unwrap() else {
-        panic!()
-    };
+    let Message::Message(m) = Message::decode(&s[5].data).unwrap() else { panic!() };
     assert!(s[5].data.as_ptr_range().contains(&m.content.as_ptr()));
 }
 
@@ -242,22 +223,15 @@ fn column_values_are_zero_copy_slices_of_the_input() {
 fn large_toasted_value_and_unchanged_toast() {
     let s = session();
     // The insert carries the full (detoasted) value: md5 of 1..=400, concatenated.
-    let Message::Insert(insert) = decode(&s[9]) else {
-        panic!("expected Insert")
-    };
+    let Message::Insert(insert) = decode(&s[9]) else { panic!("expected Insert") };
     let note = insert.new_tuple.get(5).unwrap();
     let note = note.as_bytes().unwrap();
     assert_eq!(note.len(), 400 * 32);
     assert!(note.iter().all(u8::is_ascii_hexdigit));
-    assert_eq!(
-        insert.new_tuple.get(1),
-        Some(text("11111111-1111-1111-1111-111111111111"))
-    );
+    assert_eq!(insert.new_tuple.get(1), Some(text("11111111-1111-1111-1111-111111111111")));
 
     // Updating another column leaves the TOASTed note out of the message.
-    let Message::Update(update) = decode(&s[12]) else {
-        panic!("expected Update")
-    };
+    let Message::Update(update) = decode(&s[12]) else { panic!("expected Update") };
     assert_eq!(update.old_tuple, None);
     assert_eq!(
         values(&update.new_tuple),
@@ -277,20 +251,14 @@ fn large_toasted_value_and_unchanged_toast() {
 fn updates_with_and_without_old_tuples() {
     let s = session();
     // Default replica identity, key unchanged: no old tuple.
-    let Message::Update(u) = decode(&s[15]) else {
-        panic!("expected Update")
-    };
+    let Message::Update(u) = decode(&s[15]) else { panic!("expected Update") };
     assert_eq!(u.relation_oid, OUTBOX_OID);
     assert_eq!(u.old_tuple, None);
     assert_eq!(u.new_tuple.get(4), Some(text("4")));
 
     // Default replica identity, key changed: 'K' with only the key column set.
-    let Message::Update(u) = decode(&s[18]) else {
-        panic!("expected Update")
-    };
-    let Some(OldTuple::Key(old)) = &u.old_tuple else {
-        panic!("expected old key")
-    };
+    let Message::Update(u) = decode(&s[18]) else { panic!("expected Update") };
+    let Some(OldTuple::Key(old)) = &u.old_tuple else { panic!("expected old key") };
     let mut expected_old = vec![ColumnValue::Null; 7];
     expected_old[0] = text("2");
     assert_eq!(values(old), expected_old);
@@ -298,22 +266,16 @@ fn updates_with_and_without_old_tuples() {
     assert_eq!(u.new_tuple.get(2), Some(text("users")));
 
     // REPLICA IDENTITY FULL: 'O' with the whole old row.
-    let Message::Relation(audit) = decode(&s[21]) else {
-        panic!("expected Relation")
-    };
+    let Message::Relation(audit) = decode(&s[21]) else { panic!("expected Relation") };
     assert_eq!(audit.oid, AUDIT_OID);
     assert_eq!(audit.replica_identity, b'f');
     // With FULL identity every column is flagged as part of the key.
     assert_eq!(audit.columns, [col("k", 23, true), col("v", 25, true)]);
-    let Message::Update(u) = decode(&s[25]) else {
-        panic!("expected Update")
-    };
+    let Message::Update(u) = decode(&s[25]) else { panic!("expected Update") };
     assert_eq!(u.relation_oid, AUDIT_OID);
     assert_eq!(
         u.old_tuple,
-        Some(OldTuple::Full(
-            TupleData::from_columns(&[text("1"), text("one")]).unwrap()
-        ))
+        Some(OldTuple::Full(TupleData::from_columns(&[text("1"), text("one")]).unwrap()))
     );
     assert_eq!(values(&u.new_tuple), [text("1"), text("uno")]);
 }
@@ -321,22 +283,14 @@ fn updates_with_and_without_old_tuples() {
 #[test]
 fn deletes_carry_key_or_full_old_tuple() {
     let s = session();
-    let Message::Delete(d) = decode(&s[28]) else {
-        panic!("expected Delete")
-    };
+    let Message::Delete(d) = decode(&s[28]) else { panic!("expected Delete") };
     assert_eq!(d.relation_oid, AUDIT_OID);
-    let OldTuple::Full(old) = &d.old_tuple else {
-        panic!("expected full old row")
-    };
+    let OldTuple::Full(old) = &d.old_tuple else { panic!("expected full old row") };
     assert_eq!(values(old), [text("1"), text("uno")]);
 
-    let Message::Delete(d) = decode(&s[31]) else {
-        panic!("expected Delete")
-    };
+    let Message::Delete(d) = decode(&s[31]) else { panic!("expected Delete") };
     assert_eq!(d.relation_oid, OUTBOX_OID);
-    let OldTuple::Key(old) = &d.old_tuple else {
-        panic!("expected old key")
-    };
+    let OldTuple::Key(old) = &d.old_tuple else { panic!("expected old key") };
     assert_eq!(old.column_count(), 7);
     assert_eq!(old.get(0), Some(text("10")));
     assert!(old.columns().skip(1).all(|v| v == ColumnValue::Null));
@@ -345,16 +299,12 @@ fn deletes_carry_key_or_full_old_tuple() {
 #[test]
 fn alter_table_mid_stream_resends_the_relation() {
     let s = session();
-    let Message::Relation(r) = decode(&s[35]) else {
-        panic!("expected Relation")
-    };
+    let Message::Relation(r) = decode(&s[35]) else { panic!("expected Relation") };
     let mut expected = outbox_columns();
     expected.push(col("created_at", 1184, false));
     assert_eq!(r.columns, expected);
 
-    let Message::Insert(i) = decode(&s[36]) else {
-        panic!("expected Insert")
-    };
+    let Message::Insert(i) = decode(&s[36]) else { panic!("expected Insert") };
     assert_eq!(i.new_tuple.column_count(), 8);
     assert_eq!(i.new_tuple.get(3), Some(text("[1, 2, 3]")));
     assert_eq!(i.new_tuple.get(7), Some(text("2024-01-02 03:04:05+00")));
@@ -365,10 +315,7 @@ fn truncates_report_relations_and_options() {
     let s = session();
     assert_eq!(
         decode(&s[40]),
-        Message::Truncate(Truncate {
-            options: 0,
-            relation_oids: vec![AUDIT_OID]
-        })
+        Message::Truncate(Truncate { options: 0, relation_oids: vec![AUDIT_OID] })
     );
     assert_eq!(
         decode(&s[46]),
@@ -384,27 +331,16 @@ fn origin_message_names_the_replication_origin() {
     let s = session();
     assert_eq!(
         decode(&s[49]),
-        Message::Origin(Origin {
-            commit_lsn: 0xAB_CDEF,
-            name: "upstream".into()
-        })
+        Message::Origin(Origin { commit_lsn: 0xAB_CDEF, name: "upstream".into() })
     );
-    let Message::Insert(i) = decode(&s[51]) else {
-        panic!("expected Insert")
-    };
+    let Message::Insert(i) = decode(&s[51]) else { panic!("expected Insert") };
     assert_eq!(values(&i.new_tuple), [text("2"), text("from-origin")]);
 }
 
 #[test]
 fn relation_column_key_flag() {
-    let Message::Relation(r) = decode_at(2) else {
-        panic!("expected Relation")
-    };
-    let keys: Vec<&str> = r
-        .columns
-        .iter()
-        .filter(|c| c.is_key())
-        .map(|c| c.name.as_str())
-        .collect();
+    let Message::Relation(r) = decode_at(2) else { panic!("expected Relation") };
+    let keys: Vec<&str> =
+        r.columns.iter().filter(|c| c.is_key()).map(|c| c.name.as_str()).collect();
     assert_eq!(keys, ["id"]);
 }

@@ -36,10 +36,7 @@ fn tuple() -> impl Strategy<Value = TupleData> {
 }
 
 fn old_tuple() -> impl Strategy<Value = OldTuple> {
-    prop_oneof![
-        tuple().prop_map(OldTuple::Key),
-        tuple().prop_map(OldTuple::Full)
-    ]
+    prop_oneof![tuple().prop_map(OldTuple::Key), tuple().prop_map(OldTuple::Full)]
 }
 
 fn relation_column() -> impl Strategy<Value = RelationColumn> {
@@ -56,82 +53,40 @@ fn relation_column() -> impl Strategy<Value = RelationColumn> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (any::<u64>(), any::<i64>(), any::<u32>()).prop_map(|(final_lsn, commit_ts, xid)| {
-            Message::Begin(Begin {
-                final_lsn,
-                commit_ts,
-                xid,
-            })
+            Message::Begin(Begin { final_lsn, commit_ts, xid })
         }),
         (any::<u8>(), any::<u64>(), any::<u64>(), any::<i64>()).prop_map(
             |(flags, commit_lsn, end_lsn, commit_ts)| {
-                Message::Commit(Commit {
-                    flags,
-                    commit_lsn,
-                    end_lsn,
-                    commit_ts,
-                })
+                Message::Commit(Commit { flags, commit_lsn, end_lsn, commit_ts })
             }
         ),
         (any::<u64>(), name())
             .prop_map(|(commit_lsn, name)| Message::Origin(Origin { commit_lsn, name })),
-        (
-            any::<u32>(),
-            name(),
-            name(),
-            any::<u8>(),
-            vec(relation_column(), 0..6)
-        )
-            .prop_map(|(oid, namespace, name, replica_identity, columns)| {
-                Message::Relation(Relation {
-                    oid,
-                    namespace,
-                    name,
-                    replica_identity,
-                    columns,
-                })
-            }),
+        (any::<u32>(), name(), name(), any::<u8>(), vec(relation_column(), 0..6)).prop_map(
+            |(oid, namespace, name, replica_identity, columns)| {
+                Message::Relation(Relation { oid, namespace, name, replica_identity, columns })
+            }
+        ),
         (any::<u32>(), name(), name()).prop_map(|(oid, namespace, name)| {
-            Message::Type(TypeMessage {
-                oid,
-                namespace,
-                name,
-            })
+            Message::Type(TypeMessage { oid, namespace, name })
         }),
         (any::<u32>(), tuple()).prop_map(|(relation_oid, new_tuple)| {
-            Message::Insert(Insert {
-                relation_oid,
-                new_tuple,
-            })
+            Message::Insert(Insert { relation_oid, new_tuple })
         }),
         (any::<u32>(), proptest::option::of(old_tuple()), tuple()).prop_map(
             |(relation_oid, old_tuple, new_tuple)| {
-                Message::Update(Update {
-                    relation_oid,
-                    old_tuple,
-                    new_tuple,
-                })
+                Message::Update(Update { relation_oid, old_tuple, new_tuple })
             }
         ),
         (any::<u32>(), old_tuple()).prop_map(|(relation_oid, old_tuple)| {
-            Message::Delete(Delete {
-                relation_oid,
-                old_tuple,
-            })
+            Message::Delete(Delete { relation_oid, old_tuple })
         }),
         (any::<u8>(), vec(any::<u32>(), 0..8)).prop_map(|(options, relation_oids)| {
-            Message::Truncate(Truncate {
-                options,
-                relation_oids,
-            })
+            Message::Truncate(Truncate { options, relation_oids })
         }),
         (any::<bool>(), any::<u64>(), name(), bytes(64)).prop_map(
             |(transactional, lsn, prefix, content)| {
-                Message::Message(LogicalMessage {
-                    transactional,
-                    lsn,
-                    prefix,
-                    content,
-                })
+                Message::Message(LogicalMessage { transactional, lsn, prefix, content })
             }
         ),
     ]

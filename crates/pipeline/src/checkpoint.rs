@@ -50,11 +50,7 @@ impl AckTracker {
     /// A tracker that starts at `lsn` (the slot's confirmed position) with nothing in
     /// flight.
     pub fn new(lsn: u64) -> Self {
-        Self {
-            durable_lsn: lsn,
-            confirmable_lsn: lsn,
-            ..Self::default()
-        }
+        Self { durable_lsn: lsn, confirmable_lsn: lsn, ..Self::default() }
     }
 
     /// A record was enqueued with `seq` (sequence numbers must be consecutive from 0).
@@ -69,10 +65,7 @@ impl AckTracker {
         let Some(index) = seq.checked_sub(self.acked_prefix) else {
             return;
         };
-        let Some(flag) = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.acked.get_mut(i))
-        else {
+        let Some(flag) = usize::try_from(index).ok().and_then(|i| self.acked.get_mut(i)) else {
             return;
         };
         *flag = true;
@@ -86,13 +79,7 @@ impl AckTracker {
     /// The transaction whose records were sent so far committed; `end_lsn` is the
     /// position just past its commit record.
     pub fn on_commit(&mut self, end_lsn: u64) {
-        push_boundary(
-            &mut self.commits,
-            Boundary {
-                watermark: self.next_seq,
-                lsn: end_lsn,
-            },
-        );
+        push_boundary(&mut self.commits, Boundary { watermark: self.next_seq, lsn: end_lsn });
         self.settle();
     }
 
@@ -109,30 +96,18 @@ impl AckTracker {
     /// The checkpoint record for `lsn` was enqueued with `seq`.
     pub fn on_checkpoint_sent(&mut self, seq: u64, lsn: u64) {
         self.on_sent(seq);
-        push_boundary(
-            &mut self.checkpoints,
-            Boundary {
-                watermark: seq + 1,
-                lsn,
-            },
-        );
+        push_boundary(&mut self.checkpoints, Boundary { watermark: seq + 1, lsn });
     }
 
     fn settle(&mut self) {
-        while let Some(b) = self
-            .commits
-            .front()
-            .copied()
-            .filter(|b| b.watermark <= self.acked_prefix)
+        while let Some(b) =
+            self.commits.front().copied().filter(|b| b.watermark <= self.acked_prefix)
         {
             self.durable_lsn = self.durable_lsn.max(b.lsn);
             self.commits.pop_front();
         }
-        while let Some(b) = self
-            .checkpoints
-            .front()
-            .copied()
-            .filter(|b| b.watermark <= self.acked_prefix)
+        while let Some(b) =
+            self.checkpoints.front().copied().filter(|b| b.watermark <= self.acked_prefix)
         {
             self.confirmable_lsn = self.confirmable_lsn.max(b.lsn);
             self.checkpoints.pop_front();
@@ -196,11 +171,7 @@ mod tests {
         t.on_sent(1);
         t.on_commit(20);
         t.on_ack(1);
-        assert_eq!(
-            t.durable_lsn(),
-            0,
-            "the later transaction must not overtake the earlier"
-        );
+        assert_eq!(t.durable_lsn(), 0, "the later transaction must not overtake the earlier");
         t.on_ack(0);
         assert_eq!(t.durable_lsn(), 20);
     }

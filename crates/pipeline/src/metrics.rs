@@ -39,8 +39,13 @@ impl ErrorKind {
         }
     }
 
-    const ALL: [ErrorKind; 5] =
-        [ErrorKind::Postgres, ErrorKind::Kafka, ErrorKind::Mapping, ErrorKind::Refused, ErrorKind::Fatal];
+    const ALL: [ErrorKind; 5] = [
+        ErrorKind::Postgres,
+        ErrorKind::Kafka,
+        ErrorKind::Mapping,
+        ErrorKind::Refused,
+        ErrorKind::Fatal,
+    ];
 }
 
 /// Published events and bytes of one topic.
@@ -90,7 +95,10 @@ impl PipelineMetrics {
 
     /// Errors by kind.
     pub fn errors(&self) -> Vec<(&'static str, u64)> {
-        ErrorKind::ALL.iter().map(|k| (k.as_str(), self.errors[*k as usize].load(Ordering::Relaxed))).collect()
+        ErrorKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), self.errors[*k as usize].load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// The message of the last error, if any.

@@ -3,44 +3,60 @@
 //!
 //! ```text
 //!  WalSource ──event──▶ decode ──▶ OutboxMapper ──record──▶ KafkaSink
-//!      ▲                                                       │ ack(seq)
-//!      └──── confirm(confirmable) ◀── AckTracker ◀─────────────┘
+//!      ▲                   poison rows ──▶ dead-letter record ──┘ │ ack(seq)
+//!      └──── confirm(confirmable) ◀── AckTracker ◀────────────────┘
 //!                         │ durable → checkpoint record ──▶ KafkaSink
 //! ```
 //!
 //! The loop is a biased `select!`; branch priorities, highest first:
 //! 1. shutdown: stop reading at once;
 //! 2. acknowledgements: they free capacity and advance the checkpoint;
-//! 3. the checkpoint timer: write the checkpoint record, confirm the slot;
+//! 3. the checkpoint timer: write the checkpoint record, confirm the slot, publish
+//!    metrics;
 //! 4. new WAL events, only while fewer than `max_in_flight` records are unacknowledged
 //!    (backpressure: the transport keeps answering keepalives meanwhile).
+//!
+//! # Poison events never stall the stream, and are never skipped
+//! A row that cannot become a record (NULL aggregate type, id or payload; a topic name
+//! Kafka cannot accept) and a record Kafka refuses for good (too large, not
+//! authorised) go to the dead-letter topic with the original bytes and headers plus
+//! `error`, `source_lsn`, `source_table`. The dead-letter record takes the original's
+//! place in the sequence: its transaction becomes durable only once the dead-letter
+//! record is acknowledged, so the slot never moves past an event that was not durably
+//! handed on somewhere. Transient errors never go to the dead-letter topic: they end
+//! the session, which restarts from the slot with backoff.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use tailbox_kafka_sink::{Ack, CheckpointTopic, EventMeta, KafkaSink, SendOutcome};
+use tailbox_kafka_sink::{
+    Ack, CheckpointTopic, DeliveryError, EventMeta, KafkaSink, RefusedRecord, SendOutcome,
+};
 use tailbox_outbox::{OutboxMapper, OutboxRecord};
-use tailbox_pgoutput::{Message, format_lsn};
+use tailbox_pgoutput::{Insert, Message, format_lsn};
 use tailbox_replication::{WalEvent, WalSource};
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::{checkpoint::AckTracker, error::PipelineError, shutdown::Shutdown};
+use crate::{
+    checkpoint::AckTracker,
+    error::PipelineError,
+    metrics::{ErrorKind, PipelineMetrics, TopicCounts},
+    settings::PipelineSettings,
+    shutdown::Shutdown,
+};
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
-/// How a session ended without error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// Shutdown was requested and in-flight records were drained.
-    Shutdown,
-}
-
 /// Counters of one session.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SessionStats {
-    /// Outbox records acknowledged by Kafka.
+    /// Outbox records acknowledged by Kafka (dead-lettered ones included).
     pub published: u64,
     /// Transactions seen.
     pub transactions: u64,
@@ -49,6 +65,18 @@ pub struct SessionStats {
 /// The transaction being read.
 struct OpenTransaction {
     meta: EventMeta,
+    /// Records sent for it so far.
+    records: u64,
+    /// Commit time, µs since the Unix epoch.
+    commit_us: i64,
+}
+
+/// What a sequence number stands for, when it is not a plain outbox record.
+enum SpecialRecord {
+    /// A checkpoint record.
+    Checkpoint,
+    /// A dead-letter record standing in for the refused record `original`.
+    DeadLetterFor(u64),
 }
 
 /// The state of one session.
@@ -63,12 +91,19 @@ pub struct Session<S: WalSource> {
     open: Option<OpenTransaction>,
     /// Highest LSN a checkpoint record was sent for.
     checkpoint_sent: u64,
-    /// Sequence numbers of checkpoint records not yet acknowledged (a handful at most).
-    checkpoint_seqs: Vec<u64>,
+    /// Checkpoint and dead-letter records in flight (a handful at most).
+    special: HashMap<u64, SpecialRecord>,
     /// Highest LSN confirmed to the source.
     confirmed: u64,
+    /// Commit LSN and time of transactions with records that are not durable yet.
+    commit_times: VecDeque<(u64, i64)>,
+    /// Records enqueued per topic since the metrics were last published.
+    topic_counts: HashMap<Arc<str>, TopicCounts>,
+    dlq_topic: Arc<str>,
     status_interval: Duration,
     max_in_flight: u64,
+    dry_run: bool,
+    metrics: Arc<PipelineMetrics>,
     stats: SessionStats,
 }
 
@@ -78,25 +113,28 @@ impl<S: WalSource> Session<S> {
     pub fn new(
         source: S,
         sink: KafkaSink,
-        mapper: OutboxMapper,
         checkpoint: CheckpointTopic,
         start_lsn: u64,
-        status_interval: Duration,
-        max_in_flight: u64,
+        settings: &PipelineSettings,
     ) -> Self {
         Self {
             source,
             sink,
-            mapper,
+            mapper: OutboxMapper::new(settings.outbox.clone()),
             checkpoint,
             tracker: AckTracker::new(start_lsn),
             record: OutboxRecord::default(),
             open: None,
             checkpoint_sent: start_lsn,
-            checkpoint_seqs: Vec::new(),
+            special: HashMap::new(),
             confirmed: start_lsn,
-            status_interval,
-            max_in_flight: max_in_flight.max(1),
+            commit_times: VecDeque::new(),
+            topic_counts: HashMap::new(),
+            dlq_topic: Arc::from(settings.dlq_topic.as_str()),
+            status_interval: settings.status_interval,
+            max_in_flight: settings.max_in_flight.max(1),
+            dry_run: settings.dry_run,
+            metrics: Arc::clone(&settings.metrics),
             stats: SessionStats::default(),
         }
     }
@@ -106,7 +144,7 @@ impl<S: WalSource> Session<S> {
         mut self,
         mut shutdown: Shutdown,
         shutdown_timeout: Duration,
-    ) -> Result<(SessionEnd, SessionStats), PipelineError> {
+    ) -> Result<SessionStats, PipelineError> {
         let mut checkpoint_due = Instant::now() + self.status_interval;
         loop {
             let reading = self.tracker.in_flight() < self.max_in_flight;
@@ -121,6 +159,7 @@ impl<S: WalSource> Session<S> {
                 }
                 () = sleep_until(checkpoint_due) => {
                     self.write_checkpoint()?;
+                    self.publish_metrics();
                     checkpoint_due = Instant::now() + self.status_interval;
                 }
                 event = self.source.recv(), if reading => {
@@ -131,31 +170,27 @@ impl<S: WalSource> Session<S> {
                 }
             }
         }
-        let stats = self.drain(shutdown_timeout).await?;
-        Ok((SessionEnd::Shutdown, stats))
+        self.drain(shutdown_timeout).await
     }
 
     /// Stops reading, waits for in-flight records, writes the final checkpoint and
     /// confirms it, then closes the stream.
     async fn drain(mut self, timeout: Duration) -> Result<SessionStats, PipelineError> {
         let deadline = Instant::now() + timeout;
-        info!(
-            in_flight = self.tracker.in_flight(),
-            "shutting down: waiting for in-flight records"
-        );
+        info!(in_flight = self.tracker.in_flight(), "shutting down: waiting for in-flight records");
         self.wait_for_acks(deadline).await?;
         self.write_checkpoint()?;
         self.wait_for_acks(deadline).await?;
         self.confirm();
+        self.publish_metrics();
         if self.tracker.in_flight() > 0 {
             warn!(
                 in_flight = self.tracker.in_flight(),
                 "shutdown timeout reached with records unacknowledged; they will be published again on restart"
             );
         }
-        let remaining = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(1));
+        let remaining =
+            deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         self.source.stop(remaining).await?;
         info!(lsn = %format_lsn(self.confirmed), "stopped; slot confirmed");
         Ok(self.stats)
@@ -180,40 +215,55 @@ impl<S: WalSource> Session<S> {
     fn on_ack(&mut self, ack: Ack) -> Result<(), PipelineError> {
         let mut next = Some(ack);
         while let Some(ack) = next {
-            if let Err(error) = ack.result {
-                let (lsn, xid) = self.open_ids();
-                return Err(PipelineError::Delivery {
-                    error: Box::new(error),
-                    lsn,
-                    xid,
-                });
-            }
-            if let Some(i) = self.checkpoint_seqs.iter().position(|s| *s == ack.seq) {
-                self.checkpoint_seqs.swap_remove(i);
-            } else {
-                self.stats.published += 1;
-            }
-            self.tracker.on_ack(ack.seq);
+            self.on_one_ack(ack)?;
             next = self.sink.try_next_ack();
         }
+        self.metrics.kafka_ok.store(true, Ordering::Relaxed);
         self.confirm();
+        Ok(())
+    }
+
+    fn on_one_ack(&mut self, ack: Ack) -> Result<(), PipelineError> {
+        let special = self.special.remove(&ack.seq);
+        match (ack.result, special) {
+            (Ok(()), None) => {
+                self.stats.published += 1;
+                self.tracker.on_ack(ack.seq);
+            }
+            (Ok(()), Some(SpecialRecord::Checkpoint)) => self.tracker.on_ack(ack.seq),
+            (Ok(()), Some(SpecialRecord::DeadLetterFor(original))) => {
+                self.stats.published += 1;
+                self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.tracker.on_ack(ack.seq);
+                if original != ack.seq {
+                    self.tracker.on_ack(original);
+                }
+            }
+            // An outbox record Kafka refuses for good: its copy goes to the dead-letter
+            // topic, and the original counts as handed on once that copy is acknowledged.
+            (Err(error @ DeliveryError::Refused(_)), None) if ack.refused.is_some() => {
+                let refused = ack.refused.map(|r| *r).unwrap_or_default();
+                self.dead_letter_refused(ack.seq, refused, &error)?;
+            }
+            (Err(error), _) => {
+                let (lsn, xid) = self.open_ids();
+                return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
+            }
+        }
         Ok(())
     }
 
     /// Writes a checkpoint record for the durable LSN if it moved.
     fn write_checkpoint(&mut self) -> Result<(), PipelineError> {
         let lsn = self.tracker.durable_lsn();
-        if lsn <= self.checkpoint_sent {
+        if self.dry_run || lsn <= self.checkpoint_sent {
             return Ok(());
         }
         let value = self.checkpoint.encode(lsn);
-        match self
-            .sink
-            .send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value)
-        {
+        match self.sink.send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value) {
             Ok(SendOutcome::Enqueued(seq)) => {
                 self.tracker.on_checkpoint_sent(seq, lsn);
-                self.checkpoint_seqs.push(seq);
+                self.special.insert(seq, SpecialRecord::Checkpoint);
                 self.checkpoint_sent = lsn;
             }
             // Try again at the next tick.
@@ -231,11 +281,28 @@ impl<S: WalSource> Session<S> {
 
     fn confirm(&mut self) {
         let lsn = self.tracker.confirmable_lsn();
-        if lsn > self.confirmed {
+        if lsn > self.confirmed && !self.dry_run {
             self.confirmed = lsn;
             self.source.confirm(lsn);
+            self.metrics.confirmed_lsn.store(lsn, Ordering::Relaxed);
             debug!(lsn = %format_lsn(lsn), "confirmed to the slot");
         }
+    }
+
+    /// Moves what this session counted into the shared metrics.
+    fn publish_metrics(&mut self) {
+        let durable = self.tracker.durable_lsn();
+        while let Some((end_lsn, commit_us)) = self.commit_times.front().copied() {
+            if end_lsn > durable {
+                break;
+            }
+            self.metrics.last_acked_commit_us.store(commit_us, Ordering::Relaxed);
+            self.commit_times.pop_front();
+        }
+        for (topic, counts) in self.topic_counts.drain() {
+            self.metrics.add_published(&topic, counts.events, counts.bytes);
+        }
+        self.metrics.in_flight.store(self.tracker.in_flight(), Ordering::Relaxed);
     }
 
     async fn on_event(
@@ -244,11 +311,7 @@ impl<S: WalSource> Session<S> {
         shutdown: &mut Shutdown,
     ) -> Result<(), PipelineError> {
         match event {
-            WalEvent::Begin {
-                final_lsn,
-                xid,
-                commit_ts,
-            } => {
+            WalEvent::Begin { final_lsn, xid, commit_ts } => {
                 let unix_micros = commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
                 self.open = Some(OpenTransaction {
                     meta: EventMeta {
@@ -257,16 +320,24 @@ impl<S: WalSource> Session<S> {
                         commit_ts: unix_micros.to_string(),
                         timestamp_ms: unix_micros / 1000,
                     },
+                    records: 0,
+                    commit_us: unix_micros,
                 });
+                self.metrics.last_read_commit_us.store(unix_micros, Ordering::Relaxed);
             }
             WalEvent::Change(bytes) => self.on_change(bytes, shutdown).await?,
             WalEvent::Commit { end_lsn, .. } => {
-                self.open = None;
+                if let Some(open) = self.open.take()
+                    && open.records > 0
+                {
+                    self.commit_times.push_back((end_lsn, open.commit_us));
+                }
                 self.stats.transactions += 1;
                 self.tracker.on_commit(end_lsn);
                 self.confirm();
             }
             WalEvent::KeepAlive { wal_end } => {
+                self.metrics.server_wal_end.fetch_max(wal_end, Ordering::Relaxed);
                 if self.open.is_none() {
                     self.tracker.on_idle_position(wal_end);
                 }
@@ -282,50 +353,150 @@ impl<S: WalSource> Session<S> {
         bytes: Bytes,
         shutdown: &mut Shutdown,
     ) -> Result<(), PipelineError> {
-        let message = Message::decode(&bytes).map_err(|source| PipelineError::Decode {
-            lsn: self.open_ids().0,
-            source,
-        })?;
+        let message = Message::decode(&bytes)
+            .map_err(|source| PipelineError::Decode { lsn: self.open_ids().0, source })?;
         match message {
             Message::Relation(relation) => self.mapper.on_relation(&relation),
-            Message::Insert(insert) => {
-                let is_outbox =
-                    self.mapper
-                        .map_insert(&insert, &mut self.record)
-                        .map_err(|source| {
-                            let (lsn, xid) = self.open_ids();
-                            PipelineError::Mapping { lsn, xid, source }
-                        })?;
-                if is_outbox {
-                    self.publish_record(shutdown).await?;
+            Message::Insert(insert) => match self.mapper.map_insert(&insert, &mut self.record) {
+                Ok(false) => {}
+                Ok(true) => self.publish_record(shutdown).await?,
+                Err(source) if source.is_poison() => {
+                    self.dead_letter_row(&insert, &source.to_string(), shutdown).await?
                 }
-            }
+                Err(source) => {
+                    let (lsn, xid) = self.open_ids();
+                    return Err(PipelineError::Mapping { lsn, xid, source });
+                }
+            },
             // The publication publishes inserts only; anything else is not ours.
             _ => {}
         }
         Ok(())
     }
 
-    /// Enqueues `self.record`, waiting for acknowledgements while librdkafka's queue is
-    /// full. The same record is retried, so order is kept.
+    /// Sends a row the mapper refused to the dead-letter topic, in its place.
+    async fn dead_letter_row(
+        &mut self,
+        insert: &Insert,
+        reason: &str,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), PipelineError> {
+        let (lsn, xid) = self.open_ids();
+        warn!(lsn = %lsn, xid = %xid, topic = %self.dlq_topic, error = reason, "outbox row dead-lettered");
+        self.metrics.record_error(ErrorKind::Mapping, reason);
+        self.mapper.dead_letter(insert, &self.dlq_topic, &mut self.record);
+        self.add_dead_letter_headers(reason, lsn);
+        self.publish_record(shutdown).await
+    }
+
+    /// Sends the copy of a record Kafka refused to the dead-letter topic; the original
+    /// (`seq`) is acknowledged once the copy is.
+    fn dead_letter_refused(
+        &mut self,
+        seq: u64,
+        refused: RefusedRecord,
+        error: &DeliveryError,
+    ) -> Result<(), PipelineError> {
+        let reason = error.to_string();
+        let source_lsn = refused
+            .headers
+            .iter()
+            .find(|(k, _)| k == "lsn")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        warn!(lsn = source_lsn.as_deref().unwrap_or(""), topic = %refused.topic, error = %reason, "record refused by Kafka dead-lettered");
+        self.metrics.record_error(ErrorKind::Refused, &reason);
+        let mut record = OutboxRecord {
+            topic: Arc::clone(&self.dlq_topic),
+            key: refused.key.map(Bytes::from).unwrap_or_default(),
+            value: refused.value.map(Bytes::from).unwrap_or_default(),
+            headers: refused
+                .headers
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), Bytes::from(v)))
+                .collect(),
+        };
+        record.headers.push((Arc::from("source_topic"), Bytes::from(refused.topic)));
+        record.headers.push((Arc::from("error"), Bytes::from(reason)));
+        record.headers.push((Arc::from("source_table"), self.source_table()));
+        match self.sink.send(&record, None) {
+            Ok(SendOutcome::Enqueued(dlq_seq)) => {
+                self.tracker.on_sent(dlq_seq);
+                self.special.insert(dlq_seq, SpecialRecord::DeadLetterFor(seq));
+                Ok(())
+            }
+            Ok(SendOutcome::QueueFull) => Err(PipelineError::Delivery {
+                error: Box::new(DeliveryError::queue_full()),
+                lsn: source_lsn.unwrap_or_default(),
+                xid: String::new(),
+            }),
+            Err(error) => Err(PipelineError::Delivery {
+                error: Box::new(error),
+                lsn: source_lsn.unwrap_or_default(),
+                xid: String::new(),
+            }),
+        }
+    }
+
+    fn add_dead_letter_headers(&mut self, reason: &str, lsn: String) {
+        let table = self.source_table();
+        let headers = &mut self.record.headers;
+        headers.push((Arc::from("error"), Bytes::copy_from_slice(reason.as_bytes())));
+        headers.push((Arc::from("source_lsn"), Bytes::from(lsn)));
+        headers.push((Arc::from("source_table"), table));
+    }
+
+    fn source_table(&self) -> Bytes {
+        Bytes::from(self.mapper.table_name())
+    }
+
+    /// Enqueues `self.record` (or, in a dry run, logs it), waiting for acknowledgements
+    /// while librdkafka's queue is full. The same record is retried, so order is kept.
+    /// A record Kafka refuses at once (too large for `message.max.bytes`) is
+    /// dead-lettered in its place.
     async fn publish_record(&mut self, shutdown: &mut Shutdown) -> Result<(), PipelineError> {
+        if self.dry_run {
+            let (lsn, xid) = self.open_ids();
+            info!(topic = %self.record.topic, lsn = %lsn, xid = %xid, key_bytes = self.record.key.len(),
+                  value_bytes = self.record.value.len(), "dry run: would publish");
+            return Ok(());
+        }
         loop {
-            let meta = self.open.as_ref().map(|t| &t.meta);
-            let empty = EventMeta::default();
-            let outcome = self
-                .sink
-                .send(&self.record, meta.unwrap_or(&empty))
-                .map_err(|error| {
+            let outcome = match self.sink.send(&self.record, self.open.as_ref().map(|t| &t.meta)) {
+                Ok(outcome) => outcome,
+                Err(error @ DeliveryError::Refused(_)) if *self.record.topic != *self.dlq_topic => {
+                    let reason = error.to_string();
+                    let (lsn, _) = self.open_ids();
+                    warn!(lsn = %lsn, topic = %self.record.topic, error = %reason, "record refused by Kafka dead-lettered");
+                    self.metrics.record_error(ErrorKind::Refused, &reason);
+                    self.record.headers.push((
+                        Arc::from("source_topic"),
+                        Bytes::from(self.record.topic.to_string()),
+                    ));
+                    self.record.topic = Arc::clone(&self.dlq_topic);
+                    // Too large for Kafka: the dead-letter record can only carry the reason.
+                    self.record.value = Bytes::new();
+                    self.add_dead_letter_headers(&reason, lsn);
+                    continue;
+                }
+                Err(error) => {
                     let (lsn, xid) = self.open_ids();
-                    PipelineError::Delivery {
-                        error: Box::new(error),
-                        lsn,
-                        xid,
-                    }
-                })?;
+                    return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
+                }
+            };
             match outcome {
                 SendOutcome::Enqueued(seq) => {
                     self.tracker.on_sent(seq);
+                    if *self.record.topic == *self.dlq_topic {
+                        self.special.insert(seq, SpecialRecord::DeadLetterFor(seq));
+                    }
+                    if let Some(open) = self.open.as_mut() {
+                        open.records += 1;
+                    }
+                    let bytes = (self.record.key.len() + self.record.value.len()) as u64;
+                    let counts =
+                        self.topic_counts.entry(Arc::clone(&self.record.topic)).or_default();
+                    counts.events += 1;
+                    counts.bytes += bytes;
                     return Ok(());
                 }
                 SendOutcome::QueueFull => {
@@ -345,9 +516,6 @@ impl<S: WalSource> Session<S> {
     }
 
     fn open_ids(&self) -> (String, String) {
-        self.open
-            .as_ref()
-            .map(|t| (t.meta.lsn.clone(), t.meta.xid.clone()))
-            .unwrap_or_default()
+        self.open.as_ref().map(|t| (t.meta.lsn.clone(), t.meta.xid.clone())).unwrap_or_default()
     }
 }

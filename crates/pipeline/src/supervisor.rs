@@ -10,10 +10,12 @@
 //!    checkpoint. Checking before step 3 would leave a window in which another client
 //!    could advance the slot and we would be fast-forwarded silently.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use tailbox_kafka_sink::{CheckpointTopic, KafkaSink};
-use tailbox_outbox::OutboxMapper;
 use tailbox_pgoutput::format_lsn;
 use tailbox_replication::{
     ControlClient, OutboxTableSpec, PgWalStream, control::slot_lost, stream::StreamSettings,
@@ -22,8 +24,9 @@ use tracing::{info, warn};
 
 use crate::{
     error::PipelineError,
+    metrics::ErrorKind,
     session::{Session, SessionStats},
-    settings::PipelineSettings,
+    settings::{DEFAULT_HEARTBEAT_SQL, PipelineSettings},
     shutdown::Shutdown,
 };
 
@@ -47,6 +50,13 @@ pub async fn run(
         }
         let started = Instant::now();
         let result = run_session(&settings, shutdown.clone(), &mut accept_slot_position).await;
+        settings.metrics.streaming.store(false, Ordering::Relaxed);
+        if let Err(err) = &result {
+            settings.metrics.record_error(error_kind(err), &err.to_string());
+            if !err.is_transient() {
+                settings.metrics.record_error(ErrorKind::Fatal, &err.to_string());
+            }
+        }
         match result {
             Ok(stats) => {
                 totals.published += stats.published;
@@ -63,6 +73,7 @@ pub async fn run(
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(settings.backoff_max);
+                settings.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
             }
             Err(err) if err.is_transient() => return Ok(totals),
             Err(err) => return Err(err),
@@ -81,12 +92,12 @@ async fn run_session(
         required_columns: settings.outbox.required_columns(),
     };
     let control = ControlClient::connect(&settings.pg).await?;
-    let before = control
-        .check_ready(&settings.slot, &settings.publication, &table)
-        .await?;
+    let before = control.check_ready(&settings.slot, &settings.publication, &table).await?;
 
     let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
-    let published = checkpoint.ensure_and_read(&settings.kafka).await?;
+    // A dry run writes nothing to Kafka, not even the checkpoint topic.
+    let published =
+        if settings.dry_run { None } else { checkpoint.ensure_and_read(&settings.kafka).await? };
     let sink = KafkaSink::new(&settings.kafka)?;
 
     let stream = PgWalStream::start(
@@ -123,17 +134,48 @@ async fn run_session(
         checkpoint = %published.map(format_lsn).unwrap_or_else(|| "none".into()),
         "streaming"
     );
-    drop(control);
+    settings.metrics.streaming.store(true, Ordering::Relaxed);
+    settings.metrics.confirmed_lsn.store(slot.confirmed_flush_lsn, Ordering::Relaxed);
+    let _heartbeat = settings.heartbeat_interval.map(|interval| {
+        let sql =
+            settings.heartbeat_sql.clone().unwrap_or_else(|| DEFAULT_HEARTBEAT_SQL.to_owned());
+        AbortOnDrop(tokio::spawn(heartbeat(control, interval, sql)))
+    });
 
-    let session = Session::new(
-        stream,
-        sink,
-        OutboxMapper::new(settings.outbox.clone()),
-        checkpoint,
-        slot.confirmed_flush_lsn,
-        settings.status_interval,
-        settings.max_in_flight,
-    );
-    let (_, stats) = session.run(shutdown, settings.shutdown_timeout).await?;
-    Ok(stats)
+    let session = Session::new(stream, sink, checkpoint, slot.confirmed_flush_lsn, settings);
+    session.run(shutdown, settings.shutdown_timeout).await
+}
+
+/// Emits the heartbeat statement every `interval` until aborted. Failures are logged
+/// and retried at the next tick: a missed heartbeat only delays WAL release.
+async fn heartbeat(control: ControlClient, interval: Duration, sql: String) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = control.client().batch_execute(&sql).await {
+            warn!(error = %err, "heartbeat failed");
+        }
+    }
+}
+
+/// Aborts a background task when the session that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The metrics label of a session error.
+fn error_kind(err: &PipelineError) -> ErrorKind {
+    match err {
+        PipelineError::Replication(_)
+        | PipelineError::StreamEnded
+        | PipelineError::Decode { .. } => ErrorKind::Postgres,
+        PipelineError::Sink(_) | PipelineError::Delivery { .. } => ErrorKind::Kafka,
+        PipelineError::Mapping { .. } => ErrorKind::Mapping,
+        PipelineError::SlotAhead { .. } => ErrorKind::Postgres,
+    }
 }

@@ -58,14 +58,7 @@ impl PgConnectionConfig {
                 "use sslmode=disable (TLS to PostgreSQL is tracked in the security work)",
             ));
         }
-        Ok(Self {
-            control,
-            host,
-            port,
-            user,
-            password,
-            database,
-        })
+        Ok(Self { control, host, port, user, password, database })
     }
 
     /// The host (or Unix socket directory).

@@ -44,9 +44,7 @@ pub struct ControlClient {
 pub fn validate_identifier(field: &str, value: &str) -> Result<(), ReplicationError> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -167,10 +165,7 @@ impl ControlClient {
     ) -> Result<(), ReplicationError> {
         let row = self
             .client
-            .query_opt(
-                "SELECT pubinsert FROM pg_publication WHERE pubname = $1",
-                &[&publication],
-            )
+            .query_opt("SELECT pubinsert FROM pg_publication WHERE pubname = $1", &[&publication])
             .await
             .map_err(|e| ReplicationError::from_pg("reading pg_publication", e))?;
         let Some(row) = row else {
@@ -225,10 +220,7 @@ impl ControlClient {
             .map_err(|e| ReplicationError::from_pg("reading the outbox table's columns", e))?;
         if rows.is_empty() {
             return Err(ReplicationError::startup(
-                format!(
-                    "outbox table {}.{} does not exist",
-                    table.schema, table.table
-                ),
+                format!("outbox table {}.{} does not exist", table.schema, table.table),
                 "create it with sql/01_outbox_table.sql, or point --outbox-table at yours",
             ));
         }
@@ -269,10 +261,7 @@ impl ControlClient {
             ));
         };
         let lsn = |i: usize| -> u64 {
-            row.get::<_, Option<String>>(i)
-                .as_deref()
-                .and_then(parse_lsn)
-                .unwrap_or(0)
+            row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn).unwrap_or(0)
         };
         Ok(SlotPosition {
             confirmed_flush_lsn: lsn(0),
@@ -311,9 +300,7 @@ mod tests {
     #[test]
     fn identifiers_are_checked() {
         assert!(validate_identifier("--slot", "tailbox_1").is_ok());
-        let err = validate_identifier("--slot", "Bad-Slot")
-            .err()
-            .map(|e| e.to_string());
+        let err = validate_identifier("--slot", "Bad-Slot").err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("--slot") && e.contains("fix:")));
     }
 }

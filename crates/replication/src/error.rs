@@ -52,10 +52,7 @@ impl ReplicationError {
     }
 
     pub(crate) fn startup(problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        ReplicationError::Startup(StartupProblem {
-            problem: problem.into(),
-            fix: fix.into(),
-        })
+        ReplicationError::Startup(StartupProblem { problem: problem.into(), fix: fix.into() })
     }
 
     /// Classifies a `tokio-postgres` error: connection-level failures and server
@@ -64,14 +61,10 @@ impl ReplicationError {
     pub(crate) fn from_pg(context: impl Into<String>, err: tokio_postgres::Error) -> Self {
         let context = context.into();
         match err.as_db_error().map(|db| db.code().code()) {
-            Some(code) if !is_transient_sqlstate(code) => ReplicationError::Definite {
-                context,
-                source: Box::new(err),
-            },
-            _ => ReplicationError::Transient {
-                context,
-                source: Box::new(err),
-            },
+            Some(code) if !is_transient_sqlstate(code) => {
+                ReplicationError::Definite { context, source: Box::new(err) }
+            }
+            _ => ReplicationError::Transient { context, source: Box::new(err) },
         }
     }
 
@@ -89,15 +82,9 @@ impl ReplicationError {
             other => other.is_transient(),
         };
         if transient {
-            ReplicationError::Transient {
-                context,
-                source: Box::new(err),
-            }
+            ReplicationError::Transient { context, source: Box::new(err) }
         } else {
-            ReplicationError::Definite {
-                context,
-                source: Box::new(err),
-            }
+            ReplicationError::Definite { context, source: Box::new(err) }
         }
     }
 }
@@ -128,10 +115,7 @@ mod tests {
         assert!(is_transient_sqlstate("08006"));
         assert!(!is_transient_sqlstate("42704"), "undefined object");
         assert!(!is_transient_sqlstate("28P01"), "bad password");
-        assert_eq!(
-            sqlstate_in("server error: starting up (SQLSTATE 57P03)"),
-            Some("57P03")
-        );
+        assert_eq!(sqlstate_in("server error: starting up (SQLSTATE 57P03)"), Some("57P03"));
         assert_eq!(sqlstate_in("no code"), None);
     }
 }

@@ -74,15 +74,9 @@ impl PgWalStream {
         let mut client = ReplicationClient::connect(config)
             .await
             .map_err(|e| ReplicationError::from_wire("connecting for replication", e))?;
-        client
-            .wait_started()
-            .await
-            .map_err(|e| classify_start_error(&settings.slot, e))?;
+        client.wait_started().await.map_err(|e| classify_start_error(&settings.slot, e))?;
         debug!(slot = %settings.slot, start_lsn = settings.start_lsn, "replication started");
-        Ok(Self {
-            client,
-            confirmed: settings.start_lsn,
-        })
+        Ok(Self { client, confirmed: settings.start_lsn })
     }
 }
 
@@ -119,36 +113,18 @@ impl WalSource for PgWalStream {
                 })?;
             let Some(event) = event else { return Ok(None) };
             let mapped = match event {
-                ReplicationEvent::Begin {
-                    final_lsn,
-                    xid,
-                    commit_time_micros,
-                } => WalEvent::Begin {
-                    final_lsn: final_lsn.0,
-                    xid,
-                    commit_ts: commit_time_micros,
-                },
+                ReplicationEvent::Begin { final_lsn, xid, commit_time_micros } => {
+                    WalEvent::Begin { final_lsn: final_lsn.0, xid, commit_ts: commit_time_micros }
+                }
                 ReplicationEvent::XLogData { data, .. } => WalEvent::Change(data),
-                ReplicationEvent::Commit {
-                    lsn,
-                    end_lsn,
-                    commit_time_micros,
-                } => WalEvent::Commit {
+                ReplicationEvent::Commit { lsn, end_lsn, commit_time_micros } => WalEvent::Commit {
                     commit_lsn: lsn.0,
                     end_lsn: end_lsn.0,
                     commit_ts: commit_time_micros,
                 },
-                ReplicationEvent::Message {
-                    transactional,
-                    lsn,
-                    prefix,
-                    content,
-                } => WalEvent::Message {
-                    transactional,
-                    lsn: lsn.0,
-                    prefix,
-                    content,
-                },
+                ReplicationEvent::Message { transactional, lsn, prefix, content } => {
+                    WalEvent::Message { transactional, lsn: lsn.0, prefix, content }
+                }
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
                     WalEvent::KeepAlive { wal_end: wal_end.0 }
                 }

@@ -31,10 +31,7 @@ pub fn session() -> Vec<Captured> {
 
 pub fn hex(s: &str) -> Vec<u8> {
     assert!(s.len().is_multiple_of(2), "odd-length hex");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn put_cstr(out: &mut BytesMut, s: &str) {
@@ -169,12 +166,9 @@ pub fn decode_fully(data: &Bytes) -> Result<Message, tailbox_pgoutput::DecodeErr
     let message = Message::decode(data)?;
     let tuples: Vec<&TupleData> = match &message {
         Message::Insert(m) => vec![&m.new_tuple],
-        Message::Update(m) => m
-            .old_tuple
-            .iter()
-            .map(OldTuple::tuple)
-            .chain([&m.new_tuple])
-            .collect(),
+        Message::Update(m) => {
+            m.old_tuple.iter().map(OldTuple::tuple).chain([&m.new_tuple]).collect()
+        }
         Message::Delete(m) => vec![m.old_tuple.tuple()],
         _ => vec![],
     };
