@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test lint deps fmt
+.PHONY: demo test lint deps fmt torture bench
 
 ## Throwaway PostgreSQL + Kafka, tailbox running, events arriving in Kafka; cleans up.
 demo: deps
@@ -11,6 +11,17 @@ demo: deps
 ## The whole suite: unit, property and end-to-end tests against real servers.
 test: deps
 	cargo test --workspace --all-targets
+
+## The long torture test: 40 fault cycles under load (TAILBOX_TORTURE_CYCLES=N to change;
+## TAILBOX_TORTURE_SEED=S replays a run's fault sequence). See docs/torture.md.
+torture: deps
+	TAILBOX_TORTURE_CYCLES=$${TAILBOX_TORTURE_CYCLES:-40} cargo test -p tailbox-e2e --test torture -- --nocapture
+
+## Throughput, cost and latency on throwaway PostgreSQL + Kafka, release build: reports in
+## target/bench/ (about 12 min; BENCH_QUICK=1 for a 3-minute version). BENCH_* variables
+## or BENCH_ARGS="--rows N ..." change the settings; see docs/benchmarks.md.
+bench: deps
+	TAILBOX_TEST_RELEASE=1 cargo run --release -p tailbox-e2e --bin tailbox-bench -- $(BENCH_ARGS)
 
 ## Formatting and lints, as CI checks them.
 lint:

@@ -62,9 +62,9 @@ async fn poison_events_are_dead_lettered_and_the_stream_goes_on() -> Result<()> 
     ensure!(good.len() == 2, "the good events around the poison ones arrive: {good:?}\n{log}");
     ensure!(dead.len() == 4, "four dead letters, got {}:\n{log}", dead.len());
     for key in ["null-type", "bad-topic", "too-large", "broker-refused"] {
-        let record = dead.iter().find(|r| r.key_str() == key);
-        ensure!(record.is_some(), "dead letter {key} missing");
-        let record = record.map(|r| r.clone()).unwrap_or_else(|| unreachable!());
+        let Some(record) = dead.iter().find(|r| r.key_str() == key) else {
+            anyhow::bail!("dead letter {key} missing");
+        };
         let error = String::from_utf8_lossy(record.header("error").unwrap_or_default()).into_owned();
         ensure!(!error.is_empty(), "{key}: error header");
         ensure!(record.header("source_table") == Some(b"public.outbox".as_slice()), "{key}: source_table");

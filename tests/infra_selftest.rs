@@ -29,15 +29,9 @@ async fn produce(
 ) -> Result<(i32, i64)> {
     let mut hs = OwnedHeaders::new();
     for (k, v) in headers {
-        hs = hs.insert(Header {
-            key: k,
-            value: Some(v.as_bytes()),
-        });
+        hs = hs.insert(Header { key: k, value: Some(v.as_bytes()) });
     }
-    let record = FutureRecord::to(topic)
-        .key(key)
-        .payload(payload)
-        .headers(hs);
+    let record = FutureRecord::to(topic).key(key).payload(payload).headers(hs);
     let delivery = p
         .send(record, Duration::from_secs(30))
         .await
@@ -64,22 +58,13 @@ async fn postgres_is_logical_and_restartable() -> Result<()> {
     ensure!(pg.psql("SELECT nope FROM t").is_err());
 
     let client = pg.client().await?;
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM t", &[])
-        .await?
-        .get(0);
+    let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await?.get(0);
     ensure!(n == 2);
 
     pg.restart("immediate")?;
-    ensure!(
-        client.query_one("SELECT 1", &[]).await.is_err(),
-        "old connection survived a restart"
-    );
+    ensure!(client.query_one("SELECT 1", &[]).await.is_err(), "old connection survived a restart");
     let client = pg.client().await?;
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM t", &[])
-        .await?
-        .get(0);
+    let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await?.get(0);
     ensure!(n == 2, "committed rows lost in an immediate restart");
     pg.restart("fast")?;
     ensure!(pg.psql("SELECT count(*) FROM t")? == "2");
@@ -110,13 +95,9 @@ async fn kafka_roundtrip_on_the_shared_broker() -> Result<()> {
         produce(&p, &topic, k, v, &[("n", n.as_str()), ("kind", "selftest")]).await?;
     }
 
-    let mut got = consume_all(
-        kafka.bootstrap(),
-        std::slice::from_ref(&topic),
-        3,
-        Duration::from_secs(30),
-    )
-    .await?;
+    let mut got =
+        consume_all(kafka.bootstrap(), std::slice::from_ref(&topic), 3, Duration::from_secs(30))
+            .await?;
     ensure!(got.len() == 3, "got {} records: {got:?}", got.len());
     got.sort_by(|a, b| a.key.cmp(&b.key));
     for (i, (rec, (k, v))) in got.iter().zip(sent).enumerate() {
@@ -154,10 +135,8 @@ async fn pattern_subscription_sees_topics_created_later() -> Result<()> {
     produce(&p, &topics[1], "y", "to b", &[]).await?;
 
     let got: Vec<ConsumedRecord> = consumer.await??;
-    let mut seen: Vec<(String, String)> = got
-        .iter()
-        .map(|r| (r.topic.clone(), r.payload_str()))
-        .collect();
+    let mut seen: Vec<(String, String)> =
+        got.iter().map(|r| (r.topic.clone(), r.payload_str())).collect();
     seen.sort();
     ensure!(
         seen == vec![
@@ -186,21 +165,14 @@ async fn owned_broker_stops_and_starts_again_with_its_data() -> Result<()> {
         let p = producer(kafka.bootstrap())?;
         produce(&p, &topic, "after", "2", &[]).await?;
     }
-    let got = consume_all(
-        kafka.bootstrap(),
-        std::slice::from_ref(&topic),
-        2,
-        Duration::from_secs(30),
-    )
-    .await?;
+    let got =
+        consume_all(kafka.bootstrap(), std::slice::from_ref(&topic), 2, Duration::from_secs(30))
+            .await?;
     let mut keys: Vec<String> = got.iter().map(ConsumedRecord::key_str).collect();
     keys.sort();
     ensure!(keys == ["after", "before"], "got {got:?}");
 
-    ensure!(
-        shared_kafka().stop().is_err(),
-        "the shared broker must not be stoppable"
-    );
+    ensure!(shared_kafka().stop().is_err(), "the shared broker must not be stoppable");
     drop(kafka);
     ensure!(!dir.exists(), "{} was not removed", dir.display());
     Ok(())
@@ -213,11 +185,7 @@ fn unique_names_are_unique_and_valid() {
     assert_ne!(a, b);
     for n in [&a, &b, &unique_name(""), &unique_name(&"x".repeat(200))] {
         assert!(n.len() <= 63, "{n}");
-        assert!(
-            n.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-            "{n}"
-        );
+        assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{n}");
         assert!(n.starts_with(|c: char| c.is_ascii_lowercase()), "{n}");
     }
     assert!(a.starts_with("slot_name_x_"), "{a}");

@@ -1,17 +1,25 @@
 //! Command-line definition. Every option can also come from the environment variable
-//! named beside it (`TAILBOX_*`); a flag wins over the environment.
+//! named beside it (`TAILBOX_*`) and from the TOML file given with `--config` (key =
+//! the option's name with `_`): a flag wins over the environment, the environment over
+//! the file, the file over the default. Values are read as text here and checked in
+//! [`crate::config`], so every invalid value, wherever it came from, gets the same
+//! one-line message naming it.
+
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::logging::LogFormat;
-
 /// Publishes transactional-outbox events from PostgreSQL to Kafka by tailing the WAL.
 #[derive(Debug, Parser)]
-#[command(name = "tailbox", version, about)]
+#[command(name = "tailbox", version)]
 pub struct Cli {
-    /// Log format.
-    #[arg(long, env = "TAILBOX_LOG_FORMAT", value_enum, default_value = "text", global = true)]
-    pub log_format: LogFormat,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "TAILBOX_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// TOML configuration file; keys are the option names with '_' (pg_url, slot,
+    /// kafka_brokers, kafka_props = { "linger.ms" = "10" }, …).
+    #[arg(long, env = "TAILBOX_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -21,66 +29,147 @@ pub struct Cli {
 pub enum Command {
     /// Stream outbox events to Kafka until SIGINT/SIGTERM.
     Run(Box<RunArgs>),
+    /// Show the slot and publication: LSNs, retained WAL, lag, holder (reads PostgreSQL only).
+    Status(StatusArgs),
+    /// Create the publication and the slot unless they exist (sql/02 and sql/03).
+    Setup(PgArgs),
+    /// Drop the slot and the publication if they exist (sql/99_teardown.sql).
+    Teardown(PgArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
-/// Options of `tailbox run`.
+/// `tailbox config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration (flags, environment, file) and print the effective
+    /// values with their sources, secrets redacted.
+    Check(Box<RunArgs>),
+}
+
+/// Options of `tailbox status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub pg: PgArgs,
+}
+
+/// What every command that talks to PostgreSQL needs.
+#[derive(Debug, Args)]
+pub struct PgArgs {
+    /// PostgreSQL URL, e.g. postgres://tailbox:secret@db:5432/app (for `run`, the role
+    /// needs LOGIN REPLICATION and SELECT on the outbox table; `setup`/`teardown` need
+    /// the table's owner or a superuser).
+    #[arg(long, env = "TAILBOX_PG_URL", hide_env_values = true)]
+    pub pg_url: Option<String>,
+    /// File holding the PostgreSQL password (e.g. a mounted secret); pg_url must then
+    /// carry none.
+    #[arg(long, env = "TAILBOX_PG_PASSWORD_FILE")]
+    pub pg_password_file: Option<String>,
+    /// Logical replication slot (plugin pgoutput) [default: tailbox].
+    #[arg(long, env = "TAILBOX_SLOT")]
+    pub slot: Option<String>,
+    /// Publication carrying the outbox table [default: tailbox].
+    #[arg(long, env = "TAILBOX_PUBLICATION")]
+    pub publication: Option<String>,
+    /// The outbox table, SCHEMA.TABLE [default: public.outbox].
+    #[arg(long, env = "TAILBOX_OUTBOX_TABLE")]
+    pub outbox_table: Option<String>,
+    /// Column holding the event id (header `id`) [default: id].
+    #[arg(long, env = "TAILBOX_COLUMN_ID")]
+    pub column_id: Option<String>,
+    /// Column holding the aggregate type (the topic) [default: aggregatetype].
+    #[arg(long, env = "TAILBOX_COLUMN_AGGREGATE_TYPE")]
+    pub column_aggregate_type: Option<String>,
+    /// Column holding the aggregate id (the record key) [default: aggregateid].
+    #[arg(long, env = "TAILBOX_COLUMN_AGGREGATE_ID")]
+    pub column_aggregate_id: Option<String>,
+    /// Column holding the event type (header `type`) [default: type].
+    #[arg(long, env = "TAILBOX_COLUMN_TYPE")]
+    pub column_type: Option<String>,
+    /// Column holding the payload (the record value) [default: payload].
+    #[arg(long, env = "TAILBOX_COLUMN_PAYLOAD")]
+    pub column_payload: Option<String>,
+}
+
+/// Options of `tailbox run` (and `tailbox config check`).
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// PostgreSQL URL, e.g. postgres://tailbox:secret@db:5432/app (the role needs
-    /// LOGIN REPLICATION and SELECT on the outbox table).
-    #[arg(long, env = "TAILBOX_PG_URL", hide_env_values = true)]
-    pub pg_url: String,
-    /// Logical replication slot (plugin pgoutput), created by sql/03_slot.sql.
-    #[arg(long, env = "TAILBOX_SLOT", default_value = "tailbox")]
-    pub slot: String,
-    /// Publication carrying the outbox table, created by sql/02_publication.sql.
-    #[arg(long, env = "TAILBOX_PUBLICATION", default_value = "tailbox")]
-    pub publication: String,
-    /// Kafka bootstrap servers, host:port[,host:port…].
+    #[command(flatten)]
+    pub pg: PgArgs,
+    /// Kafka bootstrap servers, host:port[,host:port…] (required).
     #[arg(long, env = "TAILBOX_KAFKA_BROKERS")]
-    pub kafka_brokers: String,
+    pub kafka_brokers: Option<String>,
     /// Any librdkafka producer property, KEY=VALUE; repeatable (env: comma-separated).
-    #[arg(long = "kafka-prop", env = "TAILBOX_KAFKA_PROPS", value_delimiter = ',')]
+    /// Merged per key over the file's kafka_props table.
+    #[arg(
+        long = "kafka-prop",
+        id = "kafka_props",
+        env = "TAILBOX_KAFKA_PROPS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub kafka_props: Vec<String>,
-    /// The outbox table, SCHEMA.TABLE.
-    #[arg(long, env = "TAILBOX_OUTBOX_TABLE", default_value = "public.outbox")]
-    pub outbox_table: String,
-    /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type.
-    #[arg(long, env = "TAILBOX_TOPIC_TEMPLATE", default_value = "outbox.event.{aggregatetype}")]
-    pub topic_template: String,
-    /// Column holding the event id (header `id`).
-    #[arg(long, env = "TAILBOX_COLUMN_ID", default_value = "id")]
-    pub column_id: String,
-    /// Column holding the aggregate type (the topic).
-    #[arg(long, env = "TAILBOX_COLUMN_AGGREGATE_TYPE", default_value = "aggregatetype")]
-    pub column_aggregate_type: String,
-    /// Column holding the aggregate id (the record key).
-    #[arg(long, env = "TAILBOX_COLUMN_AGGREGATE_ID", default_value = "aggregateid")]
-    pub column_aggregate_id: String,
-    /// Column holding the event type (header `type`).
-    #[arg(long, env = "TAILBOX_COLUMN_TYPE", default_value = "type")]
-    pub column_type: String,
-    /// Column holding the payload (the record value).
-    #[arg(long, env = "TAILBOX_COLUMN_PAYLOAD", default_value = "payload")]
-    pub column_payload: String,
-    /// Compacted topic where tailbox keeps each slot's last published LSN.
-    #[arg(long, env = "TAILBOX_CHECKPOINT_TOPIC", default_value = "tailbox.checkpoints")]
-    pub checkpoint_topic: String,
-    /// How often (ms) the checkpoint is written and the slot confirmed, at most.
-    #[arg(long, env = "TAILBOX_STATUS_INTERVAL_MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub status_interval_ms: u64,
-    /// Records awaiting Kafka's acknowledgement before tailbox stops reading WAL.
-    #[arg(long, env = "TAILBOX_MAX_IN_FLIGHT", default_value_t = 50_000,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_in_flight: u64,
-    /// Seconds a clean shutdown waits for in-flight acknowledgements.
-    #[arg(long, env = "TAILBOX_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
-    pub shutdown_timeout_secs: u64,
+    /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type
+    /// [default: outbox.event.{aggregatetype}].
+    #[arg(long, env = "TAILBOX_TOPIC_TEMPLATE")]
+    pub topic_template: Option<String>,
+    /// Compacted topic where tailbox keeps each slot's last published LSN
+    /// [default: tailbox.checkpoints].
+    #[arg(long, env = "TAILBOX_CHECKPOINT_TOPIC")]
+    pub checkpoint_topic: Option<String>,
+    /// Topic for events that cannot be published (poison rows) [default: outbox.dlq].
+    #[arg(long, env = "TAILBOX_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+    /// How often (ms) the checkpoint is written and the slot confirmed, at most; 10 to
+    /// 60000 [default: 1000].
+    #[arg(long, env = "TAILBOX_STATUS_INTERVAL_MS")]
+    pub status_interval_ms: Option<String>,
+    /// Records awaiting Kafka's acknowledgement before tailbox stops reading WAL; 1 to
+    /// 1000000 [default: 50000].
+    #[arg(long, env = "TAILBOX_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<String>,
+    /// Seconds a clean shutdown waits for in-flight acknowledgements [default: 30].
+    #[arg(long, env = "TAILBOX_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<String>,
     /// Start even though the slot stands ahead of tailbox's checkpoint (only after a
-    /// deliberate slot recreation and a backfill).
-    #[arg(long, env = "TAILBOX_ACCEPT_SLOT_POSITION")]
-    pub accept_slot_position: bool,
+    /// deliberate slot recreation and a backfill; not accepted in the config file).
+    #[arg(long, env = "TAILBOX_ACCEPT_SLOT_POSITION", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub accept_slot_position: Option<String>,
+    /// Prefix of transactional pg_logical_emit_message messages that carry table-less
+    /// outbox events (JSON envelopes) [default: outbox].
+    #[arg(long, env = "TAILBOX_MESSAGE_PREFIX")]
+    pub message_prefix: Option<String>,
+    /// Publish in Kafka transactions, confirm the slot only after each commit, and skip
+    /// on restart what the checkpoint says is committed. --exactly-once=false turns it off.
+    #[arg(long, env = "TAILBOX_EXACTLY_ONCE", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub exactly_once: Option<String>,
+    /// Decode and log what would be published; publish nothing and never confirm the
+    /// slot (a dark launch beside an old relay). --dry-run=false turns it off.
+    #[arg(long, env = "TAILBOX_DRY_RUN", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub dry_run: Option<String>,
+    /// Emit a heartbeat (heartbeat_sql) this often so a quiet database's slot keeps
+    /// advancing; 0 = off, else 100 to 86400000 [default: 0].
+    #[arg(long, env = "TAILBOX_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<String>,
+    /// The heartbeat statement [default: a non-transactional pg_logical_emit_message].
+    #[arg(long, env = "TAILBOX_HEARTBEAT_SQL")]
+    pub heartbeat_sql: Option<String>,
+    /// Address of the HTTP endpoint for /metrics, /healthz, /readyz and /status;
+    /// '' disables it [default: 0.0.0.0:8245].
+    #[arg(long, env = "TAILBOX_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Seconds between progress log lines when stderr is not a terminal (on a terminal
+    /// a live line is redrawn every second instead); 0 = off [default: 30].
+    #[arg(long, env = "TAILBOX_PROGRESS_INTERVAL_SECS")]
+    pub progress_interval_secs: Option<String>,
 }
 
 #[cfg(test)]

@@ -2,33 +2,92 @@
 //! turns errors into one line and an exit code.
 //!
 //! Place in the data path: the outermost edge. Everything between PostgreSQL and Kafka
-//! lives in the library crates; this crate only configures and starts them.
+//! lives in the library crates; this crate configures and starts them, and shows
+//! operators what they do.
 //!
 //! # Layout
 //! - [`cli`]: the command line (every flag also reads `TAILBOX_*` from the environment).
-//! - [`logging`]: `tracing` output as text or JSON.
+//! - [`config`]: flags > environment > TOML file > defaults, validated, redacted.
+//! - [`logging`]: `tracing` output as text or JSON, and the live progress line.
 //! - [`run`]: `tailbox run`.
+//! - [`ops`], [`http`], [`progress`]: metrics, `/metrics` `/healthz` `/readyz`
+//!   `/status`, the slot's retained WAL, progress lines.
+//! - [`admin`]: `tailbox status`, `tailbox setup`, `tailbox teardown`.
 
+mod admin;
 mod cli;
+mod config;
+mod http;
 mod logging;
+mod ops;
+mod progress;
 mod run;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+
+use crate::{
+    cli::{Cli, Command, ConfigCommand},
+    config::ConfigErrors,
+};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    logging::init(cli.log_format);
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let leaf = leaf_matches(&matches);
+    let config = match config::load(leaf) {
+        Ok(config) => config,
+        Err(errors) => return fail(&anyhow::Error::new(errors)),
+    };
+    logging::init(config.log_format);
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(*args),
+        Command::Run(_) => run::run(&config),
+        Command::Status(args) => admin::status(&config, args.json),
+        Command::Setup(_) => admin::setup(&config),
+        Command::Teardown(_) => admin::teardown(&config),
+        Command::Config(ConfigCommand::Check(_)) => config_check(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // One line: the error and its causes, the fix included where we know it.
-            eprintln!("tailbox: error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => fail(&err),
     }
+}
+
+/// The matches of the innermost subcommand (where its options live).
+fn leaf_matches(matches: &ArgMatches) -> &ArgMatches {
+    let mut leaf = matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    leaf
+}
+
+/// `tailbox config check`: everything `run` checks before connecting, then the
+/// effective configuration.
+fn config_check(config: &config::Config) -> anyhow::Result<()> {
+    config.pg()?;
+    config.outbox()?;
+    let kafka = config.kafka()?;
+    config::check_kafka_props(&kafka)?;
+    print!("{}", config.render());
+    eprintln!("tailbox: configuration is valid");
+    Ok(())
+}
+
+/// One line per problem: the error and its causes, the fix included where we know it.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    logging::clear_progress();
+    match err.downcast_ref::<ConfigErrors>() {
+        Some(errors) => {
+            for line in &errors.0 {
+                eprintln!("tailbox: error: {line}");
+            }
+        }
+        None => eprintln!("tailbox: error: {err:#}"),
+    }
+    ExitCode::FAILURE
 }

@@ -1,97 +1,126 @@
-//! `tailbox run`: validate the options, then run the pipeline until a signal.
+//! `tailbox run`: turn the validated configuration into pipeline settings, start the
+//! HTTP endpoint, the slot poller and the progress reporter, then run the pipeline
+//! until a signal.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, anyhow};
-use tailbox_kafka_sink::{SinkConfig, config::parse_property};
-use tailbox_outbox::{ColumnNames, OutboxConfig};
-use tailbox_pipeline::{PipelineSettings, shutdown, supervisor};
-use tailbox_replication::{PgConnectionConfig, control::validate_identifier};
+use tailbox_pipeline::{PipelineMetrics, PipelineSettings, shutdown, supervisor};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::cli::RunArgs;
+use crate::{
+    config::Config,
+    http, logging,
+    ops::{self, Ops},
+    progress,
+};
 
-/// Validates `args` into pipeline settings; every error names the option and the fix.
-fn settings(args: RunArgs) -> Result<PipelineSettings> {
-    validate_identifier("--slot", &args.slot)?;
-    validate_identifier("--publication", &args.publication)?;
-    let pg = PgConnectionConfig::parse(&args.pg_url)?;
-    let properties = args
-        .kafka_props
-        .iter()
-        .map(|p| parse_property(p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!(e))?;
-    if args.kafka_brokers.trim().is_empty() {
-        return Err(anyhow!(
-            "--kafka-brokers is empty; fix: give host:port of at least one broker"
-        ));
-    }
-    let columns = ColumnNames {
-        id: args.column_id,
-        aggregate_type: args.column_aggregate_type,
-        aggregate_id: args.column_aggregate_id,
-        event_type: args.column_type,
-        payload: args.column_payload,
-    };
-    let outbox = OutboxConfig::new(&args.outbox_table, columns, &args.topic_template)?;
-    tailbox_outbox::topic::validate_topic(&args.checkpoint_topic).map_err(|reason| {
-        anyhow!(
-            "invalid --checkpoint-topic {:?}: {reason}; fix: use letters, digits, '.', '_', '-'",
-            args.checkpoint_topic
-        )
-    })?;
-    let kafka = SinkConfig { brokers: args.kafka_brokers, properties };
-    // Let librdkafka judge every property now, so a typo fails at startup, naming it.
-    tailbox_kafka_sink::KafkaSink::new(&kafka).context("checking --kafka-prop")?;
+/// Pipeline settings from the configuration; every error names the option and the fix.
+pub fn settings(config: &Config, metrics: Arc<PipelineMetrics>) -> Result<PipelineSettings> {
+    let pg = config.pg()?;
+    let kafka = config.kafka()?;
+    // Let librdkafka judge every property now, so a typo fails at startup, naming it
+    // (and never echoing a secret value).
+    crate::config::check_kafka_props(&kafka)?;
     Ok(PipelineSettings {
         pg,
-        slot: args.slot,
-        publication: args.publication,
-        outbox,
+        slot: config.slot.clone(),
+        publication: config.publication.clone(),
+        outbox: config.outbox()?,
         kafka,
-        checkpoint_topic: args.checkpoint_topic,
-        status_interval: Duration::from_millis(args.status_interval_ms),
-        max_in_flight: args.max_in_flight,
-        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
-        accept_slot_position: args.accept_slot_position,
+        checkpoint_topic: config.checkpoint_topic.clone(),
+        status_interval: config.status_interval(),
+        max_in_flight: config.max_in_flight,
+        shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+        accept_slot_position: config.accept_slot_position,
         backoff_initial: Duration::from_millis(500),
         backoff_max: Duration::from_secs(30),
-        dlq_topic: "outbox.dlq".into(),
-        dry_run: false,
-        heartbeat_interval: None,
-        heartbeat_sql: None,
-        metrics: Default::default(),
+        message_prefix: config.message_prefix.clone(),
+        dlq_topic: config.dlq_topic.clone(),
+        exactly_once: config.exactly_once,
+        dry_run: config.dry_run,
+        heartbeat_interval: config.heartbeat_interval(),
+        heartbeat_sql: Some(config.heartbeat_sql.clone()),
+        metrics,
     })
 }
 
 /// Runs the pipeline on a single-threaded runtime (one core does the work; fewer
 /// thread hops per event) until SIGINT/SIGTERM.
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(config: &Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        // Handlers go in before anything else, so a signal during startup is a clean
-        // stop too, never the default "die at once".
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut interrupt =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let (trigger, shutdown) = shutdown::channel();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
+    let result = runtime.block_on(run_async(config));
+    logging::clear_progress();
+    result
+}
+
+async fn run_async(config: &Config) -> Result<()> {
+    // Handlers go in before anything else, so a signal during startup is a clean
+    // stop too, never the default "die at once".
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        info!("signal received, shutting down");
+        trigger.trigger();
+    });
+
+    let metrics = Arc::new(PipelineMetrics::default());
+    let settings = settings(config, Arc::clone(&metrics))?;
+    let ops = Arc::new(Ops::new(metrics, &config.slot, &config.publication, config.dry_run));
+
+    let mut background = Vec::new();
+    if let Some(addr) = config.metrics_addr {
+        match http::bind(addr).await {
+            Ok(listener) => {
+                let bound = listener.local_addr().unwrap_or(addr);
+                info!(addr = %bound, "serving /metrics, /healthz, /readyz, /status");
+                background.push(tokio::spawn(http::serve(listener, Arc::clone(&ops))));
             }
-            info!("signal received, shutting down");
-            trigger.trigger();
-        });
-        let settings = settings(args)?;
-        let stats = supervisor::run(settings, shutdown).await?;
-        info!(published = stats.published, transactions = stats.transactions, "tailbox stopped");
-        Ok(())
-    })
+            // The built-in default is best effort (two tailboxes on one host);
+            // an address someone chose must work.
+            Err(err) if config.metrics_addr_is_default() => warn!(
+                %addr, error = %err,
+                "metrics endpoint not started on the default address; set --metrics-addr (TAILBOX_METRICS_ADDR) to a free address, or '' to turn it off"
+            ),
+            Err(err) => {
+                return Err(anyhow!(
+                    "cannot listen on metrics_addr {addr} (from {}): {err}; fix: choose a free address, or '' to turn the endpoint off",
+                    config.source("metrics_addr").label("metrics_addr")
+                ));
+            }
+        }
+    }
+    background.push(tokio::spawn(ops::poll_slot(Arc::clone(&ops), settings.pg.clone())));
+    let mode =
+        if logging::stderr_is_terminal() && config.log_format == crate::logging::LogFormat::Text {
+            progress::Mode::Terminal
+        } else if config.progress_interval_secs > 0 {
+            progress::Mode::Log(Duration::from_secs(config.progress_interval_secs))
+        } else {
+            progress::Mode::Off
+        };
+    background.push(tokio::spawn(progress::run(Arc::clone(&ops), mode)));
+
+    if config.dry_run {
+        warn!("dry run: nothing is published and the slot is never confirmed");
+    }
+    ops.loop_alive.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = supervisor::run(settings, shutdown).await;
+    ops.loop_alive.store(false, std::sync::atomic::Ordering::Relaxed);
+    for task in background {
+        task.abort();
+    }
+    let stats = result?;
+    info!(published = stats.published, transactions = stats.transactions, "tailbox stopped");
+    Ok(())
 }

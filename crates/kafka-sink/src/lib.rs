@@ -21,14 +21,17 @@
 //!   librdkafka property.
 //! - [`sink`]: [`KafkaSink`], enqueueing records and delivering [`Ack`]s.
 //! - [`checkpoint_topic`]: the compacted topic holding each slot's last published LSN.
+//! - [`transaction`]: Kafka transactions for exactly-once mode.
 //! - [`error`]: [`SinkError`], transient vs definite.
 
 pub mod checkpoint_topic;
 pub mod config;
 pub mod error;
 pub mod sink;
+pub mod transaction;
 
 pub use checkpoint_topic::CheckpointTopic;
 pub use config::SinkConfig;
 pub use error::{DeliveryError, SinkError};
+pub use transaction::TransactionError;
 pub use sink::{Ack, EventMeta, KafkaSink, RefusedRecord, SendOutcome};

@@ -77,7 +77,7 @@ pub enum SendOutcome {
 
 /// Routes librdkafka's callbacks: deliveries to the pipeline, logs and errors to
 /// `tracing`.
-struct SinkContext {
+pub(crate) struct SinkContext {
     acks: mpsc::UnboundedSender<Ack>,
     fatal: Arc<AtomicBool>,
 }
@@ -157,11 +157,29 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// Creates the producer (no network round trip yet: brokers are contacted lazily).
     pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
+        Self::create(config, None)
+    }
+
+    /// Creates a transactional producer with `transactional_id`; call
+    /// [`KafkaSink::init_transactions`] before sending.
+    pub fn new_transactional(config: &SinkConfig, transactional_id: &str) -> Result<Self, SinkError> {
+        Self::create(config, Some(transactional_id))
+    }
+
+    fn create(config: &SinkConfig, transactional_id: Option<&str>) -> Result<Self, SinkError> {
         let (tx, acks) = mpsc::unbounded_channel();
         let fatal = Arc::new(AtomicBool::new(false));
         let context = SinkContext { acks: tx, fatal: Arc::clone(&fatal) };
-        let producer =
-            config.producer_config().create_with_context(context).map_err(SinkError::Config)?;
+        let mut client_config = config.producer_config();
+        if let Some(id) = transactional_id {
+            client_config.set("transactional.id", id);
+            // A huge PostgreSQL transaction is one Kafka transaction: allow the broker's
+            // default maximum (15 minutes) unless the user set something else.
+            if client_config.get("transaction.timeout.ms").is_none() {
+                client_config.set("transaction.timeout.ms", "900000");
+            }
+        }
+        let producer = client_config.create_with_context(context).map_err(SinkError::Config)?;
         Ok(Self { producer, acks, fatal, next_seq: 0 })
     }
 
@@ -220,6 +238,11 @@ impl KafkaSink {
             }
             Err((err, _)) => Err(DeliveryError::classify(err)),
         }
+    }
+
+    /// A handle on the producer (shared; for calls that must run on the blocking pool).
+    pub(crate) fn producer_handle(&self) -> ThreadedProducer<SinkContext> {
+        self.producer.clone()
     }
 
     /// The next acknowledgement, waiting for it.

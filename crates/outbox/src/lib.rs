@@ -22,9 +22,11 @@
 //! - [`config`]: [`OutboxConfig`] (table, column names, topic template) and its checks.
 //! - [`topic`]: the topic template and Kafka's topic-name rules.
 //! - [`mapper`]: [`OutboxMapper`], which follows Relation messages and maps inserts.
+//! - [`envelope`]: the table-less outbox (`pg_logical_emit_message` envelopes).
 //! - [`record`]: [`OutboxRecord`], the reusable record the mapper fills.
 
 pub mod config;
+pub mod envelope;
 pub mod mapper;
 pub mod record;
 pub mod topic;

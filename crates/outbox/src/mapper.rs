@@ -40,6 +40,9 @@ pub enum MappingError {
     /// The topic derived from the aggregate type is not a valid Kafka topic name.
     #[error("invalid topic for aggregate type: {0}")]
     InvalidTopic(String),
+    /// A `pg_logical_emit_message` envelope is not what the table-less outbox expects.
+    #[error("invalid outbox message envelope: {0}")]
+    InvalidEnvelope(String),
     /// The row's column count does not match its Relation message.
     #[error("row has {got} columns, its relation has {expected}")]
     ColumnCount {
@@ -92,6 +95,7 @@ impl MappingError {
             MappingError::NullColumn { .. }
                 | MappingError::InvalidTopic(_)
                 | MappingError::MissingColumn { .. }
+                | MappingError::InvalidEnvelope(_)
         )
     }
 }
@@ -230,6 +234,11 @@ impl OutboxMapper {
             }
         }
         true
+    }
+
+    /// Maps a table-less outbox message (see [`crate::envelope`]).
+    pub fn map_message(&self, content: &Bytes, out: &mut OutboxRecord) -> Result<(), MappingError> {
+        crate::envelope::map_envelope(content, &self.config.topic_template, out)
     }
 
     fn topic(&mut self, aggregate_type: Bytes) -> Result<Arc<str>, MappingError> {

@@ -1,7 +1,7 @@
 //! Pipeline errors: transient ones restart the session from the slot, definite ones stop
 //! tailbox with a message a person can act on.
 
-use tailbox_kafka_sink::{DeliveryError, SinkError};
+use tailbox_kafka_sink::{DeliveryError, SinkError, TransactionError};
 use tailbox_outbox::MappingError;
 use tailbox_pgoutput::DecodeError;
 use tailbox_replication::ReplicationError;
@@ -60,6 +60,9 @@ pub enum PipelineError {
         /// Our checkpoint.
         checkpoint_lsn: String,
     },
+    /// A Kafka transaction call failed (exactly-once mode).
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
     /// The replication stream ended without being asked to.
     #[error("the replication stream ended unexpectedly")]
     StreamEnded,
@@ -74,6 +77,7 @@ impl PipelineError {
             PipelineError::Sink(SinkError::Config(_)) => false,
             PipelineError::Delivery { error, .. } => matches!(**error, DeliveryError::Failed(_)),
             PipelineError::StreamEnded => true,
+            PipelineError::Transaction(e) => !matches!(e, TransactionError::Fatal(_)),
             PipelineError::Decode { .. }
             | PipelineError::Mapping { .. }
             | PipelineError::SlotAhead { .. } => false,

@@ -16,6 +16,16 @@
 //! 4. new WAL events, only while fewer than `max_in_flight` records are unacknowledged
 //!    (backpressure: the transport keeps answering keepalives meanwhile).
 //!
+//! # Exactly-once mode
+//! With `exactly_once`, records go out in Kafka transactions of a transactional
+//! producer (`transactional.id = tailbox-<slot>`). A Kafka transaction holds whole
+//! PostgreSQL transactions only (a run of them, up to `status_interval` long) plus the
+//! checkpoint record for the last one's end LSN, and it is committed only between
+//! PostgreSQL transactions. The slot is confirmed only after the Kafka commit
+//! succeeded; an abort or a crash replays from the slot, and every PostgreSQL
+//! transaction whose commit lies before the checkpoint read at startup (with
+//! `read_committed`) is skipped, so `read_committed` consumers see each event once.
+//!
 //! # Poison events never stall the stream, and are never skipped
 //! A row that cannot become a record (NULL aggregate type, id or payload; a topic name
 //! Kafka cannot accept) and a record Kafka refuses for good (too large, not
@@ -34,6 +44,7 @@ use std::{
 
 use bytes::Bytes;
 use tailbox_kafka_sink::{
+    TransactionError,
     Ack, CheckpointTopic, DeliveryError, EventMeta, KafkaSink, RefusedRecord, SendOutcome,
 };
 use tailbox_outbox::{OutboxMapper, OutboxRecord};
@@ -49,6 +60,9 @@ use crate::{
     settings::PipelineSettings,
     shutdown::Shutdown,
 };
+
+/// How long a Kafka transaction call may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
@@ -67,6 +81,8 @@ struct OpenTransaction {
     meta: EventMeta,
     /// Records sent for it so far.
     records: u64,
+    /// Already in Kafka according to the checkpoint read at startup: publish nothing.
+    skip: bool,
     /// Commit time, µs since the Unix epoch.
     commit_us: i64,
 }
@@ -77,6 +93,17 @@ enum SpecialRecord {
     Checkpoint,
     /// A dead-letter record standing in for the refused record `original`.
     DeadLetterFor(u64),
+}
+
+/// The Kafka transaction of exactly-once mode.
+#[derive(Debug, Default)]
+struct KafkaTransaction {
+    /// A Kafka transaction is open.
+    open: bool,
+    /// When it was opened.
+    started: Option<Instant>,
+    /// End LSN of the last PostgreSQL transaction read completely inside it.
+    last_commit_end: u64,
 }
 
 /// The state of one session.
@@ -100,21 +127,28 @@ pub struct Session<S: WalSource> {
     /// Records enqueued per topic since the metrics were last published.
     topic_counts: HashMap<Arc<str>, TopicCounts>,
     dlq_topic: Arc<str>,
+    message_prefix: Arc<str>,
     status_interval: Duration,
     max_in_flight: u64,
     dry_run: bool,
+    /// `Some` in exactly-once mode.
+    kafka_txn: Option<KafkaTransaction>,
+    /// Transactions that committed before this LSN are in Kafka already (checkpoint).
+    skip_before: u64,
     metrics: Arc<PipelineMetrics>,
     stats: SessionStats,
 }
 
 impl<S: WalSource> Session<S> {
     /// A session reading from `source` that starts at `start_lsn` (the slot's confirmed
-    /// position).
+    /// position); transactions that committed before `skip_before` (the checkpoint) are
+    /// already in Kafka and are not published again.
     pub fn new(
         source: S,
         sink: KafkaSink,
         checkpoint: CheckpointTopic,
         start_lsn: u64,
+        skip_before: u64,
         settings: &PipelineSettings,
     ) -> Self {
         Self {
@@ -131,9 +165,12 @@ impl<S: WalSource> Session<S> {
             commit_times: VecDeque::new(),
             topic_counts: HashMap::new(),
             dlq_topic: Arc::from(settings.dlq_topic.as_str()),
+            message_prefix: Arc::from(settings.message_prefix.as_str()),
             status_interval: settings.status_interval,
             max_in_flight: settings.max_in_flight.max(1),
             dry_run: settings.dry_run,
+            kafka_txn: settings.exactly_once.then(KafkaTransaction::default),
+            skip_before,
             metrics: Arc::clone(&settings.metrics),
             stats: SessionStats::default(),
         }
@@ -158,7 +195,7 @@ impl<S: WalSource> Session<S> {
                     }
                 }
                 () = sleep_until(checkpoint_due) => {
-                    self.write_checkpoint()?;
+                    self.on_tick().await?;
                     self.publish_metrics();
                     checkpoint_due = Instant::now() + self.status_interval;
                 }
@@ -178,10 +215,14 @@ impl<S: WalSource> Session<S> {
     async fn drain(mut self, timeout: Duration) -> Result<SessionStats, PipelineError> {
         let deadline = Instant::now() + timeout;
         info!(in_flight = self.tracker.in_flight(), "shutting down: waiting for in-flight records");
-        self.wait_for_acks(deadline).await?;
-        self.write_checkpoint()?;
-        self.wait_for_acks(deadline).await?;
-        self.confirm();
+        if self.kafka_txn.is_some() {
+            self.finish_kafka_transaction().await?;
+        } else {
+            self.wait_for_acks(deadline).await?;
+            self.write_checkpoint()?;
+            self.wait_for_acks(deadline).await?;
+            self.confirm();
+        }
         self.publish_metrics();
         if self.tracker.in_flight() > 0 {
             warn!(
@@ -241,7 +282,9 @@ impl<S: WalSource> Session<S> {
             }
             // An outbox record Kafka refuses for good: its copy goes to the dead-letter
             // topic, and the original counts as handed on once that copy is acknowledged.
-            (Err(error @ DeliveryError::Refused(_)), None) if ack.refused.is_some() => {
+            (Err(error @ DeliveryError::Refused(_)), None)
+                if ack.refused.is_some() && self.kafka_txn.is_none() =>
+            {
                 let refused = ack.refused.map(|r| *r).unwrap_or_default();
                 self.dead_letter_refused(ack.seq, refused, &error)?;
             }
@@ -249,6 +292,86 @@ impl<S: WalSource> Session<S> {
                 let (lsn, xid) = self.open_ids();
                 return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
             }
+        }
+        Ok(())
+    }
+
+    /// The status timer: write the checkpoint (at-least-once), or commit the Kafka
+    /// transaction if we are between PostgreSQL transactions (exactly-once).
+    async fn on_tick(&mut self) -> Result<(), PipelineError> {
+        match &self.kafka_txn {
+            None => self.write_checkpoint(),
+            Some(_) if self.open.is_some() => Ok(()),
+            Some(_) => self.finish_kafka_transaction().await,
+        }
+    }
+
+    /// Exactly-once: commits the open Kafka transaction with a checkpoint record for the
+    /// last PostgreSQL transaction read completely, or, with none open but the durable
+    /// position moved (idle keepalives, transactions without outbox rows), commits one
+    /// holding only the checkpoint. Then confirms that position to the slot. Must be
+    /// called between PostgreSQL transactions.
+    async fn finish_kafka_transaction(&mut self) -> Result<(), PipelineError> {
+        let Some(txn) = self.kafka_txn.as_ref() else { return Ok(()) };
+        if self.dry_run {
+            return Ok(());
+        }
+        if self.open.is_some() {
+            // Mid-transaction (shutdown): never commit part of a PostgreSQL transaction.
+            if txn.open {
+                self.sink.abort_transaction(TXN_TIMEOUT).await?;
+            }
+            return Ok(());
+        }
+        let lsn = if txn.open { txn.last_commit_end.max(self.tracker.durable_lsn()) } else { self.tracker.durable_lsn() };
+        if !txn.open && lsn <= self.checkpoint_sent {
+            return Ok(());
+        }
+        if !txn.open {
+            self.sink.begin_transaction()?;
+        }
+        let value = self.checkpoint.encode(lsn);
+        match self.sink.send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value) {
+            Ok(SendOutcome::Enqueued(seq)) => {
+                self.tracker.on_checkpoint_sent(seq, lsn);
+                self.special.insert(seq, SpecialRecord::Checkpoint);
+            }
+            Ok(SendOutcome::QueueFull) => {
+                return Err(PipelineError::Delivery {
+                    error: Box::new(DeliveryError::queue_full()),
+                    lsn: format_lsn(lsn),
+                    xid: String::new(),
+                });
+            }
+            Err(error) => {
+                return Err(PipelineError::Delivery { error: Box::new(error), lsn: format_lsn(lsn), xid: String::new() });
+            }
+        }
+        if let Err(err) = self.sink.commit_transaction(TXN_TIMEOUT).await {
+            if matches!(err, TransactionError::Abortable(_)) {
+                let _ = self.sink.abort_transaction(TXN_TIMEOUT).await;
+            }
+            return Err(err.into());
+        }
+        if let Some(txn) = self.kafka_txn.as_mut() {
+            txn.open = false;
+            txn.started = None;
+        }
+        self.checkpoint_sent = lsn;
+        self.metrics.kafka_ok.store(true, Ordering::Relaxed);
+        debug!(lsn = %format_lsn(lsn), "Kafka transaction committed");
+        self.confirm_lsn(lsn);
+        Ok(())
+    }
+
+    /// Exactly-once: opens a Kafka transaction before the first record of a batch.
+    fn ensure_kafka_transaction(&mut self) -> Result<(), PipelineError> {
+        if let Some(txn) = self.kafka_txn.as_mut()
+            && !txn.open
+        {
+            self.sink.begin_transaction()?;
+            txn.open = true;
+            txn.started = Some(Instant::now());
         }
         Ok(())
     }
@@ -279,8 +402,15 @@ impl<S: WalSource> Session<S> {
         Ok(())
     }
 
+    /// Confirms what the ack tracker says is confirmable (at-least-once mode; in
+    /// exactly-once mode only a committed Kafka transaction confirms).
     fn confirm(&mut self) {
-        let lsn = self.tracker.confirmable_lsn();
+        if self.kafka_txn.is_none() {
+            self.confirm_lsn(self.tracker.confirmable_lsn());
+        }
+    }
+
+    fn confirm_lsn(&mut self, lsn: u64) {
         if lsn > self.confirmed && !self.dry_run {
             self.confirmed = lsn;
             self.source.confirm(lsn);
@@ -322,6 +452,7 @@ impl<S: WalSource> Session<S> {
                     },
                     records: 0,
                     commit_us: unix_micros,
+                    skip: final_lsn < self.skip_before,
                 });
                 self.metrics.last_read_commit_us.store(unix_micros, Ordering::Relaxed);
             }
@@ -335,6 +466,14 @@ impl<S: WalSource> Session<S> {
                 self.stats.transactions += 1;
                 self.tracker.on_commit(end_lsn);
                 self.confirm();
+                if let Some(txn) = self.kafka_txn.as_mut()
+                    && txn.open
+                {
+                    txn.last_commit_end = end_lsn;
+                    if txn.started.is_some_and(|t| t.elapsed() >= self.status_interval) {
+                        self.finish_kafka_transaction().await?;
+                    }
+                }
             }
             WalEvent::KeepAlive { wal_end } => {
                 self.metrics.server_wal_end.fetch_max(wal_end, Ordering::Relaxed);
@@ -342,7 +481,10 @@ impl<S: WalSource> Session<S> {
                     self.tracker.on_idle_position(wal_end);
                 }
             }
-            // Logical messages are not routed yet.
+            WalEvent::Message { transactional, prefix, content, .. } if prefix == *self.message_prefix => {
+                self.on_outbox_message(transactional, content, shutdown).await?;
+            }
+            // Heartbeats and other applications' messages.
             WalEvent::Message { .. } => {}
         }
         Ok(())
@@ -372,6 +514,39 @@ impl<S: WalSource> Session<S> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A table-less outbox event. Only transactional messages are published: they arrive
+    /// inside their transaction, at its commit, and are checkpointed with it, so a
+    /// restart never publishes them twice. A non-transactional one has no commit to
+    /// order it by.
+    async fn on_outbox_message(
+        &mut self,
+        transactional: bool,
+        content: Bytes,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), PipelineError> {
+        if !transactional || self.open.is_none() {
+            warn!(prefix = %self.message_prefix, "non-transactional outbox message not published; \
+                emit it with pg_logical_emit_message(true, ...)");
+            self.metrics.record_error(ErrorKind::Mapping, "non-transactional outbox message");
+            return Ok(());
+        }
+        match self.mapper.map_message(&content, &mut self.record) {
+            Ok(()) => self.publish_record(shutdown).await,
+            Err(source) => {
+                let reason = source.to_string();
+                let (lsn, xid) = self.open_ids();
+                warn!(lsn = %lsn, xid = %xid, topic = %self.dlq_topic, error = %reason, "outbox message dead-lettered");
+                self.metrics.record_error(ErrorKind::Mapping, &reason);
+                self.record.topic = Arc::clone(&self.dlq_topic);
+                self.record.key = Bytes::new();
+                self.record.value = content;
+                self.record.headers.clear();
+                self.add_dead_letter_headers(&reason, lsn);
+                self.publish_record(shutdown).await
+            }
+        }
     }
 
     /// Sends a row the mapper refused to the dead-letter topic, in its place.
@@ -460,6 +635,10 @@ impl<S: WalSource> Session<S> {
                   value_bytes = self.record.value.len(), "dry run: would publish");
             return Ok(());
         }
+        if self.open.as_ref().is_some_and(|t| t.skip) {
+            return Ok(());
+        }
+        self.ensure_kafka_transaction()?;
         loop {
             let outcome = match self.sink.send(&self.record, self.open.as_ref().map(|t| &t.meta)) {
                 Ok(outcome) => outcome,

@@ -36,8 +36,13 @@ pub struct PipelineSettings {
     pub backoff_initial: Duration,
     /// Longest delay between reconnects.
     pub backoff_max: Duration,
+    /// Prefix of `pg_logical_emit_message` messages that carry table-less outbox events.
+    pub message_prefix: String,
     /// Topic for rows that cannot be published (poison events).
     pub dlq_topic: String,
+    /// Publish in Kafka transactions, confirming the slot only after each commit, and
+    /// skip on restart what the checkpoint says is committed.
+    pub exactly_once: bool,
     /// Decode and log what would be published; publish nothing, never confirm the slot.
     pub dry_run: bool,
     /// Emit a heartbeat this often so a quiet database's slot keeps advancing.

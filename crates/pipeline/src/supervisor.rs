@@ -98,7 +98,15 @@ async fn run_session(
     // A dry run writes nothing to Kafka, not even the checkpoint topic.
     let published =
         if settings.dry_run { None } else { checkpoint.ensure_and_read(&settings.kafka).await? };
-    let sink = KafkaSink::new(&settings.kafka)?;
+    let sink = if settings.exactly_once && !settings.dry_run {
+        // One writer per slot: this fences any older instance and aborts its open
+        // transaction, so nothing it left half-written becomes visible.
+        let sink = KafkaSink::new_transactional(&settings.kafka, &format!("tailbox-{}", settings.slot))?;
+        sink.init_transactions(Duration::from_secs(60)).await?;
+        sink
+    } else {
+        KafkaSink::new(&settings.kafka)?
+    };
 
     let stream = PgWalStream::start(
         &settings.pg,
@@ -142,7 +150,14 @@ async fn run_session(
         AbortOnDrop(tokio::spawn(heartbeat(control, interval, sql)))
     });
 
-    let session = Session::new(stream, sink, checkpoint, slot.confirmed_flush_lsn, settings);
+    let session = Session::new(
+        stream,
+        sink,
+        checkpoint,
+        slot.confirmed_flush_lsn,
+        published.unwrap_or(0),
+        settings,
+    );
     session.run(shutdown, settings.shutdown_timeout).await
 }
 
@@ -174,7 +189,9 @@ fn error_kind(err: &PipelineError) -> ErrorKind {
         PipelineError::Replication(_)
         | PipelineError::StreamEnded
         | PipelineError::Decode { .. } => ErrorKind::Postgres,
-        PipelineError::Sink(_) | PipelineError::Delivery { .. } => ErrorKind::Kafka,
+        PipelineError::Sink(_) | PipelineError::Delivery { .. } | PipelineError::Transaction(_) => {
+            ErrorKind::Kafka
+        }
         PipelineError::Mapping { .. } => ErrorKind::Mapping,
         PipelineError::SlotAhead { .. } => ErrorKind::Postgres,
     }

@@ -1,0 +1,311 @@
+//! `tailbox status`, `tailbox setup`, `tailbox teardown`: PostgreSQL only, on a
+//! control connection.
+//!
+//! setup and teardown run the statements of sql/02_publication.sql, sql/03_slot.sql
+//! and sql/99_teardown.sql themselves (built into the binary), so the scripts users
+//! run with psql and these commands cannot drift apart.
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::json;
+use tailbox_pgoutput::format_lsn;
+use tailbox_replication::{
+    ControlClient,
+    control::{Change, PublicationReport, SlotReport},
+};
+
+use crate::{config::Config, progress::human_bytes};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn connect(config: &Config) -> Result<ControlClient> {
+    let pg = config.pg()?;
+    ControlClient::connect(&pg)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}:{}", pg.host(), pg.port()))
+}
+
+/// `tailbox status [--json]`.
+pub fn status(config: &Config, as_json: bool) -> Result<()> {
+    runtime()?.block_on(async {
+        let control = connect(config).await?;
+        let slot = control.slot_report(&config.slot).await?;
+        let publication = control.publication_report(&config.publication).await?;
+        let current = match &slot {
+            Some(s) => s.current_wal_lsn,
+            None => control.server_wal_lsn().await?,
+        };
+        if as_json {
+            let value = status_json(&config.slot, &config.publication, slot.as_ref(), publication.as_ref(), current);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).context("encoding JSON")?
+            );
+        } else {
+            print!(
+                "{}",
+                status_table(&config.slot, &config.publication, slot.as_ref(), publication.as_ref(), current)
+            );
+        }
+        match (&slot, &publication) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err(anyhow!(
+                "{} missing; fix: run `tailbox setup` (or sql/02_publication.sql and sql/03_slot.sql)",
+                [
+                    slot.is_none().then(|| format!("slot {:?}", config.slot)),
+                    publication
+                        .is_none()
+                        .then(|| format!("publication {:?}", config.publication)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and ")
+            )),
+        }
+    })
+}
+
+/// The JSON form of `tailbox status`.
+pub fn status_json(
+    slot_name: &str,
+    publication_name: &str,
+    slot: Option<&SlotReport>,
+    publication: Option<&PublicationReport>,
+    current_wal_lsn: u64,
+) -> serde_json::Value {
+    let slot = match slot {
+        Some(s) => json!({
+            "name": s.slot,
+            "exists": true,
+            "plugin": s.plugin,
+            "slot_type": s.slot_type,
+            "database": s.database,
+            "active": s.active,
+            "active_pid": s.active_pid,
+            "confirmed_flush_lsn": s.confirmed_flush_lsn.map(format_lsn),
+            "restart_lsn": s.restart_lsn.map(format_lsn),
+            "wal_status": s.wal_status,
+            "safe_wal_size_bytes": s.safe_wal_size,
+            "retained_wal_bytes": s.retained_wal_bytes,
+            "lag_bytes": s.lag_bytes,
+        }),
+        None => json!({ "name": slot_name, "exists": false }),
+    };
+    let publication = match publication {
+        Some(p) => json!({
+            "name": p.publication,
+            "exists": true,
+            "all_tables": p.all_tables,
+            "operations": p.operations,
+            "tables": p.tables,
+        }),
+        None => json!({ "name": publication_name, "exists": false }),
+    };
+    json!({
+        "current_wal_lsn": format_lsn(current_wal_lsn),
+        "slot": slot,
+        "publication": publication,
+    })
+}
+
+/// The table form of `tailbox status`.
+pub fn status_table(
+    slot_name: &str,
+    publication_name: &str,
+    slot: Option<&SlotReport>,
+    publication: Option<&PublicationReport>,
+    current_wal_lsn: u64,
+) -> String {
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    let lsn = |l: Option<u64>| l.map(format_lsn).unwrap_or_else(|| "-".into());
+    match slot {
+        Some(s) => {
+            rows.push((
+                "slot",
+                format!(
+                    "{} ({} slot, plugin {}, database {})",
+                    s.slot,
+                    s.slot_type,
+                    s.plugin.as_deref().unwrap_or("-"),
+                    s.database.as_deref().unwrap_or("-")
+                ),
+            ));
+            rows.push((
+                "active",
+                match (s.active, s.active_pid) {
+                    (true, Some(pid)) => format!("yes, pid {pid}"),
+                    (true, None) => "yes".into(),
+                    (false, _) => "no".into(),
+                },
+            ));
+            rows.push(("wal_status", s.wal_status.clone().unwrap_or_else(|| "-".into())));
+            rows.push(("confirmed LSN", lsn(s.confirmed_flush_lsn)));
+            rows.push(("restart LSN", lsn(s.restart_lsn)));
+            rows.push(("current WAL LSN", format_lsn(current_wal_lsn)));
+            rows.push((
+                "retained WAL",
+                s.retained_wal_bytes
+                    .map(|b| format!("{} (current WAL − restart LSN)", human_bytes(b)))
+                    .unwrap_or_else(|| "-".into()),
+            ));
+            rows.push((
+                "lag",
+                s.lag_bytes
+                    .map(|b| format!("{} (current WAL − confirmed LSN)", human_bytes(b)))
+                    .unwrap_or_else(|| "-".into()),
+            ));
+            if let Some(safe) = s.safe_wal_size {
+                rows.push((
+                    "safe WAL size",
+                    format!("{} before invalidation", human_bytes(safe.max(0) as u64)),
+                ));
+            }
+        }
+        None => {
+            rows.push(("slot", format!("{slot_name}: MISSING (create it with `tailbox setup`)")));
+            rows.push(("current WAL LSN", format_lsn(current_wal_lsn)));
+        }
+    }
+    match publication {
+        Some(p) => rows.push((
+            "publication",
+            format!(
+                "{} (publishes {}; tables: {})",
+                p.publication,
+                if p.operations.is_empty() { "nothing".into() } else { p.operations.join(", ") },
+                if p.all_tables {
+                    "ALL TABLES".into()
+                } else if p.tables.is_empty() {
+                    "none".into()
+                } else {
+                    p.tables.join(", ")
+                }
+            ),
+        )),
+        None => rows.push((
+            "publication",
+            format!("{publication_name}: MISSING (create it with `tailbox setup`)"),
+        )),
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
+}
+
+fn describe(change: Change, done: &str, already: &str) -> String {
+    match change {
+        Change::Done => done.to_owned(),
+        Change::AlreadyThere => already.to_owned(),
+    }
+}
+
+/// `tailbox setup`: publication, then slot, then the same checks `run` makes.
+pub fn setup(config: &Config) -> Result<()> {
+    let spec = config.table_spec()?;
+    runtime()?.block_on(async {
+        let control = connect(config).await?;
+        let level = control.wal_level().await?;
+        if level != "logical" {
+            return Err(anyhow!(
+                "wal_level is {level:?}, logical decoding needs \"logical\"; fix: ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL"
+            ));
+        }
+        let publication = control
+            .create_publication(&config.publication, &spec.schema, &spec.table)
+            .await?;
+        println!(
+            "publication {}: {}",
+            config.publication,
+            describe(
+                publication,
+                &format!("created for {}.{} (inserts only)", spec.schema, spec.table),
+                "already exists"
+            )
+        );
+        let slot = control.create_slot(&config.slot).await?;
+        let at = control
+            .slot_report(&config.slot)
+            .await?
+            .and_then(|s| s.confirmed_flush_lsn)
+            .map(format_lsn)
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "slot {}: {}",
+            config.slot,
+            describe(
+                slot,
+                &format!("created (pgoutput) at {at}; events committed from now on will be published"),
+                &format!("already exists (confirmed LSN {at})")
+            )
+        );
+        control
+            .check_ready(&config.slot, &config.publication, &spec)
+            .await
+            .context("checking the result as `tailbox run` will")?;
+        println!("ready: `tailbox run` will accept this slot and publication");
+        Ok(())
+    })
+}
+
+/// `tailbox teardown`: slot, then publication (refused while the slot is in use).
+pub fn teardown(config: &Config) -> Result<()> {
+    runtime()?.block_on(async {
+        let control = connect(config).await?;
+        let (slot, publication) =
+            control.drop_slot_and_publication(&config.slot, &config.publication).await?;
+        println!("slot {}: {}", config.slot, describe(slot, "dropped", "not there"));
+        println!(
+            "publication {}: {}",
+            config.publication,
+            describe(publication, "dropped", "not there")
+        );
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot() -> SlotReport {
+        SlotReport {
+            slot: "tailbox".into(),
+            plugin: Some("pgoutput".into()),
+            slot_type: "logical".into(),
+            database: Some("app".into()),
+            active: true,
+            active_pid: Some(42),
+            confirmed_flush_lsn: Some(0x100),
+            restart_lsn: Some(0x80),
+            wal_status: Some("reserved".into()),
+            safe_wal_size: None,
+            current_wal_lsn: 0x180,
+            retained_wal_bytes: Some(0x100),
+            lag_bytes: Some(0x80),
+        }
+    }
+
+    #[test]
+    fn status_forms() {
+        let publication = PublicationReport {
+            publication: "tailbox".into(),
+            all_tables: false,
+            operations: vec!["insert".into()],
+            tables: vec!["public.outbox".into()],
+        };
+        let table = status_table("tailbox", "tailbox", Some(&slot()), Some(&publication), 0x180);
+        assert!(table.contains("active           yes, pid 42"), "{table}");
+        assert!(table.contains("retained WAL     256 B"), "{table}");
+        assert!(table.contains("publishes insert; tables: public.outbox"), "{table}");
+        let value = status_json("tailbox", "tailbox", Some(&slot()), None, 0x180);
+        assert_eq!(value["slot"]["confirmed_flush_lsn"], "0/100");
+        assert_eq!(value["slot"]["lag_bytes"], 128);
+        assert_eq!(value["publication"]["exists"], false);
+        let missing = status_table("s", "p", None, None, 1);
+        assert!(missing.contains("s: MISSING"), "{missing}");
+    }
+}

@@ -1,0 +1,1242 @@
+//! Configuration: flags, environment (`TAILBOX_*`), a TOML file, defaults — in that
+//! order of precedence — resolved into one validated [`Config`].
+//!
+//! Every option has one name: `--status-interval-ms` on the command line,
+//! `TAILBOX_STATUS_INTERVAL_MS` in the environment, `status_interval_ms` in the file.
+//! Values from all three are read as text and checked by the same code, so an invalid
+//! value gives the same one-line message (field, value, where it came from, fix)
+//! wherever it was set. `kafka_props` merges per property: file table first, then the
+//! `--kafka-prop`/`TAILBOX_KAFKA_PROPS` list on top.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::{ArgMatches, parser::ValueSource};
+use tailbox_kafka_sink::SinkConfig;
+use tailbox_outbox::{ColumnNames, OutboxConfig};
+use tailbox_pipeline::settings::DEFAULT_HEARTBEAT_SQL;
+use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
+
+use crate::logging::LogFormat;
+
+/// The default address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`,
+/// `/status`). Prometheus' exporter port range (9100–9999) is fully allocated, so we
+/// stay out of it; 8245 spells "TAIL" on a phone keypad.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:8245";
+
+/// What kind of value a key holds (for checking and printing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Int,
+    Bool,
+    Props,
+}
+
+/// One configuration key.
+#[derive(Debug)]
+struct Key {
+    name: &'static str,
+    default: Option<&'static str>,
+    kind: Kind,
+}
+
+const fn key(name: &'static str, default: Option<&'static str>, kind: Kind) -> Key {
+    Key { name, default, kind }
+}
+
+/// Every key, in the order `config check` prints them.
+const KEYS: &[Key] = &[
+    key("pg_url", None, Kind::Text),
+    key("pg_password_file", None, Kind::Text),
+    key("slot", Some("tailbox"), Kind::Text),
+    key("publication", Some("tailbox"), Kind::Text),
+    key("outbox_table", Some("public.outbox"), Kind::Text),
+    key("column_id", Some("id"), Kind::Text),
+    key("column_aggregate_type", Some("aggregatetype"), Kind::Text),
+    key("column_aggregate_id", Some("aggregateid"), Kind::Text),
+    key("column_type", Some("type"), Kind::Text),
+    key("column_payload", Some("payload"), Kind::Text),
+    key("kafka_brokers", None, Kind::Text),
+    key("topic_template", Some("outbox.event.{aggregatetype}"), Kind::Text),
+    key("checkpoint_topic", Some("tailbox.checkpoints"), Kind::Text),
+    key("dlq_topic", Some("outbox.dlq"), Kind::Text),
+    key("message_prefix", Some("outbox"), Kind::Text),
+    key("exactly_once", Some("false"), Kind::Bool),
+    key("status_interval_ms", Some("1000"), Kind::Int),
+    key("max_in_flight", Some("50000"), Kind::Int),
+    key("shutdown_timeout_secs", Some("30"), Kind::Int),
+    key("accept_slot_position", Some("false"), Kind::Bool),
+    key("dry_run", Some("false"), Kind::Bool),
+    key("heartbeat_interval_ms", Some("0"), Kind::Int),
+    key("heartbeat_sql", Some(DEFAULT_HEARTBEAT_SQL), Kind::Text),
+    key("metrics_addr", Some(DEFAULT_METRICS_ADDR), Kind::Text),
+    key("progress_interval_secs", Some("30"), Kind::Int),
+    key("log_format", Some("text"), Kind::Text),
+    key("kafka_props", None, Kind::Props),
+];
+
+/// Keys refused in the file, with the reason and fix.
+const NOT_IN_FILE: &[(&str, &str)] = &[(
+    "accept_slot_position",
+    "it must be given once, deliberately, after a slot recreation and backfill; pass --accept-slot-position on the command line for one start",
+)];
+
+/// Property keys whose values are secrets (matched case-insensitively, as substrings).
+const SECRET_PROP_PARTS: &[&str] = &["password", "secret", "sasl.jaas", "ssl.key"];
+
+/// Shown instead of a secret.
+pub const REDACTED: &str = "REDACTED";
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A command-line flag.
+    Flag,
+    /// A `TAILBOX_*` environment variable.
+    Env,
+    /// The config file.
+    File(PathBuf),
+    /// The built-in default.
+    Default,
+}
+
+impl Source {
+    /// How to refer to `key` as set from this source, e.g. `--max-in-flight`,
+    /// `TAILBOX_MAX_IN_FLIGHT`, `max_in_flight in /etc/tailbox.toml`.
+    pub fn label(&self, key: &str) -> String {
+        match self {
+            Source::Flag if key == "kafka_props" => "--kafka-prop".into(),
+            Source::Flag => format!("--{}", key.replace('_', "-")),
+            Source::Env => format!("TAILBOX_{}", key.to_ascii_uppercase()),
+            Source::File(path) => format!("{key} in {}", path.display()),
+            Source::Default => format!("{key} (default)"),
+        }
+    }
+
+    /// Short form for `config check`: `flag`, `env TAILBOX_X`, `file`, `default`.
+    fn short(&self, key: &str) -> String {
+        match self {
+            Source::Flag => format!("flag {}", Source::Flag.label(key)),
+            Source::Env => format!("env {}", Source::Env.label(key)),
+            Source::File(path) => format!("file {}", path.display()),
+            Source::Default => "default".into(),
+        }
+    }
+}
+
+/// Invalid configuration: one line per problem, each naming the field, the value,
+/// where it came from and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Raw values (text) with their sources, before checking.
+#[derive(Debug, Default)]
+struct Raw {
+    file: Option<PathBuf>,
+    values: BTreeMap<&'static str, (String, Source)>,
+    /// librdkafka properties, in order, later entries winning.
+    props: BTreeMap<String, (String, Source)>,
+}
+
+/// The file's values, as text.
+#[derive(Debug, Default)]
+struct FileValues {
+    path: Option<PathBuf>,
+    values: BTreeMap<String, String>,
+    props: Vec<(String, String)>,
+}
+
+/// The validated, effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
+    /// The PostgreSQL URL (with the password from `pg_password_file` put in), if set.
+    pub pg_url: Option<String>,
+    /// Whether the password came from `pg_password_file`.
+    pub pg_password_from_file: bool,
+    pub slot: String,
+    pub publication: String,
+    pub outbox_table: String,
+    pub columns: ColumnNames,
+    pub kafka_brokers: Option<String>,
+    pub kafka_props: Vec<(String, String)>,
+    pub topic_template: String,
+    pub checkpoint_topic: String,
+    pub dlq_topic: String,
+    pub message_prefix: String,
+    pub exactly_once: bool,
+    pub status_interval_ms: u64,
+    pub max_in_flight: u64,
+    pub shutdown_timeout_secs: u64,
+    pub accept_slot_position: bool,
+    pub dry_run: bool,
+    /// 0 = off.
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_sql: String,
+    /// `None`: the endpoint is off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// 0 = off.
+    pub progress_interval_secs: u64,
+    pub log_format: LogFormat,
+    raw: RawView,
+}
+
+/// What `config check` prints: every key's effective text and source.
+#[derive(Debug, Clone, Default)]
+struct RawView {
+    values: BTreeMap<&'static str, (String, Source)>,
+    props: BTreeMap<String, (String, Source)>,
+}
+
+/// Reads the config file (if `--config`/`TAILBOX_CONFIG` names one) and resolves
+/// every key from `matches` (the subcommand's), the file and the defaults.
+pub fn load(matches: &ArgMatches) -> Result<Config, ConfigErrors> {
+    let file = match raw_arg(matches, "config") {
+        Some((path, _)) => read_file(Path::new(&path))?,
+        None => FileValues::default(),
+    };
+    resolve(matches, &file).and_then(Config::from_raw)
+}
+
+/// A value of `id` given on the command line or in the environment.
+fn raw_arg(matches: &ArgMatches, id: &str) -> Option<(String, Source)> {
+    // try_get_raw first: it answers Err for an option this command does not have,
+    // where value_source would panic (in debug builds).
+    let values = matches.try_get_raw(id).ok()??;
+    let source = match matches.value_source(id)? {
+        ValueSource::CommandLine => Source::Flag,
+        ValueSource::EnvVariable => Source::Env,
+        _ => return None,
+    };
+    let text: Vec<String> = values.map(|v| v.to_string_lossy().into_owned()).collect();
+    Some((text.join(","), source))
+}
+
+fn raw_list(matches: &ArgMatches, id: &str) -> Option<(Vec<String>, Source)> {
+    let values = matches.try_get_raw(id).ok()??;
+    let source = match matches.value_source(id)? {
+        ValueSource::CommandLine => Source::Flag,
+        ValueSource::EnvVariable => Source::Env,
+        _ => return None,
+    };
+    let items =
+        values.map(|v| v.to_string_lossy().into_owned()).filter(|v| !v.trim().is_empty()).collect();
+    Some((items, source))
+}
+
+/// Reads and checks the TOML file: unknown keys and values of the wrong shape are
+/// refused here, naming the key.
+fn read_file(path: &Path) -> Result<FileValues, ConfigErrors> {
+    let fail = |line: String| ConfigErrors(vec![line]);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(format!(
+            "cannot read config file {}: {e}; fix: check --config/TAILBOX_CONFIG and the file's permissions",
+            path.display()
+        ))
+    })?;
+    parse_file(path, &text)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileValues, ConfigErrors> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
+            .map(|n| format!(", line {n}"))
+            .unwrap_or_default();
+        ConfigErrors(vec![format!(
+            "config file {}{line} is not valid TOML: {}; fix: write key = value lines, strings in quotes (see docs/operations.md)",
+            path.display(),
+            e.message().trim()
+        )])
+    })?;
+    let mut errors = Vec::new();
+    let mut out = FileValues { path: Some(path.to_owned()), ..FileValues::default() };
+    for (name, value) in table {
+        if let Some((_, why)) = NOT_IN_FILE.iter().find(|(k, _)| *k == name) {
+            errors.push(format!(
+                "config file {}: {name} is not accepted in a config file: {why}",
+                path.display()
+            ));
+            continue;
+        }
+        let Some(spec) = KEYS.iter().find(|k| k.name == name) else {
+            let hint =
+                closest_key(&name).map(|k| format!("did you mean {k}? ")).unwrap_or_default();
+            errors.push(format!(
+                "config file {}: unknown key {name:?}; fix: {hint}remove it or use one of: {}",
+                path.display(),
+                KEYS.iter()
+                    .filter(|k| !NOT_IN_FILE.iter().any(|(n, _)| n == &k.name))
+                    .map(|k| k.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            continue;
+        };
+        if spec.kind == Kind::Props {
+            let toml::Value::Table(props) = value else {
+                errors.push(format!(
+                    "config file {}: kafka_props must be a table; fix: kafka_props = {{ \"linger.ms\" = \"10\" }}",
+                    path.display()
+                ));
+                continue;
+            };
+            for (prop, value) in props {
+                match scalar_text(&value) {
+                    Some(text) => out.props.push((prop, text)),
+                    None => errors.push(format!(
+                        "config file {}: kafka_props.{prop:?} = {value} is not a string, number or boolean; fix: give the librdkafka value as a string, e.g. \"{prop}\" = \"10\"",
+                        path.display()
+                    )),
+                }
+            }
+            continue;
+        }
+        match scalar_text(&value) {
+            Some(text) => {
+                out.values.insert(name, text);
+            }
+            None => errors.push(format!(
+                "config file {}: {name} = {value} must be a single {}; fix: e.g. {name} = {}",
+                path.display(),
+                match spec.kind {
+                    Kind::Int => "number",
+                    Kind::Bool => "boolean",
+                    _ => "string",
+                },
+                example(spec)
+            )),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(ConfigErrors(errors)) }
+}
+
+fn example(spec: &Key) -> String {
+    let default = spec.default.unwrap_or("...");
+    match spec.kind {
+        Kind::Int | Kind::Bool => default.to_owned(),
+        _ => toml::Value::String(default.to_owned()).to_string(),
+    }
+}
+
+fn scalar_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The known key closest to a misspelt one (edit distance ≤ 3).
+fn closest_key(name: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|k| (edit_distance(name, k.name), k.name))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Flag > environment > file > default, per key; `kafka_props` per property.
+fn resolve(matches: &ArgMatches, file: &FileValues) -> Result<Raw, ConfigErrors> {
+    let file_source = || Source::File(file.path.clone().unwrap_or_default());
+    let mut raw = Raw { file: file.path.clone(), ..Raw::default() };
+    for spec in KEYS {
+        if spec.kind == Kind::Props {
+            continue;
+        }
+        let value = raw_arg(matches, spec.name)
+            .or_else(|| file.values.get(spec.name).map(|v| (v.clone(), file_source())))
+            .or_else(|| spec.default.map(|d| (d.to_owned(), Source::Default)));
+        if let Some(value) = value {
+            raw.values.insert(spec.name, value);
+        }
+    }
+    for (key, value) in &file.props {
+        raw.props.insert(key.clone(), (value.clone(), file_source()));
+    }
+    if let Some((items, source)) = raw_list(matches, "kafka_props") {
+        let mut errors = Vec::new();
+        for item in items {
+            match tailbox_kafka_sink::config::parse_property(&item) {
+                Ok((key, value)) => {
+                    raw.props.insert(key, (value, source.clone()));
+                }
+                Err(_) => errors.push(format!(
+                    "invalid {} {item:?}: expected KEY=VALUE; fix: e.g. --kafka-prop linger.ms=10 (values with commas go in the config file's kafka_props table)",
+                    source.label("kafka_props")
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+    }
+    Ok(raw)
+}
+
+/// Checks values one by one, collecting every problem.
+struct Checker<'a> {
+    raw: &'a Raw,
+    errors: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn text(&self, key: &str) -> Option<String> {
+        self.raw.values.get(key).map(|(v, _)| v.clone())
+    }
+
+    fn label(&self, key: &str) -> String {
+        self.raw.values.get(key).map(|(_, s)| s.label(key)).unwrap_or_else(|| key.to_owned())
+    }
+
+    fn fail(&mut self, key: &str, value: &str, reason: &str, fix: &str) {
+        let line = format!("invalid {} {value:?}: {reason}; fix: {fix}", self.label(key));
+        self.errors.push(line);
+    }
+
+    fn string(&mut self, key: &str) -> String {
+        self.text(key).unwrap_or_default()
+    }
+
+    fn int(&mut self, key: &str, min: u64, max: u64, zero_ok: bool) -> u64 {
+        let text = self.string(key);
+        match text.trim().parse::<u64>() {
+            Ok(n) if (n == 0 && zero_ok) || (min..=max).contains(&n) => n,
+            Ok(_) | Err(_) => {
+                let range = if zero_ok {
+                    format!("0 (off) or {min} to {max}")
+                } else {
+                    format!("{min} to {max}")
+                };
+                self.fail(
+                    key,
+                    &text,
+                    &format!("expected a whole number, {range}"),
+                    &format!("set {key} to a number in that range"),
+                );
+                0
+            }
+        }
+    }
+
+    fn bool(&mut self, key: &str) -> bool {
+        let text = self.string(key);
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => true,
+            "false" | "no" | "off" | "0" | "" => false,
+            _ => {
+                self.fail(
+                    key,
+                    &text,
+                    "expected true or false",
+                    &format!("set {key} to true or false"),
+                );
+                false
+            }
+        }
+    }
+
+    fn identifier(&mut self, key: &str) -> String {
+        let text = self.string(key);
+        if tailbox_replication::control::validate_identifier(key, &text).is_err() {
+            self.fail(
+                key,
+                &text,
+                "not a valid slot/publication name",
+                "use 1 to 63 characters of a-z, 0-9 and _",
+            );
+        }
+        text
+    }
+
+    fn topic(&mut self, key: &str) -> String {
+        let text = self.string(key);
+        if let Err(reason) = tailbox_outbox::topic::validate_topic(&text) {
+            self.fail(key, &text, &reason, "use letters, digits, '.', '_', '-'");
+        }
+        text
+    }
+}
+
+impl Config {
+    fn from_raw(raw: Raw) -> Result<Config, ConfigErrors> {
+        let mut c = Checker { raw: &raw, errors: Vec::new() };
+        let slot = c.identifier("slot");
+        let publication = c.identifier("publication");
+        let columns = ColumnNames {
+            id: c.string("column_id"),
+            aggregate_type: c.string("column_aggregate_type"),
+            aggregate_id: c.string("column_aggregate_id"),
+            event_type: c.string("column_type"),
+            payload: c.string("column_payload"),
+        };
+        let outbox_table = c.string("outbox_table");
+        let topic_template = c.string("topic_template");
+        if let Err(e) = OutboxConfig::new(&outbox_table, columns.clone(), &topic_template) {
+            // The outbox crate names the flag; name the key as it was given.
+            let key = e.field.trim_start_matches("--").replace('-', "_");
+            let key = KEYS.iter().find(|k| k.name == key).map_or("outbox_table", |k| k.name);
+            c.fail(key, &e.value, &e.reason, &e.fix);
+        }
+        let checkpoint_topic = c.topic("checkpoint_topic");
+        let dlq_topic = c.topic("dlq_topic");
+        let message_prefix = c.string("message_prefix");
+        if message_prefix.is_empty() {
+            c.fail(
+                "message_prefix",
+                &message_prefix,
+                "empty",
+                "use the prefix your application passes to pg_logical_emit_message, e.g. outbox",
+            );
+        }
+        let exactly_once = c.bool("exactly_once");
+        let status_interval_ms = c.int("status_interval_ms", 10, 60_000, false);
+        let max_in_flight = c.int("max_in_flight", 1, 1_000_000, false);
+        let shutdown_timeout_secs = c.int("shutdown_timeout_secs", 0, 86_400, true);
+        let accept_slot_position = c.bool("accept_slot_position");
+        let dry_run = c.bool("dry_run");
+        let heartbeat_interval_ms = c.int("heartbeat_interval_ms", 100, 86_400_000, true);
+        let heartbeat_sql = c.string("heartbeat_sql");
+        if heartbeat_sql.trim().is_empty() {
+            c.fail(
+                "heartbeat_sql",
+                &heartbeat_sql,
+                "empty",
+                "leave heartbeat_sql unset for the default pg_logical_emit_message, or give a statement",
+            );
+        }
+        let metrics_text = c.string("metrics_addr");
+        let metrics_addr = if metrics_text.trim().is_empty() {
+            None
+        } else {
+            match metrics_text.trim().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    c.fail(
+                        "metrics_addr",
+                        &metrics_text,
+                        "expected IP:PORT",
+                        "e.g. 0.0.0.0:8245 or 127.0.0.1:9000; '' turns the endpoint off",
+                    );
+                    None
+                }
+            }
+        };
+        let progress_interval_secs = c.int("progress_interval_secs", 1, 86_400, true);
+        let log_text = c.string("log_format");
+        let log_format = match log_text.trim().to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                c.fail(
+                    "log_format",
+                    &log_text,
+                    "expected text or json",
+                    "set log_format to text or json",
+                );
+                LogFormat::Text
+            }
+        };
+        let kafka_brokers = c.text("kafka_brokers");
+        if let Some(brokers) = &kafka_brokers
+            && brokers.trim().is_empty()
+        {
+            c.fail("kafka_brokers", brokers, "empty", "give host:port of at least one broker");
+        }
+        let (pg_url, pg_password_from_file) = pg_url_with_password(&mut c);
+        let kafka_props = raw.props.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        if !c.errors.is_empty() {
+            return Err(ConfigErrors(c.errors));
+        }
+        Ok(Config {
+            file: raw.file.clone(),
+            pg_url,
+            pg_password_from_file,
+            slot,
+            publication,
+            outbox_table,
+            columns,
+            kafka_brokers,
+            kafka_props,
+            topic_template,
+            checkpoint_topic,
+            dlq_topic,
+            message_prefix,
+            exactly_once,
+            status_interval_ms,
+            max_in_flight,
+            shutdown_timeout_secs,
+            accept_slot_position,
+            dry_run,
+            heartbeat_interval_ms,
+            heartbeat_sql,
+            metrics_addr,
+            progress_interval_secs,
+            log_format,
+            raw: RawView { values: raw.values.clone(), props: raw.props.clone() },
+        })
+    }
+
+    /// Where `key`'s value came from.
+    pub fn source(&self, key: &str) -> Source {
+        self.raw.values.get(key).map_or(Source::Default, |(_, s)| s.clone())
+    }
+
+    /// The PostgreSQL connection, or the line saying how to give one.
+    pub fn pg(&self) -> Result<PgConnectionConfig, ConfigErrors> {
+        let Some(url) = &self.pg_url else {
+            return Err(ConfigErrors(vec![
+                "pg_url is not set; fix: pass --pg-url, set TAILBOX_PG_URL, or pg_url in the config file (e.g. postgres://tailbox:SECRET@db:5432/app)".into(),
+            ]));
+        };
+        PgConnectionConfig::parse(url).map_err(|e| {
+            ConfigErrors(vec![format!("{e} (from {})", self.source("pg_url").label("pg_url"))])
+        })
+    }
+
+    /// The outbox table and mapping (already checked).
+    pub fn outbox(&self) -> Result<OutboxConfig, ConfigErrors> {
+        OutboxConfig::new(&self.outbox_table, self.columns.clone(), &self.topic_template)
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))
+    }
+
+    /// What the startup checks look for in the outbox table.
+    pub fn table_spec(&self) -> Result<OutboxTableSpec, ConfigErrors> {
+        let outbox = self.outbox()?;
+        Ok(OutboxTableSpec {
+            schema: outbox.schema.clone(),
+            table: outbox.table.clone(),
+            required_columns: outbox.required_columns(),
+        })
+    }
+
+    /// The Kafka producer configuration, or the line saying kafka_brokers is missing.
+    pub fn kafka(&self) -> Result<SinkConfig, ConfigErrors> {
+        match &self.kafka_brokers {
+            Some(brokers) => Ok(SinkConfig {
+                brokers: brokers.clone(),
+                properties: self.kafka_props.clone(),
+            }),
+            None => Err(ConfigErrors(vec![
+                "kafka_brokers is not set; fix: pass --kafka-brokers, set TAILBOX_KAFKA_BROKERS, or kafka_brokers in the config file (host:port[,host:port…])".into(),
+            ])),
+        }
+    }
+
+    /// How often the checkpoint is written and the slot confirmed.
+    pub fn status_interval(&self) -> Duration {
+        Duration::from_millis(self.status_interval_ms)
+    }
+
+    /// The heartbeat interval, if heartbeats are on.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        (self.heartbeat_interval_ms > 0).then(|| Duration::from_millis(self.heartbeat_interval_ms))
+    }
+
+    /// Whether `metrics_addr` is the built-in default (a busy default port is a
+    /// warning; a busy configured one is an error).
+    pub fn metrics_addr_is_default(&self) -> bool {
+        self.source("metrics_addr") == Source::Default
+    }
+
+    /// The effective configuration as TOML (usable as a config file), secrets
+    /// redacted, each line commented with its source.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# tailbox: effective configuration (secrets redacted)\n");
+        out.push_str("# precedence: flag > environment (TAILBOX_*) > config file > default\n");
+        match &self.file {
+            Some(path) => out.push_str(&format!("# config file: {}\n", path.display())),
+            None => out.push_str("# config file: none (--config / TAILBOX_CONFIG)\n"),
+        }
+        for spec in KEYS {
+            if spec.kind == Kind::Props {
+                continue;
+            }
+            let Some((text, source)) = self.raw.values.get(spec.name) else {
+                out.push_str(&format!("# {} is not set\n", spec.name));
+                continue;
+            };
+            let shown = match spec.name {
+                "pg_url" => {
+                    let mut url = redact_pg_url(text);
+                    if self.pg_password_from_file {
+                        url = redact_pg_url(self.pg_url.as_deref().unwrap_or(&url));
+                    }
+                    toml_string(&url)
+                }
+                _ => match spec.kind {
+                    Kind::Int => text.trim().to_owned(),
+                    Kind::Bool => {
+                        let on = matches!(
+                            text.trim().to_ascii_lowercase().as_str(),
+                            "true" | "yes" | "on" | "1"
+                        );
+                        on.to_string()
+                    }
+                    _ => toml_string(text),
+                },
+            };
+            // Keys a file may not hold are shown commented out, so the output stays a
+            // valid config file.
+            let comment = if NOT_IN_FILE.iter().any(|(k, _)| *k == spec.name) { "# " } else { "" };
+            out.push_str(&format!(
+                "{comment}{} = {shown}  # {}\n",
+                spec.name,
+                source.short(spec.name)
+            ));
+        }
+        out.push_str("\n[kafka_props]\n");
+        if self.raw.props.is_empty() {
+            out.push_str("# none (tailbox's producer defaults apply)\n");
+        }
+        for (key, (value, source)) in &self.raw.props {
+            let shown = if is_secret_prop(key) { REDACTED.to_owned() } else { value.clone() };
+            out.push_str(&format!(
+                "{} = {}  # {}\n",
+                toml_string(key),
+                toml_string(&shown),
+                source.short("kafka_props")
+            ));
+        }
+        out
+    }
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// Lets librdkafka judge every property as it is set (without connecting anywhere);
+/// the message names the property and never shows a secret value.
+pub fn check_kafka_props(kafka: &SinkConfig) -> Result<(), ConfigErrors> {
+    match kafka.producer_config().create_native_config() {
+        Ok(_) => Ok(()),
+        Err(rdkafka::error::KafkaError::ClientConfig(_, desc, key, value)) => {
+            let shown = if is_secret_prop(&key) { REDACTED.to_owned() } else { value };
+            Err(ConfigErrors(vec![format!(
+                "invalid kafka_props {key:?} = {shown:?}: {desc}; fix: correct or remove that property (librdkafka's CONFIGURATION.md lists them)"
+            )]))
+        }
+        Err(e) => Err(ConfigErrors(vec![format!(
+            "invalid kafka_props: {e}; fix: correct or remove the property it names"
+        )])),
+    }
+}
+
+/// Whether a librdkafka property holds a secret.
+pub fn is_secret_prop(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_PROP_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// Puts the password from `pg_password_file` into `pg_url`.
+fn pg_url_with_password(c: &mut Checker<'_>) -> (Option<String>, bool) {
+    let url = c.text("pg_url");
+    let Some(file) = c.text("pg_password_file") else {
+        return (url, false);
+    };
+    let Some(url) = url else {
+        return (None, true);
+    };
+    let password = match std::fs::read_to_string(&file) {
+        Ok(text) => text.trim_end_matches(['\r', '\n']).to_owned(),
+        Err(e) => {
+            c.fail(
+                "pg_password_file",
+                &file,
+                &format!("cannot read it: {e}"),
+                "point pg_password_file at a readable file holding only the password",
+            );
+            return (Some(url), true);
+        }
+    };
+    match insert_password(&url, &password) {
+        Ok(url) => (Some(url), true),
+        Err(reason) => {
+            let shown = redact_pg_url(&url);
+            c.fail(
+                "pg_url",
+                &shown,
+                &reason,
+                "give the password in one place only: either in pg_url or in pg_password_file",
+            );
+            (Some(url), true)
+        }
+    }
+}
+
+/// `postgres://user@host/db` + password → `postgres://user:pw@host/db` (percent-encoded);
+/// key/value strings get `password='…'` appended.
+fn insert_password(url: &str, password: &str) -> Result<String, String> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let Some((userinfo, hosts)) = authority.rsplit_once('@') else {
+            return Err(
+                "pg_password_file needs a user name in pg_url (postgres://USER@HOST/DB)".into()
+            );
+        };
+        if userinfo.contains(':') || tail.contains("password=") {
+            return Err("pg_url already carries a password and pg_password_file is set".into());
+        }
+        Ok(format!("{scheme}://{userinfo}:{}@{hosts}{tail}", percent_encode(password)))
+    } else {
+        if url.split_whitespace().any(|w| w.starts_with("password=")) {
+            return Err("pg_url already carries a password and pg_password_file is set".into());
+        }
+        let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
+        Ok(format!("{url} password='{quoted}'"))
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `pg_url` with any password replaced by [`REDACTED`] (URL userinfo, a
+/// `password=` query parameter, or a `password=` key/value pair).
+pub fn redact_pg_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:{REDACTED}@{hosts}"),
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                            format!("{k}={REDACTED}")
+                        }
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => tail.to_owned(),
+        };
+        format!("{scheme}://{authority}{tail}")
+    } else {
+        redact_key_value(url)
+    }
+}
+
+/// Redacts `password=…` (quoted or not) in a libpq key/value string.
+fn redact_key_value(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(pos) = find_password_key(rest) {
+        let (before, after) = rest.split_at(pos);
+        out.push_str(before);
+        let after = &after["password".len()..];
+        let eq = after.find('=').unwrap_or(0);
+        out.push_str("password=");
+        let value = after[eq + 1..].trim_start();
+        let consumed = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut end = quoted.len();
+            let mut escaped = false;
+            for (i, ch) in quoted.char_indices() {
+                if escaped {
+                    escaped = false;
+                } else if ch == '\\' {
+                    escaped = true;
+                } else if ch == '\'' {
+                    end = i + 1;
+                    break;
+                }
+            }
+            1 + end.min(quoted.len())
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        out.push_str(REDACTED);
+        rest = &value[consumed.min(value.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_password_key(text: &str) -> Option<usize> {
+    let mut start = 0;
+    while let Some(found) = text[start..].find("password") {
+        let pos = start + found;
+        let at_word_start = pos == 0 || text[..pos].ends_with(char::is_whitespace);
+        let followed_by_eq = text[pos + "password".len()..].trim_start().starts_with('=');
+        if at_word_start && followed_by_eq {
+            return Some(pos);
+        }
+        start = pos + "password".len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// Parses `args` as `tailbox …` with `env` as the only environment (clap reads
+    /// the process environment, so tests use names no one sets and restore them).
+    fn load_with(args: &[&str], file: Option<&str>) -> Result<Config, ConfigErrors> {
+        let mut argv = vec!["tailbox".to_owned()];
+        let dir = std::env::temp_dir().join(format!(
+            "tailbox-config-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        if let Some(text) = file {
+            std::fs::create_dir_all(&dir).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+            let path = dir.join("tailbox.toml");
+            std::fs::write(&path, text).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+            argv.push("--config".into());
+            argv.push(path.to_string_lossy().into_owned());
+        }
+        argv.extend(args.iter().map(|s| (*s).to_owned()));
+        let matches = Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let sub = match (&cli.command, matches.subcommand()) {
+            (Command::Run(_), Some((_, sub))) => sub.clone(),
+            (Command::Config(_), Some((_, sub))) => match sub.subcommand() {
+                Some((_, leaf)) => leaf.clone(),
+                None => sub.clone(),
+            },
+            (_, Some((_, sub))) => sub.clone(),
+            _ => matches.clone(),
+        };
+        let result = load(&sub);
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn errors(result: Result<Config, ConfigErrors>) -> Vec<String> {
+        match result {
+            Ok(_) => vec![],
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn every_key_is_a_run_option_with_its_env_variable() {
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").cloned();
+        let Some(run) = run else {
+            panic!("no run subcommand");
+        };
+        for spec in KEYS {
+            let arg = run
+                .get_arguments()
+                .chain(cli.get_arguments())
+                .find(|a| a.get_id().as_str() == spec.name);
+            let Some(arg) = arg else {
+                panic!("key {} has no option", spec.name);
+            };
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(
+                env,
+                Some(format!("TAILBOX_{}", spec.name.to_ascii_uppercase())),
+                "{}",
+                spec.name
+            );
+        }
+        for arg in run.get_arguments() {
+            let id = arg.get_id().as_str();
+            assert!(
+                KEYS.iter().any(|k| k.name == id) || ["config", "log_format", "help"].contains(&id),
+                "option {id} is not a config key"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_apply() -> Result<(), ConfigErrors> {
+        let c = load_with(&["run", "--pg-url", "postgres://u@h/db"], None)?;
+        assert_eq!(c.slot, "tailbox");
+        assert_eq!(c.max_in_flight, 50_000);
+        assert_eq!(c.status_interval_ms, 1000);
+        assert!(!c.dry_run);
+        assert_eq!(c.heartbeat_interval(), None);
+        assert_eq!(c.heartbeat_sql, DEFAULT_HEARTBEAT_SQL);
+        assert_eq!(c.metrics_addr, DEFAULT_METRICS_ADDR.parse().ok());
+        assert!(c.metrics_addr_is_default());
+        assert_eq!(c.source("slot"), Source::Default);
+        assert!(c.kafka().is_err(), "kafka_brokers has no default");
+        Ok(())
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() -> Result<(), ConfigErrors> {
+        let file = r#"
+            pg_url = "postgres://u@h/db"
+            slot = "from_file"
+            publication = "pub_file"
+            max_in_flight = 10
+            dry_run = true
+            metrics_addr = "127.0.0.1:9999"
+            kafka_brokers = "k:9092"
+            kafka_props = { "linger.ms" = 10, "acks" = "all" }
+        "#;
+        let c = load_with(
+            &["run", "--slot", "from_flag", "--kafka-prop", "linger.ms=20", "--dry-run=false"],
+            Some(file),
+        )?;
+        assert_eq!(c.slot, "from_flag");
+        assert_eq!(c.source("slot"), Source::Flag);
+        assert_eq!(c.publication, "pub_file");
+        assert!(matches!(c.source("publication"), Source::File(_)));
+        assert_eq!(c.max_in_flight, 10);
+        assert!(!c.dry_run, "--dry-run=false beats the file");
+        assert_eq!(c.metrics_addr, "127.0.0.1:9999".parse().ok());
+        assert!(!c.metrics_addr_is_default());
+        assert_eq!(c.status_interval_ms, 1000, "default");
+        let props: BTreeMap<_, _> = c.kafka_props.iter().cloned().collect();
+        assert_eq!(props.get("linger.ms").map(String::as_str), Some("20"), "flag wins per key");
+        assert_eq!(props.get("acks").map(String::as_str), Some("all"), "file key kept");
+        Ok(())
+    }
+
+    /// The environment sits between flags and the file. Uses variables no one else
+    /// sets; tests in this crate do not read them concurrently.
+    #[test]
+    fn env_beats_file_and_flag_beats_env() -> Result<(), ConfigErrors> {
+        let file = "pg_url = \"postgres://u@h/db\"\ncheckpoint_topic = \"file.cp\"\ndlq_topic = \"file.dlq\"\n";
+        // Setting variables is unsafe in edition 2024 (other threads read the
+        // environment), so point two options at a variable that is always set instead:
+        // it stands in for a TAILBOX_* variable.
+        let Some(value) = std::env::var_os("PATH") else {
+            return Ok(());
+        };
+        let cmd = Cli::command().mut_subcommand("run", |run| {
+            run.mut_arg("checkpoint_topic", |a| a.env("PATH"))
+                .mut_arg("dlq_topic", |a| a.env("PATH"))
+        });
+        let dir = std::env::temp_dir().join(format!("tailbox-env-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let path = dir.join("t.toml");
+        std::fs::write(&path, file).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let matches = cmd
+            .try_get_matches_from([
+                "tailbox",
+                "--config",
+                &path.to_string_lossy(),
+                "run",
+                "--dlq-topic",
+                "flag.dlq",
+            ])
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let Some((_, sub)) = matches.subcommand() else {
+            return Err(ConfigErrors(vec!["no subcommand".into()]));
+        };
+        let file_values = read_file(&path)?;
+        let raw = resolve(sub, &file_values)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cp, cp_source) = raw.values.get("checkpoint_topic").cloned().unwrap_or_default_pair();
+        assert_eq!(cp, value.to_string_lossy(), "env beats the file");
+        assert_eq!(cp_source, Source::Env);
+        let (dlq, dlq_source) = raw.values.get("dlq_topic").cloned().unwrap_or_default_pair();
+        assert_eq!(dlq, "flag.dlq", "flag beats env");
+        assert_eq!(dlq_source, Source::Flag);
+        Ok(())
+    }
+
+    trait OrDefaultPair {
+        fn unwrap_or_default_pair(self) -> (String, Source);
+    }
+
+    impl OrDefaultPair for Option<(String, Source)> {
+        fn unwrap_or_default_pair(self) -> (String, Source) {
+            self.unwrap_or((String::new(), Source::Default))
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_named_with_a_fix() {
+        let errs = errors(load_with(
+            &["run"],
+            Some("pg_url = \"postgres://u@h/db\"\nkafka_broker = \"k:9092\"\n"),
+        ));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("unknown key \"kafka_broker\""), "{}", errs[0]);
+        assert!(errs[0].contains("did you mean kafka_brokers?"), "{}", errs[0]);
+        assert!(errs[0].contains("fix:"), "{}", errs[0]);
+        let errs = errors(load_with(&["run"], Some("accept_slot_position = true\n")));
+        assert!(
+            errs[0].contains("accept_slot_position") && errs[0].contains("--accept-slot-position"),
+            "{errs:?}"
+        );
+        let errs = errors(load_with(&["run"], Some("slot = [1, 2]\n")));
+        assert!(errs[0].contains("slot") && errs[0].contains("fix:"), "{errs:?}");
+        let errs = errors(load_with(&["run"], Some("slot = \n")));
+        assert!(errs[0].contains("not valid TOML") && errs[0].contains("line 1"), "{errs:?}");
+    }
+
+    #[test]
+    fn every_invalid_value_gets_one_line_naming_field_value_and_fix() {
+        let errs = errors(load_with(
+            &[
+                "run",
+                "--pg-url",
+                "postgres://u@h/db",
+                "--max-in-flight",
+                "lots",
+                "--status-interval-ms",
+                "5",
+                "--slot",
+                "Bad-Slot",
+                "--metrics-addr",
+                "nowhere",
+                "--heartbeat-interval-ms",
+                "50",
+            ],
+            Some("dlq_topic = \"bad topic\"\nlog_format = \"yaml\"\n"),
+        ));
+        assert_eq!(errs.len(), 7, "{errs:#?}");
+        for (needle, value) in [
+            ("--max-in-flight", "\"lots\""),
+            ("--status-interval-ms", "\"5\""),
+            ("--slot", "\"Bad-Slot\""),
+            ("--metrics-addr", "\"nowhere\""),
+            ("--heartbeat-interval-ms", "\"50\""),
+            ("dlq_topic in ", "\"bad topic\""),
+            ("log_format in ", "\"yaml\""),
+        ] {
+            let line = errs.iter().find(|l| l.contains(needle));
+            assert!(
+                line.is_some_and(|l| l.contains(value) && l.contains("fix:") && !l.contains('\n')),
+                "{needle}: {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_addr_empty_disables() -> Result<(), ConfigErrors> {
+        let c = load_with(&["run", "--metrics-addr", ""], None)?;
+        assert_eq!(c.metrics_addr, None);
+        Ok(())
+    }
+
+    #[test]
+    fn redacts_secrets() -> Result<(), ConfigErrors> {
+        let file = r#"
+            pg_url = "postgres://app:hunter2@db:5432/shop?password=also&sslmode=disable"
+            kafka_brokers = "k:9092"
+            [kafka_props]
+            "sasl.password" = "s3cr3t"
+            "sasl.jaas.config" = "org.apache... password=\"x\";"
+            "ssl.key.pem" = "-----BEGIN"
+            "client.secret.value" = "abc"
+            "linger.ms" = "10"
+        "#;
+        let c = load_with(&["config", "check"], Some(file))?;
+        let text = c.render();
+        for secret in ["hunter2", "also", "s3cr3t", "BEGIN", "abc", "org.apache"] {
+            assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+        }
+        assert!(
+            text.contains("postgres://app:REDACTED@db:5432/shop?password=REDACTED&sslmode=disable"),
+            "{text}"
+        );
+        assert!(text.contains("\"linger.ms\" = \"10\""), "{text}");
+        assert!(text.contains("slot = \"tailbox\"  # default"), "{text}");
+        // The rendered config is itself a valid config file.
+        let reparsed = parse_file(Path::new("rendered.toml"), &text.replace(REDACTED, "x"));
+        assert!(reparsed.is_ok(), "{reparsed:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn redacts_key_value_urls() {
+        assert_eq!(
+            redact_pg_url("host=db user=app password='it\\'s here' dbname=x"),
+            format!("host=db user=app password={REDACTED} dbname=x")
+        );
+        assert_eq!(
+            redact_pg_url("host=db password=plain dbname=x"),
+            format!("host=db password={REDACTED} dbname=x")
+        );
+        assert_eq!(redact_pg_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn password_file_goes_into_the_url() -> Result<(), ConfigErrors> {
+        let dir = std::env::temp_dir().join(format!("tailbox-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "p@ss:w/rd\n").map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let pw = pw.to_string_lossy().into_owned();
+        let c = load_with(
+            &["run", "--pg-url", "postgres://app@db:5432/shop", "--pg-password-file", &pw],
+            None,
+        )?;
+        assert_eq!(c.pg_url.as_deref(), Some("postgres://app:p%40ss%3Aw%2Frd@db:5432/shop"));
+        assert!(c.pg().is_ok());
+        assert!(!c.render().contains("p%40ss"));
+        let errs = errors(load_with(
+            &["run", "--pg-url", "postgres://app:x@db/shop", "--pg-password-file", &pw],
+            None,
+        ));
+        assert!(errs.len() == 1 && errs[0].contains("one place"), "{errs:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn edit_distance_works() {
+        assert_eq!(edit_distance("slto", "slot"), 2);
+        assert_eq!(closest_key("kafka_broker"), Some("kafka_brokers"));
+        assert_eq!(closest_key("zzzzzzzzzz"), None);
+    }
+}

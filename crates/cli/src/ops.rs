@@ -1,0 +1,533 @@
+//! What operators see of a running tailbox: the Prometheus exposition, the `/status`
+//! JSON, health and readiness, the progress numbers — all read from the pipeline's
+//! [`PipelineMetrics`] plus a few gauges kept here (the slot's retained WAL from a
+//! periodic query, the sampled end-to-end lag).
+//!
+//! The metric names and meanings are listed in docs/operations.md; keep them in step.
+
+use std::{
+    fmt::Write as _,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::json;
+use tailbox_pgoutput::format_lsn;
+use tailbox_pipeline::PipelineMetrics;
+use tailbox_replication::{ControlClient, PgConnectionConfig, control::SlotReport};
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+/// How often the slot's retained WAL is queried.
+pub const SLOT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Longest a slot query may take before it counts as failed.
+const SLOT_POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the end-to-end lag is sampled.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Shared state of the operations side.
+#[derive(Debug)]
+pub struct Ops {
+    /// The pipeline's own metrics.
+    pub pipeline: Arc<PipelineMetrics>,
+    /// Slot name (for labels and `/status`).
+    pub slot: String,
+    /// Publication name.
+    pub publication: String,
+    /// Dry run: nothing is published, the slot is never confirmed.
+    pub dry_run: bool,
+    /// Process start, µs since the epoch.
+    pub started_us: i64,
+    /// The supervisor loop is running (set before it starts, cleared when it returns).
+    pub loop_alive: AtomicBool,
+    /// The last slot query's result.
+    slot_report: Mutex<Option<SlotReport>>,
+    /// When the last slot query succeeded, µs since the epoch (0: never).
+    pub slot_polled_us: AtomicI64,
+    /// Failed slot queries.
+    pub slot_poll_errors: AtomicU64,
+    /// Sampled end-to-end lag: commit → acknowledged by Kafka, µs (-1: no sample).
+    pub end_to_end_lag_us: AtomicI64,
+    last_acked_seen_us: AtomicI64,
+}
+
+impl Ops {
+    /// New state around the pipeline's metrics.
+    pub fn new(
+        pipeline: Arc<PipelineMetrics>,
+        slot: &str,
+        publication: &str,
+        dry_run: bool,
+    ) -> Self {
+        Self {
+            pipeline,
+            slot: slot.to_owned(),
+            publication: publication.to_owned(),
+            dry_run,
+            started_us: now_us(),
+            loop_alive: AtomicBool::new(false),
+            slot_report: Mutex::new(None),
+            slot_polled_us: AtomicI64::new(0),
+            slot_poll_errors: AtomicU64::new(0),
+            end_to_end_lag_us: AtomicI64::new(-1),
+            last_acked_seen_us: AtomicI64::new(0),
+        }
+    }
+
+    /// The last slot query's result.
+    pub fn slot_report(&self) -> Option<SlotReport> {
+        self.slot_report.lock().ok().and_then(|r| r.clone())
+    }
+
+    fn set_slot_report(&self, report: Option<SlotReport>) {
+        if let Ok(mut slot) = self.slot_report.lock() {
+            *slot = report;
+        }
+        self.slot_polled_us.store(now_us(), Ordering::Relaxed);
+    }
+
+    /// Replication lag in seconds: how long ago the newest transaction whose events
+    /// Kafka fully acknowledged committed, while tailbox has read something not yet
+    /// acknowledged; 0 when caught up (everything read is acknowledged), so an idle
+    /// outbox does not look like a growing lag.
+    pub fn replication_lag_seconds(&self, now_us: i64) -> f64 {
+        let m = &self.pipeline;
+        let acked = m.last_acked_commit_us.load(Ordering::Relaxed);
+        let read = m.last_read_commit_us.load(Ordering::Relaxed);
+        let in_flight = m.in_flight.load(Ordering::Relaxed);
+        if in_flight == 0 && read <= acked {
+            return 0.0;
+        }
+        let reference = if acked > 0 { acked } else { read };
+        if reference <= 0 {
+            return 0.0;
+        }
+        (now_us - reference).max(0) as f64 / 1e6
+    }
+
+    /// The sampled end-to-end lag in seconds, if any transaction was acknowledged
+    /// since start.
+    pub fn end_to_end_lag_seconds(&self) -> Option<f64> {
+        let us = self.end_to_end_lag_us.load(Ordering::Relaxed);
+        (us >= 0).then(|| us as f64 / 1e6)
+    }
+
+    /// Takes one end-to-end lag sample: if a newer transaction was acknowledged since
+    /// the last sample, its lag is now − its commit time (overstated by at most one
+    /// sample interval).
+    pub fn sample(&self, now_us: i64) {
+        let acked = self.pipeline.last_acked_commit_us.load(Ordering::Relaxed);
+        let seen = self.last_acked_seen_us.swap(acked, Ordering::Relaxed);
+        if acked > 0 && acked != seen {
+            self.end_to_end_lag_us.store((now_us - acked).max(0), Ordering::Relaxed);
+        }
+    }
+
+    /// `/healthz`: the process answers and the pipeline loop runs.
+    pub fn healthy(&self) -> bool {
+        self.loop_alive.load(Ordering::Relaxed)
+    }
+
+    /// `/readyz`: streaming from the slot and Kafka reachable.
+    pub fn ready(&self) -> bool {
+        self.pipeline.streaming.load(Ordering::Relaxed)
+            && self.pipeline.kafka_ok.load(Ordering::Relaxed)
+    }
+
+    /// Why not ready, for the `/readyz` body.
+    pub fn readiness_text(&self) -> String {
+        let streaming = self.pipeline.streaming.load(Ordering::Relaxed);
+        let kafka_ok = self.pipeline.kafka_ok.load(Ordering::Relaxed);
+        if streaming && kafka_ok {
+            "ready\n".into()
+        } else {
+            format!("not ready: streaming={streaming} kafka_ok={kafka_ok}\n")
+        }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render_prometheus(&self, now_us: i64) -> String {
+        let m = &self.pipeline;
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {}", number(*value));
+            }
+        };
+        let plain = |v: f64| vec![(String::new(), v)];
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+
+        metric(
+            "tailbox_info",
+            "gauge",
+            "Constant 1, labelled with the version, slot, publication and dry-run mode.",
+            &[(
+                format!(
+                    "{{version=\"{}\",slot=\"{}\",publication=\"{}\",dry_run=\"{}\"}}",
+                    env!("CARGO_PKG_VERSION"),
+                    escape_label(&self.slot),
+                    escape_label(&self.publication),
+                    self.dry_run
+                ),
+                1.0,
+            )],
+        );
+        metric(
+            "tailbox_start_time_seconds",
+            "gauge",
+            "Start time of the process, seconds since the Unix epoch.",
+            &plain(self.started_us as f64 / 1e6),
+        );
+        let topics = m.published_by_topic();
+        let events: Vec<(String, f64)> = topics
+            .iter()
+            .map(|(t, c)| (format!("{{topic=\"{}\"}}", escape_label(t)), c.events as f64))
+            .collect();
+        let bytes: Vec<(String, f64)> = topics
+            .iter()
+            .map(|(t, c)| (format!("{{topic=\"{}\"}}", escape_label(t)), c.bytes as f64))
+            .collect();
+        metric(
+            "tailbox_published_events_total",
+            "counter",
+            "Outbox events acknowledged by Kafka, by topic.",
+            &events,
+        );
+        metric(
+            "tailbox_published_bytes_total",
+            "counter",
+            "Key and value bytes of outbox events acknowledged by Kafka, by topic.",
+            &bytes,
+        );
+        let errors: Vec<(String, f64)> = m
+            .errors()
+            .iter()
+            .map(|(kind, n)| (format!("{{kind=\"{kind}\"}}"), *n as f64))
+            .collect();
+        metric(
+            "tailbox_errors_total",
+            "counter",
+            "Errors by kind: postgres, kafka (transient, retried), mapping, refused (dead-lettered), fatal.",
+            &errors,
+        );
+        metric(
+            "tailbox_dead_lettered_total",
+            "counter",
+            "Events sent to the dead-letter topic.",
+            &plain(load(&m.dead_lettered)),
+        );
+        metric(
+            "tailbox_replication_lag_seconds",
+            "gauge",
+            "Now minus the commit time of the newest fully acknowledged transaction while events are pending; 0 when caught up.",
+            &plain(self.replication_lag_seconds(now_us)),
+        );
+        if let Some(lag) = self.end_to_end_lag_seconds() {
+            metric(
+                "tailbox_end_to_end_lag_seconds",
+                "gauge",
+                "Commit in PostgreSQL to acknowledgement by Kafka of the newest acknowledged transaction (sampled every 0.2 s).",
+                &plain(lag),
+            );
+        }
+        let acked = m.last_acked_commit_us.load(Ordering::Relaxed);
+        if acked > 0 {
+            metric(
+                "tailbox_last_acked_commit_timestamp_seconds",
+                "gauge",
+                "Commit time of the newest transaction whose events Kafka fully acknowledged.",
+                &plain(acked as f64 / 1e6),
+            );
+        }
+        let read = m.last_read_commit_us.load(Ordering::Relaxed);
+        if read > 0 {
+            metric(
+                "tailbox_last_read_commit_timestamp_seconds",
+                "gauge",
+                "Commit time of the newest transaction read from the slot.",
+                &plain(read as f64 / 1e6),
+            );
+        }
+        metric(
+            "tailbox_confirmed_lsn",
+            "gauge",
+            "The LSN last confirmed to the slot, as a number.",
+            &plain(load(&m.confirmed_lsn)),
+        );
+        metric(
+            "tailbox_server_wal_end_lsn",
+            "gauge",
+            "The last WAL position the server reported sending, as a number.",
+            &plain(load(&m.server_wal_end)),
+        );
+        metric(
+            "tailbox_in_flight_records",
+            "gauge",
+            "Records handed to Kafka and not yet acknowledged.",
+            &plain(load(&m.in_flight)),
+        );
+        metric(
+            "tailbox_reconnects_total",
+            "counter",
+            "Sessions restarted after a transient failure.",
+            &plain(load(&m.reconnects)),
+        );
+        metric(
+            "tailbox_streaming",
+            "gauge",
+            "1 while a replication session streams.",
+            &plain(flag(&m.streaming)),
+        );
+        metric(
+            "tailbox_kafka_ok",
+            "gauge",
+            "1 while the last acknowledgement or checkpoint write succeeded recently.",
+            &plain(flag(&m.kafka_ok)),
+        );
+        metric(
+            "tailbox_up",
+            "gauge",
+            "1 while the pipeline loop runs (what /healthz reports).",
+            &plain(flag(&self.loop_alive)),
+        );
+        if let Some(slot) = self.slot_report() {
+            if let Some(retained) = slot.retained_wal_bytes {
+                metric(
+                    "tailbox_slot_retained_wal_bytes",
+                    "gauge",
+                    "WAL the server keeps for the slot: current WAL LSN minus restart_lsn (queried every 10 s).",
+                    &plain(retained as f64),
+                );
+            }
+            if let Some(lag) = slot.lag_bytes {
+                metric(
+                    "tailbox_slot_confirmed_lag_bytes",
+                    "gauge",
+                    "Current WAL LSN minus the slot's confirmed_flush_lsn (queried every 10 s).",
+                    &plain(lag as f64),
+                );
+            }
+            if let Some(safe) = slot.safe_wal_size {
+                metric(
+                    "tailbox_slot_safe_wal_size_bytes",
+                    "gauge",
+                    "WAL that can still be written before the slot is invalidated (max_slot_wal_keep_size).",
+                    &plain(safe as f64),
+                );
+            }
+        }
+        let polled = self.slot_polled_us.load(Ordering::Relaxed);
+        if polled > 0 {
+            metric(
+                "tailbox_slot_query_timestamp_seconds",
+                "gauge",
+                "When the slot's figures were last read successfully.",
+                &plain(polled as f64 / 1e6),
+            );
+        }
+        metric(
+            "tailbox_slot_query_errors_total",
+            "counter",
+            "Failed queries of the slot's figures.",
+            &plain(load(&self.slot_poll_errors)),
+        );
+        out
+    }
+
+    /// The `/status` JSON.
+    pub fn status_json(&self, now_us: i64) -> serde_json::Value {
+        let m = &self.pipeline;
+        let topics: serde_json::Map<String, serde_json::Value> = m
+            .published_by_topic()
+            .iter()
+            .map(|(t, c)| (t.clone(), json!({"events": c.events, "bytes": c.bytes})))
+            .collect();
+        let errors: serde_json::Map<String, serde_json::Value> =
+            m.errors().iter().map(|(k, n)| ((*k).to_owned(), json!(n))).collect();
+        let timestamp = |us: i64| (us > 0).then(|| us as f64 / 1e6);
+        let slot = self.slot_report().map(|s| {
+            json!({
+                "active": s.active,
+                "active_pid": s.active_pid,
+                "confirmed_flush_lsn": s.confirmed_flush_lsn.map(format_lsn),
+                "restart_lsn": s.restart_lsn.map(format_lsn),
+                "current_wal_lsn": format_lsn(s.current_wal_lsn),
+                "retained_wal_bytes": s.retained_wal_bytes,
+                "lag_bytes": s.lag_bytes,
+                "wal_status": s.wal_status,
+                "queried_at": timestamp(self.slot_polled_us.load(Ordering::Relaxed)),
+            })
+        });
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "slot": self.slot,
+            "publication": self.publication,
+            "dry_run": self.dry_run,
+            "healthy": self.healthy(),
+            "ready": self.ready(),
+            "streaming": m.streaming.load(Ordering::Relaxed),
+            "kafka_ok": m.kafka_ok.load(Ordering::Relaxed),
+            "uptime_seconds": (now_us - self.started_us).max(0) as f64 / 1e6,
+            "published_events": m.published_total(),
+            "published_by_topic": topics,
+            "in_flight": m.in_flight.load(Ordering::Relaxed),
+            "dead_lettered": m.dead_lettered.load(Ordering::Relaxed),
+            "reconnects": m.reconnects.load(Ordering::Relaxed),
+            "errors": errors,
+            "last_error": m.last_error(),
+            "confirmed_lsn": format_lsn(m.confirmed_lsn.load(Ordering::Relaxed)),
+            "server_wal_end": format_lsn(m.server_wal_end.load(Ordering::Relaxed)),
+            "replication_lag_seconds": self.replication_lag_seconds(now_us),
+            "end_to_end_lag_seconds": self.end_to_end_lag_seconds(),
+            "last_acked_commit_time": timestamp(m.last_acked_commit_us.load(Ordering::Relaxed)),
+            "last_read_commit_time": timestamp(m.last_read_commit_us.load(Ordering::Relaxed)),
+            "slot_status": slot,
+        })
+    }
+}
+
+fn flag(b: &AtomicBool) -> f64 {
+    if b.load(Ordering::Relaxed) { 1.0 } else { 0.0 }
+}
+
+/// A sample value: integers without a fraction, others as Rust prints them.
+fn number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape_label(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Queries the slot every [`SLOT_POLL_INTERVAL`] on a control connection of its own
+/// (reconnecting after a failure) and keeps the result in `ops`. Runs until dropped.
+pub async fn poll_slot(ops: Arc<Ops>, pg: PgConnectionConfig) {
+    let mut ticker = tokio::time::interval(SLOT_POLL_INTERVAL);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut client: Option<ControlClient> = None;
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        let result = tokio::time::timeout(SLOT_POLL_TIMEOUT, async {
+            if client.is_none() {
+                client = Some(ControlClient::connect(&pg).await?);
+            }
+            match &client {
+                Some(c) => c.slot_report(&ops.slot).await,
+                None => Ok(None),
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(report)) => {
+                if failing {
+                    info!(slot = %ops.slot, "slot query works again");
+                    failing = false;
+                }
+                if report.is_none() {
+                    warn!(slot = %ops.slot, "slot not found while querying its retained WAL");
+                }
+                ops.set_slot_report(report);
+            }
+            Ok(Err(err)) => {
+                ops.slot_poll_errors.fetch_add(1, Ordering::Relaxed);
+                client = None;
+                if !failing {
+                    warn!(slot = %ops.slot, error = %err, "querying the slot's retained WAL failed; retrying every 10 s");
+                    failing = true;
+                }
+            }
+            Err(_elapsed) => {
+                ops.slot_poll_errors.fetch_add(1, Ordering::Relaxed);
+                client = None;
+                if !failing {
+                    warn!(slot = %ops.slot, "querying the slot's retained WAL timed out; retrying every 10 s");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tailbox_pipeline::metrics::ErrorKind;
+
+    use super::*;
+
+    fn ops() -> Ops {
+        Ops::new(Arc::new(PipelineMetrics::default()), "s", "p", false)
+    }
+
+    #[test]
+    fn lag_is_zero_when_caught_up_and_grows_while_pending() {
+        let ops = ops();
+        let m = &ops.pipeline;
+        assert_eq!(ops.replication_lag_seconds(10_000_000), 0.0);
+        m.last_acked_commit_us.store(4_000_000, Ordering::Relaxed);
+        m.last_read_commit_us.store(4_000_000, Ordering::Relaxed);
+        assert_eq!(ops.replication_lag_seconds(10_000_000), 0.0, "caught up");
+        m.last_read_commit_us.store(9_000_000, Ordering::Relaxed);
+        m.in_flight.store(3, Ordering::Relaxed);
+        assert_eq!(ops.replication_lag_seconds(10_000_000), 6.0);
+    }
+
+    #[test]
+    fn end_to_end_lag_is_sampled_on_new_acks() {
+        let ops = ops();
+        ops.sample(1_000_000);
+        assert_eq!(ops.end_to_end_lag_seconds(), None);
+        ops.pipeline.last_acked_commit_us.store(2_000_000, Ordering::Relaxed);
+        ops.sample(2_500_000);
+        assert_eq!(ops.end_to_end_lag_seconds(), Some(0.5));
+        ops.sample(9_000_000);
+        assert_eq!(ops.end_to_end_lag_seconds(), Some(0.5), "no new ack, no new sample");
+    }
+
+    #[test]
+    fn exposition_has_help_type_and_samples() {
+        let ops = ops();
+        let m = &ops.pipeline;
+        m.add_published("outbox.event.a\"b", 3, 300);
+        m.record_error(ErrorKind::Kafka, "down");
+        m.confirmed_lsn.store(0x1_0000_0010, Ordering::Relaxed);
+        let text = ops.render_prometheus(now_us());
+        assert!(text.contains("# TYPE tailbox_published_events_total counter"));
+        assert!(text.contains("tailbox_published_events_total{topic=\"outbox.event.a\\\"b\"} 3"));
+        assert!(text.contains("tailbox_published_bytes_total{topic=\"outbox.event.a\\\"b\"} 300"));
+        assert!(text.contains("tailbox_errors_total{kind=\"kafka\"} 1"));
+        assert!(text.contains("tailbox_confirmed_lsn 4294967312"));
+        assert!(text.contains("tailbox_up 0"));
+        // Every sample line belongs to a declared metric.
+        let declared: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            assert!(declared.contains(&name), "{line}");
+        }
+        let status = ops.status_json(now_us());
+        assert_eq!(status["last_error"], "down");
+        assert_eq!(status["confirmed_lsn"], "1/10");
+        assert_eq!(status["published_events"], 3);
+    }
+}

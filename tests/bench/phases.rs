@@ -1,0 +1,305 @@
+//! The three measurements of one run. Each uses its own slot(s) and topic, created
+//! before its rows are written, and removes them afterwards.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::env::Env;
+use crate::latency::{LatencyConsumer, WARMUP_TYPE, quantile};
+use crate::load;
+use crate::measure::{self, CpuSnapshot, CpuWatch, ProcSample, TailboxProc, WalsenderWatch};
+use crate::progress;
+use crate::report::Metrics;
+
+const MB: f64 = 1_000_000.0;
+
+fn drain_timeout(rows: u64) -> Duration {
+    Duration::from_secs(120 + rows / 2_000)
+}
+
+/// Stops tailbox (SIGTERM: it drains, confirms and exits 0).
+fn stop(tb: TailboxProc) -> Result<()> {
+    let log = tb.log.clone();
+    let status = tb.terminate(Duration::from_secs(60))?;
+    if !status.success() {
+        bail!("tailbox exited with {status}; log: {}", log.display());
+    }
+    Ok(())
+}
+
+/// (1)–(3): pg_recvlogical, then tailbox, each on its own slot over the same
+/// already-committed rows.
+pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
+    let names = env.names("catchup", run);
+    env.reset_table().await?;
+    env.create_topic(&names.topic).await?;
+    env.create_slot(&names.ref_slot).await?;
+    env.create_slot(&names.slot).await?;
+    let start_lsn = env.current_wal_lsn().await?;
+
+    progress(&format!("run {run}: loading {} rows in transactions of {}", cfg.rows, cfg.txn_size));
+    let mut loader = env.pg.client().await?;
+    let loaded = load::bulk(&mut loader, cfg.rows, cfg.txn_size, env.pad).await?;
+    let payload = load::mean_payload_bytes(&loader, cfg.rows, env.pad).await?;
+    drop(loader);
+    let wal_mb = loaded.end_lsn.saturating_sub(start_lsn) as f64 / MB;
+    m.push("load.secs", loaded.secs);
+    m.push("load.wal_mb", wal_mb);
+    m.push("load.payload_bytes", payload);
+    let rows = cfg.rows as f64;
+
+    progress(&format!("run {run}: pg_recvlogical drains its slot"));
+    let cpu0 = CpuSnapshot::take(&env.roots());
+    let r = measure::run_recvlogical(env, &names.ref_slot, loaded.end_lsn, drain_timeout(cfg.rows))
+        .await?;
+    let (busy, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
+    m.push("ref.machine_busy_cores", busy);
+    m.push("ref.other_cores", other);
+    env.drop_slot(&names.ref_slot).await?;
+    let ref_rate = rows / r.secs;
+    m.push("ref.secs", r.secs);
+    m.push("ref.events_per_s", ref_rate);
+    m.push("ref.wal_mb_per_s", wal_mb / r.secs);
+    m.push("ref.cpu_s", r.cpu_secs);
+    m.push("ref.walsender_cpu_s", r.walsender_cpu_secs);
+    m.push("ref.peak_rss_mib", r.peak_rss_mib);
+    progress(&format!("run {run}: pg_recvlogical {:.2} s, {ref_rate:.0} events/s", r.secs));
+
+    progress(&format!("run {run}: tailbox catches up"));
+    let mut broker = env.broker_pid().and_then(CpuWatch::new);
+    let cpu0 = CpuSnapshot::take(&env.roots());
+    let mut tb = TailboxProc::spawn(
+        &env.tailbox,
+        &env.tailbox_args(cfg, &names),
+        env.log_path("catchup", run),
+    )?;
+    let mut walsender = WalsenderWatch::default();
+    measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
+    let startup = tb.started.elapsed().as_secs_f64();
+    let mut last = ProcSample::default();
+    measure::wait_confirmed(
+        env,
+        &names.slot,
+        loaded.end_lsn,
+        drain_timeout(cfg.rows),
+        &mut walsender,
+        || {
+            last = tb.sample()?;
+            Ok(())
+        },
+    )
+    .await?;
+    let secs = tb.started.elapsed().as_secs_f64();
+    if let Some(b) = broker.as_mut() {
+        b.poll();
+    }
+    let (busy, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
+    m.push("catchup.machine_busy_cores", busy);
+    m.push("catchup.other_cores", other);
+    stop(tb)?;
+    let published = env.records_in(&names.topic).await? as f64;
+    env.drop_slot(&names.slot).await?;
+    env.delete_topic(&names.topic).await;
+
+    let rate = rows / secs;
+    m.push("catchup.secs", secs);
+    m.push("catchup.startup_s", startup);
+    m.push("catchup.events_per_s", rate);
+    m.push("catchup.ratio", rate / ref_rate);
+    m.push("catchup.wal_mb_per_s", wal_mb / secs);
+    m.push("catchup.payload_mb_per_s", rows * payload / MB / secs);
+    m.push("catchup.cpu_s", last.cpu_secs());
+    m.push("catchup.cpu_s_per_million", last.cpu_secs() / (rows / MB));
+    m.push("catchup.peak_rss_mib", last.hwm_mib());
+    m.push("catchup.walsender_cpu_s", walsender.cpu_secs());
+    m.push("catchup.broker_cpu_s", broker.map(|b| b.cpu_secs()).unwrap_or(f64::NAN));
+    m.push("catchup.published", published);
+    progress(&format!(
+        "run {run}: tailbox {secs:.2} s, {rate:.0} events/s ({:.2} × pg_recvlogical), \
+         {:.2} CPU-s, peak RSS {:.1} MiB",
+        rate / ref_rate,
+        last.cpu_secs(),
+        last.hwm_mib()
+    ));
+    if published != rows {
+        progress(&format!("warning: {published} records in Kafka, {rows} rows written"));
+    }
+    Ok(())
+}
+
+/// Waits until `done()` or `timeout`, checking tailbox is alive.
+async fn wait_for(
+    what: &str,
+    tb: &mut TailboxProc,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        tb.check_alive()?;
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// (4): latency at a fixed commit rate.
+pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
+    let names = env.names("steady", run);
+    env.reset_table().await?;
+    env.create_topic(&names.topic).await?;
+    env.create_slot(&names.slot).await?;
+    let mut tb = TailboxProc::spawn(
+        &env.tailbox,
+        &env.tailbox_args(cfg, &names),
+        env.log_path("steady", run),
+    )?;
+    measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
+    let consumer = LatencyConsumer::start(env.kafka.bootstrap(), &names.topic, env.partitions)?;
+    let url = env.pg.url();
+
+    progress(&format!("run {run}: steady load, 3 s warm-up"));
+    let warm = load::steady(
+        &url,
+        cfg.writers,
+        cfg.rate,
+        cfg.steady_txn_size,
+        Duration::from_secs(3),
+        env.pad,
+        WARMUP_TYPE,
+    )
+    .await?;
+    wait_for("the warm-up events' arrival", &mut tb, Duration::from_secs(60), || {
+        consumer.warmup() >= warm.events
+    })
+    .await?;
+
+    progress(&format!("run {run}: steady load, {} events/s for {} s", cfg.rate, cfg.duration_secs));
+    let before = tb.sample()?;
+    let cpu0 = CpuSnapshot::take(&env.roots());
+    let t0 = Instant::now();
+    let load = load::steady(
+        &url,
+        cfg.writers,
+        cfg.rate,
+        cfg.steady_txn_size,
+        Duration::from_secs(cfg.duration_secs),
+        env.pad,
+        "OrderCreated",
+    )
+    .await?;
+    wait_for("the steady events' arrival", &mut tb, Duration::from_secs(120), || {
+        consumer.measured() >= load.events
+    })
+    .await?;
+    let after = tb.sample()?;
+    let busy = t0.elapsed().as_secs_f64();
+    let (machine, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
+    m.push("steady.machine_busy_cores", machine);
+    m.push("steady.other_cores", other);
+    let samples = consumer.finish()?;
+    stop(tb)?;
+    env.drop_slot(&names.slot).await?;
+    env.delete_topic(&names.topic).await;
+
+    let events = load.events as f64;
+    let cpu = after.cpu_secs() - before.cpu_secs();
+    m.push("steady.achieved_rate", events / load.secs);
+    m.push("steady.events", events);
+    m.push("steady.cpu_s_per_million", cpu / (events / MB));
+    m.push("steady.cpu_util", cpu / busy);
+    m.push("steady.peak_rss_mib", after.hwm_mib());
+    let mut ack = samples.commit_to_append_us;
+    let mut recv = samples.commit_to_receive_us;
+    ack.sort_unstable();
+    recv.sort_unstable();
+    let ms = |v: &[i64], q: f64| quantile(v, q).map_or(f64::NAN, |us| us as f64 / 1000.0);
+    let mut rtt = load.commit_rtt_us;
+    rtt.sort_unstable();
+    m.push("steady.commit_rtt_p50_ms", ms(&rtt, 0.5));
+    m.push("steady.commit_rtt_p99_ms", ms(&rtt, 0.99));
+    m.push("steady.commit_rtt_p999_ms", ms(&rtt, 0.999));
+    m.push("steady.ack_p50_ms", ms(&ack, 0.5));
+    m.push("steady.ack_p99_ms", ms(&ack, 0.99));
+    m.push("steady.ack_p999_ms", ms(&ack, 0.999));
+    m.push("steady.recv_p50_ms", ms(&recv, 0.5));
+    m.push("steady.recv_p99_ms", ms(&recv, 0.99));
+    m.push("steady.recv_p999_ms", ms(&recv, 0.999));
+    progress(&format!(
+        "run {run}: {:.0} events/s achieved; commit→append p50/p99/p99.9 {:.1}/{:.1}/{:.1} ms, \
+         commit→receive {:.1}/{:.1}/{:.1} ms; {:.2} CPU-s per million, peak RSS {:.1} MiB",
+        events / load.secs,
+        ms(&ack, 0.5),
+        ms(&ack, 0.99),
+        ms(&ack, 0.999),
+        ms(&recv, 0.5),
+        ms(&recv, 0.99),
+        ms(&recv, 0.999),
+        cpu / (events / MB),
+        after.hwm_mib()
+    ));
+    Ok(())
+}
+
+/// (5): one transaction of `huge_rows` rows, tailbox running while it commits.
+pub async fn huge(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
+    let names = env.names("huge", run);
+    env.reset_table().await?;
+    env.create_topic(&names.topic).await?;
+    env.create_slot(&names.slot).await?;
+    let mut tb = TailboxProc::spawn(
+        &env.tailbox,
+        &env.tailbox_args(cfg, &names),
+        env.log_path("huge", run),
+    )?;
+    measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
+
+    progress(&format!("run {run}: one transaction of {} rows", cfg.huge_rows));
+    let mut client = env.pg.client().await?;
+    let loaded = load::huge(&mut client, cfg.huge_rows, env.pad).await?;
+    let cpu0 = CpuSnapshot::take(&env.roots());
+    drop(client);
+    let mut walsender = WalsenderWatch::default();
+    let mut last = ProcSample::default();
+    measure::wait_confirmed(
+        env,
+        &names.slot,
+        loaded.end_lsn,
+        drain_timeout(cfg.huge_rows),
+        &mut walsender,
+        || {
+            last = tb.sample()?;
+            Ok(())
+        },
+    )
+    .await
+    .context("waiting for the huge transaction")?;
+    let publish = loaded.committed_at.elapsed().as_secs_f64();
+    let (busy, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
+    m.push("huge.machine_busy_cores", busy);
+    m.push("huge.other_cores", other);
+    stop(tb)?;
+    let published = env.records_in(&names.topic).await? as f64;
+    env.drop_slot(&names.slot).await?;
+    env.delete_topic(&names.topic).await;
+
+    let rows = cfg.huge_rows as f64;
+    m.push("huge.insert_s", loaded.secs);
+    m.push("huge.publish_s", publish);
+    m.push("huge.events_per_s", rows / publish);
+    m.push("huge.peak_rss_mib", last.hwm_mib());
+    m.push("huge.cpu_s_per_million", last.cpu_secs() / (rows / MB));
+    m.push("huge.published", published);
+    progress(&format!(
+        "run {run}: published in {publish:.2} s after the commit; peak RSS {:.1} MiB",
+        last.hwm_mib()
+    ));
+    if published != rows {
+        progress(&format!("warning: {published} records in Kafka, {rows} rows written"));
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The other ways to write outbox events: `pg_logical_emit_message` envelopes (no
+//! table) and insert-then-delete in the same transaction (the table stays empty).
+
+mod harness;
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use harness::{
+    Names, apply_sql,
+    process::{Tailbox, base_args},
+    verify::verify,
+    workload::EventId,
+};
+use tailbox_e2e::{PgServer, consume_pattern, shared_kafka};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Writes `transactions` transactions, each with one table row and one envelope message
+/// for the same aggregate (so their relative order is checked too).
+async fn write_rows_and_messages(pg: &PgServer, first_t: u32, transactions: u32) -> Result<Vec<EventId>> {
+    let mut client = pg.client().await?;
+    let mut ids = Vec::new();
+    for t in first_t..first_t + transactions {
+        let tx = client.transaction().await?;
+        let agg = format!("a{}", t % 5);
+        tx.execute(
+            "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
+             VALUES ('Agg0', $1, 'Row', jsonb_build_object('w', 0, 't', $2::int, 'i', 0, 'xid', pg_current_xact_id()::text))",
+            &[&agg, &(t as i32)],
+        )
+        .await?;
+        tx.execute(
+            "SELECT pg_logical_emit_message(true, 'outbox', jsonb_build_object( \
+                'aggregatetype', 'Agg0', 'aggregateid', $1::text, 'type', 'Message', 'id', gen_random_uuid(), \
+                'headers', jsonb_build_object('source', 'message'), \
+                'payload', jsonb_build_object('w', 0, 't', $2::int, 'i', 1, 'xid', pg_current_xact_id()::text))::text)",
+            &[&agg, &(t as i32)],
+        )
+        .await?;
+        tx.commit().await?;
+        ids.push((0, t, 0));
+        ids.push((0, t, 1));
+    }
+    Ok(ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_less_messages_publish_in_order_with_rows_and_never_twice() -> Result<()> {
+    let pg = PgServer::start()?;
+    let kafka = shared_kafka().bootstrap().to_owned();
+    let names = Names::new("messages");
+    apply_sql(&pg, &names)?;
+    let args = base_args(&pg, &kafka, &names);
+
+    let tailbox = Tailbox::start(&args)?;
+    let mut expected = write_rows_and_messages(&pg, 0, 30).await?;
+    // A non-transactional message is not an outbox event (no commit to order it by).
+    pg.psql("SELECT pg_logical_emit_message(false, 'outbox', '{\"aggregatetype\":\"Agg0\",\"aggregateid\":\"x\",\"payload\":{}}')")?;
+    let client = pg.client().await?;
+    let (_, current) = harness::slot_and_wal(&client, &names.slot).await?;
+    harness::wait_for_confirmed(&client, &names.slot, current, TIMEOUT).await?;
+    let status = tailbox.terminate(Duration::from_secs(30))?;
+    ensure!(status.success(), "clean stop");
+
+    // Restart: nothing already published comes again.
+    let tailbox = Tailbox::start(&args)?;
+    expected.extend(write_rows_and_messages(&pg, 30, 10).await?);
+    let records = consume_pattern(&kafka, &names.topic_pattern(), expected.len(), TIMEOUT).await?;
+    let report = verify(&records, &expected.iter().copied().collect())?;
+    println!("summary: {report}");
+    ensure!(report.lost == 0 && report.reordered == 0 && report.wrong_xid == 0, "{report}");
+    ensure!(report.duplicates == 0, "messages published twice after a restart: {report}");
+    let message = records.iter().find(|r| r.header("type") == Some(b"Message".as_slice()));
+    ensure!(
+        message.is_some_and(|m| m.header("source") == Some(b"message".as_slice()) && m.header("id").is_some()),
+        "envelope headers"
+    );
+    tailbox.terminate(Duration::from_secs(30))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_then_delete_in_one_transaction_publishes_and_keeps_the_table_empty() -> Result<()> {
+    let pg = PgServer::start()?;
+    let kafka = shared_kafka().bootstrap().to_owned();
+    let names = Names::new("insdel");
+    apply_sql(&pg, &names)?;
+    let tailbox = Tailbox::start(&base_args(&pg, &kafka, &names))?;
+    let mut client = pg.client().await?;
+    for t in 0..20 {
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
+                 VALUES ('Agg1', 'a' || ($1::int % 3), 'Happened', \
+                         jsonb_build_object('w', 1, 't', $1::int, 'i', 0, 'xid', pg_current_xact_id()::text)) \
+                 RETURNING id::text",
+                &[&t],
+            )
+            .await?;
+        let id: String = row.try_get(0)?;
+        tx.execute("DELETE FROM outbox WHERE id::text = $1", &[&id]).await?;
+        tx.commit().await?;
+    }
+    let remaining = pg.psql("SELECT count(*) FROM outbox")?;
+    ensure!(remaining.trim() == "0", "the table stays empty, has {remaining}");
+    let expected = (0..20).map(|t| (1, t, 0)).collect();
+    let records = consume_pattern(&kafka, &names.topic_pattern(), 20, TIMEOUT).await?;
+    let report = verify(&records, &expected)?;
+    println!("summary: {report}");
+    ensure!(report.lost == 0 && report.reordered == 0 && report.duplicates == 0, "{report}");
+    tailbox.terminate(Duration::from_secs(30))?;
+    Ok(())
+}
