@@ -30,7 +30,8 @@ async fn poison_events_are_dead_lettered_and_the_stream_goes_on() -> Result<()> 
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &kafka).create()?;
     let small = format!("{}.Small", names.topic_prefix);
-    let topic = NewTopic::new(&small, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "2000");
+    let topic =
+        NewTopic::new(&small, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "2000");
     for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
         result.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
     }
@@ -55,9 +56,13 @@ async fn poison_events_are_dead_lettered_and_the_stream_goes_on() -> Result<()> 
     pg.psql(&insert("'Good'", "after", "'{\"n\": 6}'"))?;
 
     let dead = consume_all(&kafka, std::slice::from_ref(&dlq), 4, Duration::from_secs(60)).await?;
-    let good =
-        consume_pattern(&kafka, &format!("^{}\\.Good", names.topic_prefix.replace('.', "\\.")), 2, Duration::from_secs(60))
-            .await?;
+    let good = consume_pattern(
+        &kafka,
+        &format!("^{}\\.Good", names.topic_prefix.replace('.', "\\.")),
+        2,
+        Duration::from_secs(60),
+    )
+    .await?;
     let log = tailbox.log_text();
     ensure!(good.len() == 2, "the good events around the poison ones arrive: {good:?}\n{log}");
     ensure!(dead.len() == 4, "four dead letters, got {}:\n{log}", dead.len());
@@ -65,14 +70,24 @@ async fn poison_events_are_dead_lettered_and_the_stream_goes_on() -> Result<()> 
         let Some(record) = dead.iter().find(|r| r.key_str() == key) else {
             anyhow::bail!("dead letter {key} missing");
         };
-        let error = String::from_utf8_lossy(record.header("error").unwrap_or_default()).into_owned();
+        let error =
+            String::from_utf8_lossy(record.header("error").unwrap_or_default()).into_owned();
         ensure!(!error.is_empty(), "{key}: error header");
-        ensure!(record.header("source_table") == Some(b"public.outbox".as_slice()), "{key}: source_table");
-        ensure!(record.header("id").is_some() && record.header("lsn").is_some(), "{key}: original headers kept");
+        ensure!(
+            record.header("source_table") == Some(b"public.outbox".as_slice()),
+            "{key}: source_table"
+        );
+        ensure!(
+            record.header("id").is_some() && record.header("lsn").is_some(),
+            "{key}: original headers kept"
+        );
         println!("{key}: {error}");
     }
     let null_type = dead.iter().find(|r| r.key_str() == "null-type").map(|r| r.payload_str());
-    ensure!(null_type.as_deref() == Some("{\"n\": 2}"), "original payload bytes kept: {null_type:?}");
+    ensure!(
+        null_type.as_deref() == Some("{\"n\": 2}"),
+        "original payload bytes kept: {null_type:?}"
+    );
     ensure!(dead.iter().any(|r| r.key_str() == "broker-refused" && r.payload_str().len() > 12000));
 
     // Everything, poison included, was handed on: the slot moves past all of it.

@@ -31,7 +31,8 @@ async fn exactly_once_survives_sigkill_with_no_loss_and_no_duplicates() -> Resul
         let url = pg.url();
         tokio::spawn(async move { workload.run_at(&url).await })
     };
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
     println!("seed {seed}");
     for kill in 0..3u64 {
         tokio::time::sleep(Duration::from_millis(400 + (seed >> (kill * 8)) % 1200)).await;
@@ -46,11 +47,16 @@ async fn exactly_once_survives_sigkill_with_no_loss_and_no_duplicates() -> Resul
     // The test consumer reads with isolation.level=read_committed.
     let expected = workload.expected();
     let records =
-        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), Duration::from_secs(120)).await?;
+        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), Duration::from_secs(120))
+            .await?;
     let report = verify(&records, &expected)?;
     println!("summary: kills 3 {report}");
     ensure!(report.lost == 0 && report.reordered == 0 && report.wrong_xid == 0, "{report}");
-    ensure!(report.duplicates == 0, "exactly-once published duplicates: {report}\n{}", tailbox.log_text());
+    ensure!(
+        report.duplicates == 0,
+        "exactly-once published duplicates: {report}\n{}",
+        tailbox.log_text()
+    );
     tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
 }

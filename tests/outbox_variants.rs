@@ -18,7 +18,11 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Writes `transactions` transactions, each with one table row and one envelope message
 /// for the same aggregate (so their relative order is checked too).
-async fn write_rows_and_messages(pg: &PgServer, first_t: u32, transactions: u32) -> Result<Vec<EventId>> {
+async fn write_rows_and_messages(
+    pg: &PgServer,
+    first_t: u32,
+    transactions: u32,
+) -> Result<Vec<EventId>> {
     let mut client = pg.client().await?;
     let mut ids = Vec::new();
     for t in first_t..first_t + transactions {
@@ -73,7 +77,9 @@ async fn table_less_messages_publish_in_order_with_rows_and_never_twice() -> Res
     ensure!(report.duplicates == 0, "messages published twice after a restart: {report}");
     let message = records.iter().find(|r| r.header("type") == Some(b"Message".as_slice()));
     ensure!(
-        message.is_some_and(|m| m.header("source") == Some(b"message".as_slice()) && m.header("id").is_some()),
+        message.is_some_and(
+            |m| m.header("source") == Some(b"message".as_slice()) && m.header("id").is_some()
+        ),
         "envelope headers"
     );
     tailbox.terminate(Duration::from_secs(30))?;

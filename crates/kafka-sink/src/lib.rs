@@ -33,5 +33,5 @@ pub mod transaction;
 pub use checkpoint_topic::CheckpointTopic;
 pub use config::SinkConfig;
 pub use error::{DeliveryError, SinkError};
-pub use transaction::TransactionError;
 pub use sink::{Ack, EventMeta, KafkaSink, RefusedRecord, SendOutcome};
+pub use transaction::TransactionError;

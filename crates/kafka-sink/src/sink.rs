@@ -162,7 +162,10 @@ impl KafkaSink {
 
     /// Creates a transactional producer with `transactional_id`; call
     /// [`KafkaSink::init_transactions`] before sending.
-    pub fn new_transactional(config: &SinkConfig, transactional_id: &str) -> Result<Self, SinkError> {
+    pub fn new_transactional(
+        config: &SinkConfig,
+        transactional_id: &str,
+    ) -> Result<Self, SinkError> {
         Self::create(config, Some(transactional_id))
     }
 

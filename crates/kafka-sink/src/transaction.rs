@@ -30,7 +30,9 @@ impl TransactionError {
     fn classify(err: KafkaError) -> Self {
         match &err {
             KafkaError::Transaction(e) if e.is_fatal() => TransactionError::Fatal(err),
-            KafkaError::Transaction(e) if e.txn_requires_abort() => TransactionError::Abortable(err),
+            KafkaError::Transaction(e) if e.txn_requires_abort() => {
+                TransactionError::Abortable(err)
+            }
             _ => TransactionError::Retriable(err),
         }
     }

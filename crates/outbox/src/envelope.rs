@@ -40,7 +40,8 @@ pub fn map_envelope(
         }
     };
     let required = |name: &str| -> Result<String, MappingError> {
-        string(name)?.ok_or_else(|| MappingError::InvalidEnvelope(format!("\"{name}\" is missing or null")))
+        string(name)?
+            .ok_or_else(|| MappingError::InvalidEnvelope(format!("\"{name}\" is missing or null")))
     };
     let aggregate_type = required("aggregatetype")?;
     let aggregate_id = required("aggregateid")?;
@@ -48,7 +49,8 @@ pub fn map_envelope(
         .get("payload")
         .filter(|raw| raw.get() != "null")
         .ok_or_else(|| MappingError::InvalidEnvelope("\"payload\" is missing or null".into()))?;
-    out.topic = template.render(aggregate_type.as_bytes()).map_err(MappingError::InvalidTopic)?.into();
+    out.topic =
+        template.render(aggregate_type.as_bytes()).map_err(MappingError::InvalidTopic)?.into();
     out.key = Bytes::from(aggregate_id);
     out.value = slice_of(content, payload.get());
     out.headers.clear();
@@ -98,7 +100,8 @@ mod tests {
         assert_eq!(&*out.topic, "outbox.event.Order");
         assert_eq!(out.key.as_ref(), b"o-1");
         assert_eq!(out.value.as_ref(), br#"{"total" :  42}"#, "payload bytes untouched");
-        let headers: Vec<(&str, &[u8])> = out.headers.iter().map(|(k, v)| (&**k, v.as_ref())).collect();
+        let headers: Vec<(&str, &[u8])> =
+            out.headers.iter().map(|(k, v)| (&**k, v.as_ref())).collect();
         assert_eq!(
             headers,
             vec![("id", b"e-1".as_slice()), ("type", b"Placed"), ("n", b"3"), ("tenant", b"acme")]

@@ -44,8 +44,8 @@ use std::{
 
 use bytes::Bytes;
 use tailbox_kafka_sink::{
-    TransactionError,
     Ack, CheckpointTopic, DeliveryError, EventMeta, KafkaSink, RefusedRecord, SendOutcome,
+    TransactionError,
 };
 use tailbox_outbox::{OutboxMapper, OutboxRecord};
 use tailbox_pgoutput::{Insert, Message, format_lsn};
@@ -323,7 +323,11 @@ impl<S: WalSource> Session<S> {
             }
             return Ok(());
         }
-        let lsn = if txn.open { txn.last_commit_end.max(self.tracker.durable_lsn()) } else { self.tracker.durable_lsn() };
+        let lsn = if txn.open {
+            txn.last_commit_end.max(self.tracker.durable_lsn())
+        } else {
+            self.tracker.durable_lsn()
+        };
         if !txn.open && lsn <= self.checkpoint_sent {
             return Ok(());
         }
@@ -344,7 +348,11 @@ impl<S: WalSource> Session<S> {
                 });
             }
             Err(error) => {
-                return Err(PipelineError::Delivery { error: Box::new(error), lsn: format_lsn(lsn), xid: String::new() });
+                return Err(PipelineError::Delivery {
+                    error: Box::new(error),
+                    lsn: format_lsn(lsn),
+                    xid: String::new(),
+                });
             }
         }
         if let Err(err) = self.sink.commit_transaction(TXN_TIMEOUT).await {
@@ -481,7 +489,9 @@ impl<S: WalSource> Session<S> {
                     self.tracker.on_idle_position(wal_end);
                 }
             }
-            WalEvent::Message { transactional, prefix, content, .. } if prefix == *self.message_prefix => {
+            WalEvent::Message { transactional, prefix, content, .. }
+                if prefix == *self.message_prefix =>
+            {
                 self.on_outbox_message(transactional, content, shutdown).await?;
             }
             // Heartbeats and other applications' messages.

@@ -101,7 +101,8 @@ async fn run_session(
     let sink = if settings.exactly_once && !settings.dry_run {
         // One writer per slot: this fences any older instance and aborts its open
         // transaction, so nothing it left half-written becomes visible.
-        let sink = KafkaSink::new_transactional(&settings.kafka, &format!("tailbox-{}", settings.slot))?;
+        let sink =
+            KafkaSink::new_transactional(&settings.kafka, &format!("tailbox-{}", settings.slot))?;
         sink.init_transactions(Duration::from_secs(60)).await?;
         sink
     } else {
