@@ -18,7 +18,8 @@ use std::{
 use tailbox_kafka_sink::{CheckpointTopic, KafkaSink};
 use tailbox_pgoutput::format_lsn;
 use tailbox_replication::{
-    ControlClient, OutboxTableSpec, PgWalStream, control::slot_lost, stream::StreamSettings,
+    ControlClient, OutboxTableSpec, PgWalStream, ReplicationError, control::slot_lost,
+    stream::StreamSettings,
 };
 use tracing::{info, warn};
 
@@ -29,6 +30,9 @@ use crate::{
     settings::{DEFAULT_HEARTBEAT_SQL, PipelineSettings},
     shutdown::Shutdown,
 };
+
+/// How often a standby instance tries to take the slot over.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
 
 /// A session that ran at least this long resets the backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(60);
@@ -62,6 +66,17 @@ pub async fn run(
                 totals.published += stats.published;
                 totals.transactions += stats.transactions;
                 return Ok(totals);
+            }
+            Err(PipelineError::Replication(ReplicationError::SlotInUse { slot, pid }))
+                if !shutdown.is_requested() =>
+            {
+                // Another instance streams from this slot: stand by and take over within
+                // about a second of it going away.
+                info!(slot = %slot, pid = ?pid, "slot held by another instance; standing by");
+                tokio::select! {
+                    () = shutdown.requested() => return Ok(totals),
+                    () = tokio::time::sleep(STANDBY_POLL) => {}
+                }
             }
             Err(err) if err.is_transient() && !shutdown.is_requested() => {
                 if started.elapsed() >= HEALTHY_SESSION {
@@ -98,17 +113,6 @@ async fn run_session(
     // A dry run writes nothing to Kafka, not even the checkpoint topic.
     let published =
         if settings.dry_run { None } else { checkpoint.ensure_and_read(&settings.kafka).await? };
-    let sink = if settings.exactly_once && !settings.dry_run {
-        // One writer per slot: this fences any older instance and aborts its open
-        // transaction, so nothing it left half-written becomes visible.
-        let sink =
-            KafkaSink::new_transactional(&settings.kafka, &format!("tailbox-{}", settings.slot))?;
-        sink.init_transactions(Duration::from_secs(60)).await?;
-        sink
-    } else {
-        KafkaSink::new(&settings.kafka)?
-    };
-
     let stream = PgWalStream::start(
         &settings.pg,
         &StreamSettings {
@@ -120,6 +124,18 @@ async fn run_session(
         },
     )
     .await?;
+
+    let sink = if settings.exactly_once && !settings.dry_run {
+        // One writer per slot: this fences any older instance and aborts its open
+        // transaction, so nothing it left half-written becomes visible. Only after we
+        // hold the slot: a standby waiting for it must not fence the active instance.
+        let sink =
+            KafkaSink::new_transactional(&settings.kafka, &format!("tailbox-{}", settings.slot))?;
+        sink.init_transactions(Duration::from_secs(60)).await?;
+        sink
+    } else {
+        KafkaSink::new(&settings.kafka)?
+    };
 
     // The slot is ours now; its position cannot move until we confirm.
     let slot = control.slot_position(&settings.slot).await?;

@@ -688,7 +688,7 @@ fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
                 None => return err,
             }
         }
-        ReplicationError::Startup(_) => return err,
+        ReplicationError::Startup(_) | ReplicationError::SlotInUse { .. } => return err,
     };
     let fix = match code.as_str() {
         "42501" => {

@@ -31,6 +31,15 @@ pub enum ReplicationError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another session streams from the slot (another tailbox instance, or one that is
+    /// going away): wait and try again.
+    #[error("replication slot {slot:?} is in use by another session (pid {pid:?})")]
+    SlotInUse {
+        /// The slot.
+        slot: String,
+        /// The walsender holding it, if the server said.
+        pid: Option<i32>,
+    },
     /// Configuration or server state that retrying cannot fix: stop with this message.
     #[error("{0}")]
     Startup(StartupProblem),
@@ -48,7 +57,7 @@ pub enum ReplicationError {
 impl ReplicationError {
     /// Whether reconnecting may help.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ReplicationError::Transient { .. })
+        matches!(self, ReplicationError::Transient { .. } | ReplicationError::SlotInUse { .. })
     }
 
     pub(crate) fn startup(problem: impl Into<String>, fix: impl Into<String>) -> Self {

@@ -92,11 +92,12 @@ fn classify_start_error(slot: &str, err: pgwire_replication::PgWireError) -> Rep
             ),
         );
     }
-    if text.contains("is active for PID") {
-        return ReplicationError::Transient {
-            context: format!("replication slot {slot:?} is held by another session"),
-            source: Box::new(err),
-        };
+    if let Some(at) = text.find("is active for PID ") {
+        let pid = text[at + "is active for PID ".len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|p| p.parse().ok());
+        return ReplicationError::SlotInUse { slot: slot.to_owned(), pid };
     }
     if text.contains("can no longer get changes") || text.contains("has been invalidated") {
         return crate::control::slot_lost(slot);
