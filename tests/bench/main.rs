@@ -55,6 +55,7 @@ fn main() -> Result<()> {
     }
     progress("building tailbox (release)");
     let tailbox = tailbox_e2e::tailbox_bin()?;
+    let _autogroup = measure::AutogroupGuard::save();
     if cfg.nice != 0 {
         // Before any other thread exists: they all inherit it, and so do tailbox and
         // pg_recvlogical.
@@ -93,6 +94,7 @@ async fn bench(cfg: Config, tailbox: std::path::PathBuf) -> Result<()> {
     let env = Env::setup(&cfg, tailbox).await?;
     let machine = env::machine_info(&env).await?;
     progress(&format!("machine: {machine}"));
+    phases::warmup(&env, &cfg).await?;
     let mut m = Metrics::default();
     for run in 1..=cfg.runs {
         progress(&format!("=== run {run} of {} ===", cfg.runs));

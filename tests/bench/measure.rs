@@ -65,6 +65,32 @@ pub fn read_proc(pid: u32) -> Option<ProcSample> {
     Some(ProcSample { cpu_ticks: utime + stime, hwm_kb: kb("VmHWM:") })
 }
 
+/// CPU seconds of each of `pid`'s threads, summed by thread name (librdkafka's
+/// `rdk:*` threads, the producer's polling thread, the runtime's main thread…).
+pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
+    let mut by_name: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    for entry in dir.flatten() {
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks: u64 =
+            f.get(11..13).into_iter().flatten().filter_map(|v| v.parse::<u64>().ok()).sum();
+        *by_name.entry(name).or_default() += ticks as f64 / clk_tck();
+    }
+    by_name.into_iter().collect()
+}
+
 /// CPU used by a process between two moments, sampled as long as it lives (a
 /// walsender exits with its client, so its last sample is the one before that).
 #[derive(Debug, Clone, Copy)]
@@ -387,8 +413,19 @@ impl CpuSnapshot {
 }
 
 /// Sets the nice value of `pids`, their descendants, and all their threads (Linux
-/// priorities are per thread; threads created later inherit them).
+/// priorities are per thread; threads created later inherit them), and of their
+/// scheduler autogroups: with `kernel.sched_autogroup_enabled`, nice values only
+/// weigh within a session's autogroup, and sessions share the CPU by the autogroups'
+/// own nice values.
 pub fn renice_trees(pids: &[u32], nice: i32) -> Result<()> {
+    for pid in pids {
+        let path = format!("/proc/{pid}/autogroup");
+        if std::path::Path::new(&path).exists()
+            && let Err(e) = std::fs::write(&path, nice.to_string())
+        {
+            crate::progress(&format!("warning: cannot set {path} to {nice}: {e}"));
+        }
+    }
     let procs = all_processes();
     let mut tree: Vec<u32> = pids.to_vec();
     let mut i = 0;
@@ -415,4 +452,26 @@ pub fn renice_trees(pids: &[u32], nice: i32) -> Result<()> {
         bail!("renice failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
+}
+
+/// Restores this process's autogroup nice value (which the whole session shares) when
+/// dropped.
+pub struct AutogroupGuard(Option<i32>);
+
+impl AutogroupGuard {
+    /// Remembers the current value.
+    pub fn save() -> Self {
+        let nice = std::fs::read_to_string("/proc/self/autogroup")
+            .ok()
+            .and_then(|s| s.split_whitespace().last().and_then(|n| n.parse().ok()));
+        Self(nice)
+    }
+}
+
+impl Drop for AutogroupGuard {
+    fn drop(&mut self) {
+        if let Some(nice) = self.0 {
+            let _ = std::fs::write("/proc/self/autogroup", nice.to_string());
+        }
+    }
 }

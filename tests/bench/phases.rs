@@ -92,6 +92,9 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     )
     .await?;
     let secs = tb.started.elapsed().as_secs_f64();
+    for (thread, cpu) in measure::thread_cpu(tb.pid()) {
+        m.push(format!("catchup.thread_cpu_s.{thread}"), cpu);
+    }
     if let Some(b) = broker.as_mut() {
         b.poll();
     }
@@ -180,6 +183,7 @@ pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resul
 
     progress(&format!("run {run}: steady load, {} events/s for {} s", cfg.rate, cfg.duration_secs));
     let before = tb.sample()?;
+    let threads_before = measure::thread_cpu(tb.pid());
     let cpu0 = CpuSnapshot::take(&env.roots());
     let t0 = Instant::now();
     let load = load::steady(
@@ -197,6 +201,10 @@ pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resul
     })
     .await?;
     let after = tb.sample()?;
+    for (thread, cpu) in measure::thread_cpu(tb.pid()) {
+        let was = threads_before.iter().find(|(t, _)| *t == thread).map_or(0.0, |(_, c)| *c);
+        m.push(format!("steady.thread_cpu_s.{thread}"), cpu - was);
+    }
     let busy = t0.elapsed().as_secs_f64();
     let (machine, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
     m.push("steady.machine_busy_cores", machine);
@@ -279,6 +287,9 @@ pub async fn huge(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<
     .await
     .context("waiting for the huge transaction")?;
     let publish = loaded.committed_at.elapsed().as_secs_f64();
+    for (thread, cpu) in measure::thread_cpu(tb.pid()) {
+        m.push(format!("huge.thread_cpu_s.{thread}"), cpu);
+    }
     let (busy, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
     m.push("huge.machine_busy_cores", busy);
     m.push("huge.other_cores", other);
@@ -301,5 +312,39 @@ pub async fn huge(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<
     if published != rows {
         progress(&format!("warning: {published} records in Kafka, {rows} rows written"));
     }
+    Ok(())
+}
+
+/// Not measured: one small catch-up, so that the broker has created its internal
+/// topics (the idempotent producer's first PID request waits for the transaction
+/// coordinator) and warmed its JIT before the first measured run.
+pub async fn warmup(env: &Env, cfg: &Config) -> Result<()> {
+    progress("warm-up: a 20,000-row catch-up, not measured");
+    let names = env.names("warmup", 0);
+    env.reset_table().await?;
+    env.create_topic(&names.topic).await?;
+    env.create_slot(&names.slot).await?;
+    let mut loader = env.pg.client().await?;
+    let loaded = load::bulk(&mut loader, 20_000, cfg.txn_size, env.pad).await?;
+    drop(loader);
+    let mut tb = TailboxProc::spawn(
+        &env.tailbox,
+        &env.tailbox_args(cfg, &names),
+        env.log_path("warmup", 0),
+    )?;
+    let mut walsender = WalsenderWatch::default();
+    measure::wait_confirmed(
+        env,
+        &names.slot,
+        loaded.end_lsn,
+        Duration::from_secs(120),
+        &mut walsender,
+        || tb.check_alive(),
+    )
+    .await
+    .context("warm-up")?;
+    stop(tb)?;
+    env.drop_slot(&names.slot).await?;
+    env.delete_topic(&names.topic).await;
     Ok(())
 }

@@ -10,12 +10,12 @@ use crate::config::Config;
 /// Figures by key, one value per run.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    values: BTreeMap<&'static str, Vec<f64>>,
+    values: BTreeMap<String, Vec<f64>>,
 }
 
 impl Metrics {
-    pub fn push(&mut self, key: &'static str, value: f64) {
-        self.values.entry(key).or_default().push(value);
+    pub fn push(&mut self, key: impl Into<String>, value: f64) {
+        self.values.entry(key.into()).or_default().push(value);
     }
 
     pub fn runs(&self, key: &str) -> &[f64] {
@@ -120,6 +120,16 @@ const SECTIONS: &[(&str, &[Row])] = &[
             Row("huge.other_cores", "of which processes other than the bench's", "cores", 2),
         ],
     ),
+];
+
+/// Per section of [`SECTIONS`]: the key prefix of tailbox's per-thread CPU seconds.
+const THREAD_PREFIXES: &[Option<&str>] = &[
+    None,
+    None,
+    None,
+    Some("catchup.thread_cpu_s."),
+    Some("steady.thread_cpu_s."),
+    Some("huge.thread_cpu_s."),
 ];
 
 fn fmt_num(v: f64, decimals: usize) -> String {
@@ -264,7 +274,7 @@ pub fn markdown(cfg: &Config, machine: &Value, m: &Metrics) -> String {
     }
     let _ = writeln!(out, "| measurement | median | unit | runs |");
     let _ = writeln!(out, "|---|---:|---|---|");
-    for (title, rows) in SECTIONS {
+    for (i, (title, rows)) in SECTIONS.iter().enumerate() {
         if !rows.iter().any(|r| !m.runs(r.0).is_empty()) {
             continue;
         }
@@ -280,6 +290,22 @@ pub fn markdown(cfg: &Config, machine: &Value, m: &Metrics) -> String {
                 out,
                 "| {label} | {} | {unit} | {} |",
                 fmt_num(med, *decimals),
+                per_run.join(" · ")
+            );
+        }
+        // tailbox's CPU by thread, where the section measured it
+        let Some(prefix) = THREAD_PREFIXES.get(i).copied().flatten() else {
+            continue;
+        };
+        for (key, runs) in m.values.range(prefix.to_owned()..) {
+            let Some(thread) = key.strip_prefix(prefix) else {
+                break;
+            };
+            let per_run: Vec<String> = runs.iter().map(|v| fmt_num(*v, 2)).collect();
+            let _ = writeln!(
+                out,
+                "| · thread `{thread}` | {} | CPU-s | {} |",
+                fmt_num(m.median(key).unwrap_or(f64::NAN), 2),
                 per_run.join(" · ")
             );
         }
@@ -310,7 +336,7 @@ pub fn json(cfg: &Config, machine: &Value, m: &Metrics) -> Value {
         .map(|(k, runs)| {
             let runs: Vec<Value> =
                 runs.iter().map(|v| if v.is_finite() { json!(v) } else { Value::Null }).collect();
-            ((*k).to_owned(), json!({ "median": m.median(k), "runs": runs }))
+            (k.clone(), json!({ "median": m.median(k), "runs": runs }))
         })
         .collect();
     let targets: Vec<Value> = targets(m)

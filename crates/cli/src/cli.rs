@@ -29,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Stream outbox events to Kafka until SIGINT/SIGTERM.
     Run(Box<RunArgs>),
+    /// Create the slot with an exported snapshot, publish the rows already in the outbox
+    /// table as of that snapshot, then stream on (no gap, no duplicate at the boundary).
+    Backfill(Box<BackfillArgs>),
     /// Show the slot and publication: LSNs, retained WAL, lag, holder (reads PostgreSQL only).
     Status(StatusArgs),
     /// Create the publication and the slot unless they exist (sql/02 and sql/03).
@@ -38,6 +41,17 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// Options of `tailbox backfill`: those of `run`, and the order of the rows.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// SQL ORDER BY expression for the backfilled rows [default: "timestamp" when the
+    /// table has that column, else the table's physical order].
+    #[arg(long)]
+    pub order_by: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `tailbox config …`.

@@ -45,7 +45,8 @@ fn main() -> ExitCode {
     };
     logging::init(config.log_format);
     let result = match cli.command {
-        Command::Run(_) => run::run(&config),
+        Command::Run(_) => run::run(&config, None),
+        Command::Backfill(args) => run::run(&config, Some(args.order_by.as_deref())),
         Command::Status(args) => admin::status(&config, args.json),
         Command::Setup(_) => admin::setup(&config),
         Command::Teardown(_) => admin::teardown(&config),

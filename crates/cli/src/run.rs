@@ -48,17 +48,19 @@ pub fn settings(config: &Config, metrics: Arc<PipelineMetrics>) -> Result<Pipeli
 
 /// Runs the pipeline on a single-threaded runtime (one core does the work; fewer
 /// thread hops per event) until SIGINT/SIGTERM.
-pub fn run(config: &Config) -> Result<()> {
+/// With `backfill` (`Some(order_by)`), first publishes the rows already in the table
+/// (see [`tailbox_pipeline::backfill`]).
+pub fn run(config: &Config, backfill: Option<Option<&str>>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(run_async(config));
+    let result = runtime.block_on(run_async(config, backfill));
     logging::clear_progress();
     result
 }
 
-async fn run_async(config: &Config) -> Result<()> {
+async fn run_async(config: &Config, backfill: Option<Option<&str>>) -> Result<()> {
     // Handlers go in before anything else, so a signal during startup is a clean
     // stop too, never the default "die at once".
     let mut terminate =
@@ -113,6 +115,9 @@ async fn run_async(config: &Config) -> Result<()> {
 
     if config.dry_run {
         warn!("dry run: nothing is published and the slot is never confirmed");
+    }
+    if let Some(order_by) = backfill {
+        tailbox_pipeline::backfill::run(&settings, order_by).await.context("backfill")?;
     }
     ops.loop_alive.store(true, std::sync::atomic::Ordering::Relaxed);
     let result = supervisor::run(settings, shutdown).await;

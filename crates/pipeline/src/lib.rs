@@ -15,6 +15,7 @@
 //! between that LSN and the crash are published twice.
 //!
 //! # Layout
+//! - [`backfill`]: publish the rows already in the table, then stream on.
 //! - [`settings`]: the validated [`PipelineSettings`].
 //! - [`supervisor`]: startup checks, the slot-position check, restarts with backoff.
 //! - [`session`]: one replication session's event loop.
@@ -23,6 +24,7 @@
 //! - [`shutdown`]: the shutdown signal.
 //! - [`error`]: [`PipelineError`], transient vs definite.
 
+pub mod backfill;
 pub mod checkpoint;
 pub mod error;
 pub mod metrics;

@@ -89,6 +89,18 @@ impl ControlClient {
         Ok(position)
     }
 
+    /// The checks of [`ControlClient::check_ready`] but the slot's (a backfill creates
+    /// the slot).
+    pub async fn check_ready_without_slot(
+        &self,
+        publication: &str,
+        table: &OutboxTableSpec,
+    ) -> Result<(), ReplicationError> {
+        self.check_wal_level().await?;
+        self.check_publication(publication, table).await?;
+        self.check_table(table).await
+    }
+
     async fn check_wal_level(&self) -> Result<(), ReplicationError> {
         let row = self
             .client

@@ -77,6 +77,11 @@ impl ReplicationError {
         }
     }
 
+    /// [`ReplicationError::from_pg`] for callers outside this crate.
+    pub fn from_pg_error(context: &str, err: tokio_postgres::Error) -> Self {
+        Self::from_pg(context, err)
+    }
+
     /// Classifies a `pgwire-replication` error the same way; its server errors carry
     /// the SQLSTATE in their text.
     pub(crate) fn from_wire(

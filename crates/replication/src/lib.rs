@@ -15,11 +15,13 @@
 //! - [`connection`]: parsing a `postgres://` URL into what both clients need.
 //! - [`control`]: the control plane on `tokio-postgres`: startup checks (wal_level, slot,
 //!   publication, table, columns) and the slot's position, with a fix for each problem.
+//! - [`snapshot`]: creating a slot with an exported snapshot, for backfills.
 //! - [`error`]: [`ReplicationError`], split into transient (reconnect) and definite (stop).
 
 pub mod connection;
 pub mod control;
 pub mod error;
+pub mod snapshot;
 pub mod source;
 pub mod stream;
 

@@ -1,0 +1,269 @@
+//! `tailbox backfill`: publish the rows already in the outbox table, then stream on
+//! with no gap and no duplicate at the boundary.
+//!
+//! # Why the boundary is exact
+//! The slot is created with an exported snapshot ([`ExportedSnapshot`]). The snapshot
+//! sees exactly the transactions that committed before the slot's consistent point;
+//! the slot streams exactly those that commit at or after it. We read the table in that
+//! snapshot, publish every row, wait for Kafka's acknowledgements, write the checkpoint
+//! for the consistent point, and only then start streaming from the slot.
+//!
+//! Rows are published in the table's order by `--order-by` (default: the `timestamp`
+//! column when the table has one), with headers `lsn` = the consistent point, `xid` =
+//! the inserting transaction (the row's `xmin`) and `backfill: true`. If the backfill fails, the slot it created is dropped again, so it
+//! can simply be rerun (rows published before the failure are then published twice).
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use tailbox_kafka_sink::{CheckpointTopic, EventMeta, KafkaSink, SendOutcome};
+use tailbox_outbox::{OutboxMapper, OutboxRecord};
+use tailbox_pgoutput::{ColumnValue, Insert, Relation, RelationColumn, TupleData, format_lsn};
+use tailbox_replication::{
+    ControlClient, OutboxTableSpec, ReplicationError, snapshot::ExportedSnapshot,
+};
+use tracing::{info, warn};
+
+use crate::{error::PipelineError, settings::PipelineSettings};
+
+/// Rows fetched per round trip.
+const FETCH_ROWS: usize = 1000;
+
+/// What a backfill did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BackfillStats {
+    /// Rows published to their topics.
+    pub published: u64,
+    /// Rows sent to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Where streaming continues.
+    pub consistent_point: u64,
+}
+
+/// Creates the slot with a snapshot, publishes the table's rows as of that snapshot and
+/// writes the checkpoint; the caller then streams from the slot.
+pub async fn run(
+    settings: &PipelineSettings,
+    order_by: Option<&str>,
+) -> Result<BackfillStats, PipelineError> {
+    let table = OutboxTableSpec {
+        schema: settings.outbox.schema.clone(),
+        table: settings.outbox.table.clone(),
+        required_columns: settings.outbox.required_columns(),
+    };
+    let control = ControlClient::connect(&settings.pg).await?;
+    control.check_ready_without_slot(&settings.publication, &table).await?;
+    let snapshot = ExportedSnapshot::create(&settings.pg, &settings.slot).await?;
+    info!(slot = %settings.slot, lsn = %format_lsn(snapshot.consistent_point), "slot created; backfilling");
+    let result = publish_snapshot(settings, &control, &snapshot, &table, order_by).await;
+    let consistent_point = snapshot.consistent_point;
+    drop(snapshot);
+    match result {
+        Ok(mut stats) => {
+            stats.consistent_point = consistent_point;
+            info!(
+                published = stats.published,
+                dead_lettered = stats.dead_lettered,
+                "backfill done"
+            );
+            Ok(stats)
+        }
+        Err(err) => {
+            warn!(error = %err, "backfill failed; dropping the slot it created so it can be rerun");
+            // The exporting session is gone; give the server a moment to release the slot.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Err(drop_err) = control
+                .client()
+                .execute("SELECT pg_drop_replication_slot($1)", &[&settings.slot])
+                .await
+            {
+                warn!(error = %drop_err, slot = %settings.slot, "could not drop the slot; drop it before rerunning");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn publish_snapshot(
+    settings: &PipelineSettings,
+    control: &ControlClient,
+    snapshot: &ExportedSnapshot,
+    table: &OutboxTableSpec,
+    order_by: Option<&str>,
+) -> Result<BackfillStats, PipelineError> {
+    let client = control.client();
+    let pg = |context: &'static str| move |e| ReplicationError::from_pg_error(context, e);
+    let qualified = format!("{}.{}", quote(&table.schema), quote(&table.table));
+    let columns: Vec<String> = client
+        .prepare(&format!("SELECT * FROM {qualified} LIMIT 0"))
+        .await
+        .map_err(pg("reading the outbox table's columns"))?
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let order = match order_by {
+        Some(order) => format!(" ORDER BY {order}"),
+        None if columns.iter().any(|c| c == "timestamp") => " ORDER BY \"timestamp\"".to_owned(),
+        None => String::new(),
+    };
+    // The row's xmin is the id of the transaction that inserted it: the `xid` header.
+    let select = columns
+        .iter()
+        .map(|c| format!("{}::text", quote(c)))
+        .chain(std::iter::once("xmin::text".to_owned()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'; \
+             DECLARE tailbox_backfill NO SCROLL CURSOR FOR SELECT {select} FROM {qualified}{order}",
+            snapshot.snapshot_name
+        ))
+        .await
+        .map_err(pg("opening the backfill cursor in the slot's snapshot"))?;
+
+    let mut mapper = OutboxMapper::new(settings.outbox.clone());
+    mapper.on_relation(&Relation {
+        oid: 0,
+        namespace: table.schema.clone(),
+        name: table.table.clone(),
+        replica_identity: b'd',
+        columns: columns
+            .iter()
+            .map(|name| RelationColumn {
+                flags: 0,
+                name: name.clone(),
+                type_oid: 25,
+                type_modifier: -1,
+            })
+            .collect(),
+    });
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default();
+    let mut meta = EventMeta {
+        lsn: format_lsn(snapshot.consistent_point),
+        xid: String::new(),
+        commit_ts: now_us.to_string(),
+        timestamp_ms: now_us / 1000,
+    };
+    let dlq_topic: Arc<str> = Arc::from(settings.dlq_topic.as_str());
+    let mut sink = KafkaSink::new(&settings.kafka)?;
+    let mut acks = Acks::default();
+    let mut record = OutboxRecord::default();
+    let mut stats = BackfillStats::default();
+    let mut values = Vec::with_capacity(columns.len());
+    loop {
+        let rows = client
+            .query(&format!("FETCH {FETCH_ROWS} FROM tailbox_backfill"), &[])
+            .await
+            .map_err(pg("fetching outbox rows"))?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            values.clear();
+            for i in 0..columns.len() {
+                let value: Option<&str> = row.try_get(i).map_err(pg("reading an outbox row"))?;
+                values.push(match value {
+                    Some(text) => ColumnValue::Text(Bytes::copy_from_slice(text.as_bytes())),
+                    None => ColumnValue::Null,
+                });
+            }
+            let xmin: Option<&str> =
+                row.try_get(columns.len()).map_err(pg("reading an outbox row"))?;
+            meta.xid.clear();
+            meta.xid.push_str(xmin.unwrap_or_default());
+            let Some(new_tuple) = TupleData::from_columns(&values) else { continue };
+            let insert = Insert { relation_oid: 0, new_tuple };
+            match mapper.map_insert(&insert, &mut record) {
+                Ok(_) => stats.published += 1,
+                Err(err) => {
+                    warn!(error = %err, topic = %dlq_topic, "backfilled row dead-lettered");
+                    mapper.dead_letter(&insert, &dlq_topic, &mut record);
+                    record.headers.push((Arc::from("error"), Bytes::from(err.to_string())));
+                    record
+                        .headers
+                        .push((Arc::from("source_table"), Bytes::from(mapper.table_name())));
+                    stats.dead_lettered += 1;
+                }
+            }
+            record.headers.push((Arc::from("backfill"), Bytes::from_static(b"true")));
+            send(&mut sink, &record, &meta, &mut acks).await?;
+        }
+    }
+    client.batch_execute("COMMIT").await.map_err(pg("closing the backfill snapshot"))?;
+
+    // The checkpoint says "everything before the consistent point is in Kafka", which
+    // is what the snapshot just made true.
+    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
+    checkpoint.ensure_and_read(&settings.kafka).await?;
+    let value = checkpoint.encode(snapshot.consistent_point);
+    loop {
+        match sink.send_plain(checkpoint.topic(), checkpoint.key(), &value) {
+            Ok(SendOutcome::Enqueued(_)) => {
+                acks.sent += 1;
+                break;
+            }
+            Ok(SendOutcome::QueueFull) => acks.wait_one(&mut sink).await?,
+            Err(error) => return Err(delivery(error)),
+        }
+    }
+    while acks.pending() > 0 {
+        acks.wait_one(&mut sink).await?;
+    }
+    Ok(stats)
+}
+
+/// Sends one record, waiting for acknowledgements while the queue is full.
+async fn send(
+    sink: &mut KafkaSink,
+    record: &OutboxRecord,
+    meta: &EventMeta,
+    acks: &mut Acks,
+) -> Result<(), PipelineError> {
+    loop {
+        match sink.send(record, Some(meta)) {
+            Ok(SendOutcome::Enqueued(_)) => {
+                acks.sent += 1;
+                return Ok(());
+            }
+            Ok(SendOutcome::QueueFull) => acks.wait_one(sink).await?,
+            Err(error) => return Err(delivery(error)),
+        }
+    }
+}
+
+fn delivery(error: tailbox_kafka_sink::DeliveryError) -> PipelineError {
+    PipelineError::Delivery { error: Box::new(error), lsn: String::new(), xid: "backfill".into() }
+}
+
+/// Counts acknowledgements; any failed delivery fails the backfill.
+#[derive(Default)]
+struct Acks {
+    sent: u64,
+    acked: u64,
+}
+
+impl Acks {
+    fn pending(&self) -> u64 {
+        self.sent - self.acked
+    }
+
+    async fn wait_one(&mut self, sink: &mut KafkaSink) -> Result<(), PipelineError> {
+        match sink.next_ack().await {
+            Some(ack) => {
+                self.acked += 1;
+                ack.result.map_err(delivery)
+            }
+            None => Err(PipelineError::StreamEnded),
+        }
+    }
+}
+
+/// Quotes an SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

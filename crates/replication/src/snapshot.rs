@@ -1,0 +1,76 @@
+//! Creating a slot together with an exported snapshot, for backfills.
+//!
+//! `CREATE_REPLICATION_SLOT … LOGICAL pgoutput EXPORT_SNAPSHOT` on a replication
+//! connection returns the slot's consistent point and the name of a snapshot that sees
+//! exactly the transactions committed before that point. Reading the outbox table in
+//! that snapshot and then streaming the slot from the consistent point covers every
+//! event once: no gap and no overlap at the boundary. The snapshot lives only while the
+//! replication connection that exported it stays idle, so [`ExportedSnapshot`] holds
+//! that connection until the caller is done reading.
+
+use pgwire_replication::{ReplicationClient, ReplicationConfig};
+use tailbox_pgoutput::parse_lsn;
+
+use crate::{connection::PgConnectionConfig, error::ReplicationError};
+
+/// A new slot and the snapshot exported with it. Dropping this releases the snapshot;
+/// the slot stays.
+pub struct ExportedSnapshot {
+    /// Keeps the exporting session (and so the snapshot) alive.
+    _session: ReplicationClient,
+    /// The slot streams transactions that commit at or after this LSN.
+    pub consistent_point: u64,
+    /// For `SET TRANSACTION SNAPSHOT`.
+    pub snapshot_name: String,
+}
+
+impl ExportedSnapshot {
+    /// Creates `slot` (plugin pgoutput) and exports its snapshot.
+    pub async fn create(conn: &PgConnectionConfig, slot: &str) -> Result<Self, ReplicationError> {
+        crate::control::validate_identifier("--slot", slot)?;
+        let config = ReplicationConfig::new(
+            conn.host(),
+            conn.user(),
+            conn.password(),
+            conn.database(),
+            slot,
+            "unused",
+        )
+        .with_port(conn.port())
+        .with_application_name(format!("tailbox-backfill/{slot}"));
+        let mut session = ReplicationClient::connect_gated(config)
+            .await
+            .map_err(|e| ReplicationError::from_wire("connecting for replication", e))?;
+        let rows = session
+            .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT"))
+            .await
+            .map_err(|e| {
+                if e.to_string().contains("already exists") {
+                    ReplicationError::startup(
+                        format!("replication slot {slot:?} already exists; a backfill creates it, with the snapshot that makes the boundary exact"),
+                        "drop it first (tailbox teardown) if nothing depends on it, then run tailbox backfill",
+                    )
+                } else {
+                    ReplicationError::from_wire("creating the replication slot", e)
+                }
+            })?;
+        // Columns: slot_name, consistent_point, snapshot_name, output_plugin.
+        let column = |i: usize| {
+            rows.first()
+                .and_then(|row| row.get(i))
+                .and_then(|v| v.as_ref())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let consistent_point = column(1).as_deref().and_then(parse_lsn);
+        let snapshot_name = column(2);
+        match (consistent_point, snapshot_name) {
+            (Some(consistent_point), Some(snapshot_name)) => {
+                Ok(Self { _session: session, consistent_point, snapshot_name })
+            }
+            _ => Err(ReplicationError::Definite {
+                context: "CREATE_REPLICATION_SLOT returned no consistent point or snapshot".into(),
+                source: "unexpected reply".into(),
+            }),
+        }
+    }
+}
