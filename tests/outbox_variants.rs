@@ -119,3 +119,23 @@ async fn insert_then_delete_in_one_transaction_publishes_and_keeps_the_table_emp
     tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_deletes_old_rows_in_batches_and_keeps_new_ones() -> Result<()> {
+    let pg = PgServer::start()?;
+    let names = Names::new("cleanup");
+    apply_sql(&pg, &names)?;
+    pg.psql(
+        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload, \"timestamp\") \
+         SELECT 'Agg0', 'a', 'T', '{}', now() - interval '10 days' FROM generate_series(1, 2500)",
+    )?;
+    pg.psql("INSERT INTO outbox (aggregatetype, aggregateid, type, payload) SELECT 'Agg0', 'a', 'T', '{}' FROM generate_series(1, 7)")?;
+    let out = std::process::Command::new(tailbox_e2e::tailbox_bin()?)
+        .args(["cleanup", "--pg-url", &pg.url(), "--older-than", "7 days", "--batch-size", "1000"])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "cleanup failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(stdout.contains("deleted 2500 rows"), "{stdout}");
+    ensure!(pg.psql("SELECT count(*) FROM outbox")?.trim() == "7", "new rows stay");
+    Ok(())
+}

@@ -59,8 +59,13 @@ const CONSUME_TIMEOUT: Duration = Duration::from_secs(300);
 struct Rng(u64);
 
 impl Rng {
+    /// Scrambles `seed` first (splitmix64): clock seeds taken a minute apart differ in
+    /// few bits, and xorshift's first outputs would follow them.
     fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)).max(1))
     }
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;

@@ -63,6 +63,11 @@ impl Env {
             let pids: Vec<u32> = [postmaster, broker].into_iter().flatten().collect();
             crate::measure::renice_trees(&pids, cfg.nice)
                 .context("raising the priority of PostgreSQL and Kafka")?;
+            for pid in &pids {
+                let group =
+                    std::fs::read_to_string(format!("/proc/{pid}/autogroup")).unwrap_or_default();
+                crate::progress(&format!("pid {pid}: nice {}, {}", cfg.nice, group.trim()));
+            }
         }
         let logs = cfg.out.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;

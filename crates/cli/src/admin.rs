@@ -203,6 +203,20 @@ fn describe(change: Change, done: &str, already: &str) -> String {
     }
 }
 
+/// `tailbox cleanup`: deletes old outbox rows in batches.
+pub fn cleanup(config: &Config, older_than: &str, column: &str, batch: i64) -> Result<()> {
+    let spec = config.table_spec()?;
+    runtime()?.block_on(async {
+        let control = connect(config).await?;
+        let deleted = control.delete_older_than(&spec, column, older_than, batch).await?;
+        println!(
+            "deleted {deleted} rows older than {older_than} from {}.{}",
+            spec.schema, spec.table
+        );
+        Ok(())
+    })
+}
+
 /// `tailbox setup`: publication, then slot, then the same checks `run` makes.
 pub fn setup(config: &Config) -> Result<()> {
     let spec = config.table_spec()?;

@@ -32,6 +32,9 @@ pub enum Command {
     /// Create the slot with an exported snapshot, publish the rows already in the outbox
     /// table as of that snapshot, then stream on (no gap, no duplicate at the boundary).
     Backfill(Box<BackfillArgs>),
+    /// Delete outbox rows older than an age, in batches (for users who keep rows; the
+    /// publication carries inserts only, so this never affects publishing).
+    Cleanup(CleanupArgs),
     /// Show the slot and publication: LSNs, retained WAL, lag, holder (reads PostgreSQL only).
     Status(StatusArgs),
     /// Create the publication and the slot unless they exist (sql/02 and sql/03).
@@ -52,6 +55,22 @@ pub struct BackfillArgs {
     pub order_by: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Options of `tailbox cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Delete rows older than this PostgreSQL interval, e.g. "7 days" or "12 hours".
+    #[arg(long)]
+    pub older_than: String,
+    /// The column holding the row's time.
+    #[arg(long, default_value = "timestamp")]
+    pub timestamp_column: String,
+    /// Rows deleted per statement.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub batch_size: i64,
+    #[command(flatten)]
+    pub pg: PgArgs,
 }
 
 /// `tailbox config …`.

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
         Command::Backfill(args) => run::run(&config, Some(args.order_by.as_deref())),
         Command::Status(args) => admin::status(&config, args.json),
         Command::Setup(_) => admin::setup(&config),
+        Command::Cleanup(args) => {
+            admin::cleanup(&config, &args.older_than, &args.timestamp_column, args.batch_size)
+        }
         Command::Teardown(_) => admin::teardown(&config),
         Command::Config(ConfigCommand::Check(_)) => config_check(&config),
     };

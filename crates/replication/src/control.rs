@@ -101,6 +101,43 @@ impl ControlClient {
         self.check_table(table).await
     }
 
+    /// Deletes outbox rows whose `column` is older than `older_than` (a PostgreSQL
+    /// interval such as `7 days`), at most `batch` rows per statement so locks stay short
+    /// and autovacuum keeps up; returns the number deleted. Publishing is unaffected:
+    /// the publication carries inserts only.
+    pub async fn delete_older_than(
+        &self,
+        table: &OutboxTableSpec,
+        column: &str,
+        older_than: &str,
+        batch: i64,
+    ) -> Result<u64, ReplicationError> {
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let sql = format!(
+            "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {c} < now() - $1::text::interval LIMIT $2))",
+            t = format!("{}.{}", quote(&table.schema), quote(&table.table)),
+            c = quote(column),
+        );
+        let statement = self.client.prepare(&sql).await.map_err(|e| {
+            ReplicationError::from_pg(
+                format!("preparing the cleanup of {}.{}", table.schema, table.table),
+                e,
+            )
+        })?;
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .client
+                .execute(&statement, &[&older_than, &batch])
+                .await
+                .map_err(|e| ReplicationError::from_pg("deleting old outbox rows", e))?;
+            total += deleted;
+            if deleted < batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn check_wal_level(&self) -> Result<(), ReplicationError> {
         let row = self
             .client
