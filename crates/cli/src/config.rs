@@ -50,6 +50,12 @@ const fn key(name: &'static str, default: Option<&'static str>, kind: Kind) -> K
     Key { name, default, kind }
 }
 
+/// The default of config-file key `name`: `None` if there is no such key, `Some(None)`
+/// if it has no default.
+pub fn key_default(name: &str) -> Option<Option<&'static str>> {
+    KEYS.iter().find(|k| k.name == name).map(|k| k.default)
+}
+
 /// Every key, in the order `config check` prints them.
 const KEYS: &[Key] = &[
     key("pg_url", None, Kind::Text),

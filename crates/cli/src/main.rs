@@ -12,6 +12,7 @@
 //! - [`run`]: `tailbox run`.
 //! - [`ops`], [`http`], [`progress`]: metrics, `/metrics` `/healthz` `/readyz`
 //!   `/status`, the slot's retained WAL, progress lines.
+//! - `reference` (tests): the generated configuration reference, docs/configuration.md.
 //! - [`admin`]: `tailbox status`, `tailbox setup`, `tailbox teardown`.
 
 mod admin;
@@ -21,6 +22,8 @@ mod http;
 mod logging;
 mod ops;
 mod progress;
+#[cfg(test)]
+mod reference;
 mod run;
 
 use std::process::ExitCode;
