@@ -51,7 +51,8 @@ const fn key(name: &'static str, default: Option<&'static str>, kind: Kind) -> K
 }
 
 /// The default of config-file key `name`: `None` if there is no such key, `Some(None)`
-/// if it has no default.
+/// if it has no default. (Used by the generated configuration reference.)
+#[cfg(test)]
 pub fn key_default(name: &str) -> Option<Option<&'static str>> {
     KEYS.iter().find(|k| k.name == name).map(|k| k.default)
 }
