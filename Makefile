@@ -11,6 +11,7 @@ demo: deps
 ## The whole suite: unit, property and end-to-end tests against real servers.
 test: deps
 	cargo test --workspace --all-targets
+	bash scripts/validate-deploy.sh
 
 ## The long torture test: 40 fault cycles under load (TAILBOX_TORTURE_CYCLES=N to change;
 ## TAILBOX_TORTURE_SEED=S replays a run's fault sequence). See docs/torture.md.
