@@ -42,7 +42,11 @@ async fn exactly_once_survives_sigkill_with_no_loss_and_no_duplicates() -> Resul
     writers.await??;
     let client = pg.client().await?;
     let (_, current) = slot_and_wal(&client, &names.slot).await?;
-    wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(120)).await?;
+    if let Err(err) =
+        wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(120)).await
+    {
+        anyhow::bail!("{err}\n{}", tailbox.log_text());
+    }
 
     // The test consumer reads with isolation.level=read_committed.
     let expected = workload.expected();

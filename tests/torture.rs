@@ -1,5 +1,7 @@
 //! The torture test (issue 4): under steady load from concurrent writers, fault cycles
-//! chosen at random (seeded, seed printed): SIGKILL tailbox and restart it, stop and
+//! dealt at random from shuffled decks of all five faults (seeded, seed printed), each
+//! followed by a wait until the slot confirmed what was written before it (or, one
+//! time in four, by the next fault at once): SIGKILL tailbox and restart it, stop and
 //! restart the Kafka broker, restart PostgreSQL (`fast` and `immediate`), cut every TCP
 //! connection between tailbox and PostgreSQL (tailbox reaches PostgreSQL through a
 //! [`TcpProxy`]). Then the writers stop, tailbox catches up, and an independent consumer

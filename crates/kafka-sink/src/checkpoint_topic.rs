@@ -105,6 +105,7 @@ impl CheckpointTopic {
             .set("group.id", "tailbox-checkpoint-reader")
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
             .create()
             .map_err(SinkError::Config)?;
         let (low, high) = consumer
@@ -127,15 +128,18 @@ impl CheckpointTopic {
                     source: KafkaError::MessageConsumption(RDKafkaErrorCode::RequestTimedOut),
                 });
             }
-            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-                continue;
-            };
-            let message = message.map_err(transient("reading the checkpoint topic"))?;
-            if message.key() == Some(self.key()) {
-                last = message.payload().and_then(Self::decode).or(last);
-            }
-            if message.offset() + 1 >= high {
-                return Ok(last);
+            // Read to the end of the partition (for read_committed: the last stable
+            // offset). With exactly-once the log ends in transaction markers, which are
+            // never delivered, so the end is signalled, not inferred from offsets.
+            match consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
+                Some(Err(err)) => return Err(transient("reading the checkpoint topic")(err)),
+                Some(Ok(message)) => {
+                    if message.key() == Some(self.key()) {
+                        last = message.payload().and_then(Self::decode).or(last);
+                    }
+                }
             }
         }
     }

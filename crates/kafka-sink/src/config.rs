@@ -23,6 +23,8 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("queue.buffering.max.messages", "100000"),
     ("queue.buffering.max.kbytes", "32768"),
     ("client.id", "tailbox"),
+    // Reconnect to a returning broker within a second, not librdkafka's 10 s.
+    ("reconnect.backoff.max.ms", "1000"),
 ];
 
 impl SinkConfig {

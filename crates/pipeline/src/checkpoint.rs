@@ -93,6 +93,12 @@ impl AckTracker {
         }
     }
 
+    /// A checkpoint written by an earlier session already holds `lsn`: it is
+    /// confirmable as soon as it is durable here.
+    pub fn on_covered_by_checkpoint(&mut self, lsn: u64) {
+        self.confirmable_lsn = self.confirmable_lsn.max(lsn.min(self.durable_lsn));
+    }
+
     /// The checkpoint record for `lsn` was enqueued with `seq`.
     pub fn on_checkpoint_sent(&mut self, seq: u64, lsn: u64) {
         self.on_sent(seq);
@@ -215,6 +221,19 @@ mod tests {
         assert_eq!(t.durable_lsn(), 500);
         t.on_idle_position(400);
         assert_eq!(t.durable_lsn(), 500, "never moves backwards");
+    }
+
+    #[test]
+    fn positions_covered_by_an_earlier_checkpoint_are_confirmable_once_durable() {
+        let mut t = AckTracker::new(0);
+        t.on_sent(0);
+        t.on_commit(10);
+        t.on_covered_by_checkpoint(10);
+        assert_eq!(t.confirmable_lsn(), 0, "record 0 is still in flight");
+        t.on_ack(0);
+        t.on_commit(20);
+        t.on_covered_by_checkpoint(20);
+        assert_eq!(t.confirmable_lsn(), 20);
     }
 
     #[test]

@@ -159,7 +159,8 @@ impl<S: WalSource> Session<S> {
             tracker: AckTracker::new(start_lsn),
             record: OutboxRecord::default(),
             open: None,
-            checkpoint_sent: start_lsn,
+            // The checkpoint never moves backwards, also while we skip up to it.
+            checkpoint_sent: start_lsn.max(skip_before),
             special: HashMap::new(),
             confirmed: start_lsn,
             commit_times: VecDeque::new(),
@@ -473,6 +474,14 @@ impl<S: WalSource> Session<S> {
                 }
                 self.stats.transactions += 1;
                 self.tracker.on_commit(end_lsn);
+                if end_lsn <= self.skip_before {
+                    // Skipped: the checkpoint already covers it, so the slot may move,
+                    // in either mode (no Kafka transaction holds anything of it).
+                    self.tracker.on_covered_by_checkpoint(end_lsn);
+                    if self.kafka_txn.as_ref().is_some_and(|t| !t.open) {
+                        self.confirm_lsn(self.tracker.confirmable_lsn());
+                    }
+                }
                 self.confirm();
                 if let Some(txn) = self.kafka_txn.as_mut()
                     && txn.open

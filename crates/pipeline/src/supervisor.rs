@@ -4,10 +4,12 @@
 //! # Startup order, and why
 //! 1. Control-plane checks (wal_level, slot, publication, table, columns): definite
 //!    problems stop tailbox with the fix.
-//! 2. Read our checkpoint from Kafka (creating the topic if needed).
-//! 3. START_REPLICATION. From now on the slot is held by our walsender and cannot move.
-//! 4. Only now read the slot's `confirmed_flush_lsn` and compare it with the
-//!    checkpoint. Checking before step 3 would leave a window in which another client
+//! 2. START_REPLICATION. From now on the slot is held by our walsender and cannot move
+//!    (a standby instance waits here).
+//! 3. Exactly-once: `init_transactions`, fencing older instances of this slot.
+//! 4. Read our checkpoint from Kafka (creating the topic if needed).
+//! 5. Only now read the slot's `confirmed_flush_lsn` and compare it with the
+//!    checkpoint. Checking before step 2 would leave a window in which another client
 //!    could advance the slot and we would be fast-forwarded silently.
 
 use std::{
@@ -35,7 +37,7 @@ use crate::{
 const STANDBY_POLL: Duration = Duration::from_secs(1);
 
 /// A session that ran at least this long resets the backoff.
-const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
 /// Events buffered between the socket reader and the pipeline.
 const BUFFER_EVENTS: usize = 4096;
@@ -109,10 +111,6 @@ async fn run_session(
     let control = ControlClient::connect(&settings.pg).await?;
     let before = control.check_ready(&settings.slot, &settings.publication, &table).await?;
 
-    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
-    // A dry run writes nothing to Kafka, not even the checkpoint topic.
-    let published =
-        if settings.dry_run { None } else { checkpoint.ensure_and_read(&settings.kafka).await? };
     let stream = PgWalStream::start(
         &settings.pg,
         &StreamSettings {
@@ -136,6 +134,14 @@ async fn run_session(
     } else {
         KafkaSink::new(&settings.kafka)?
     };
+
+    // Read the checkpoint only now: in exactly-once mode the fencing above aborted any
+    // transaction a killed predecessor left open, which would otherwise hold back what a
+    // read_committed reader can see. A dry run writes nothing to Kafka, not even the
+    // checkpoint topic.
+    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
+    let published =
+        if settings.dry_run { None } else { checkpoint.ensure_and_read(&settings.kafka).await? };
 
     // The slot is ours now; its position cannot move until we confirm.
     let slot = control.slot_position(&settings.slot).await?;
