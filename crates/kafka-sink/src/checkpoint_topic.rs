@@ -135,11 +135,10 @@ impl CheckpointTopic {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
                 Some(Err(err)) => return Err(transient("reading the checkpoint topic")(err)),
-                Some(Ok(message)) => {
-                    if message.key() == Some(self.key()) {
-                        last = message.payload().and_then(Self::decode).or(last);
-                    }
+                Some(Ok(message)) if message.key() == Some(self.key()) => {
+                    last = message.payload().and_then(Self::decode).or(last);
                 }
+                Some(Ok(_)) => {}
             }
         }
     }
