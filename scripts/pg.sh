@@ -4,6 +4,14 @@
 #   scripts/pg.sh start DIR [PORT]        initdb in DIR/data and start it (trust auth, 127.0.0.1 only,
 #                                         socket in DIR); prints postgres://postgres@127.0.0.1:PORT/postgres
 #                                         as the last line on stdout
+#   scripts/pg.sh start-tls DIR [PORT]    as start, but with TLS and SCRAM (for the security tests):
+#                                         makes a test CA and, in DIR/tls, ca.crt, a server certificate
+#                                         for IP 127.0.0.1 only (so verify-full to "localhost" fails),
+#                                         client.crt/client.key (CN tailbox_cert) and other-ca.crt (an
+#                                         unrelated CA); ssl = on, password_encryption = scram-sha-256;
+#                                         pg_hba: postgres trusted (the tests' admin connections), the
+#                                         role tailbox_cert by client certificate over TLS, every other
+#                                         role by SCRAM over TLS only (plain TCP rejected)
 #   scripts/pg.sh restart DIR [fast|immediate]   pg_ctl restart (default mode: fast)
 #   scripts/pg.sh stop DIR                pg_ctl stop -m fast, then rm -rf DIR
 #   scripts/pg.sh status DIR              exit 0 if the server of DIR runs
@@ -54,6 +62,40 @@ postmaster_pid() { # postmaster_pid DATA: the pid in postmaster.pid, or nothing
   head -n 1 "$1/postmaster.pid" 2>/dev/null || true
 }
 
+# make_certs DIR: a throwaway CA, a server certificate for 127.0.0.1, a client certificate
+# for the role tailbox_cert, and an unrelated CA, all EC P-256, valid for 10 years.
+make_certs() {
+  local d="$1"
+  command -v openssl >/dev/null 2>&1 ||
+    die "openssl not found: install Debian's openssl package (it comes with ca-certificates; run scripts/install-deps.sh)"
+  mkdir -p "$d"
+  if ! (
+    set -e
+    cd "$d"
+    printf '[req]\ndistinguished_name = dn\n[dn]\n[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n' >ca.cnf
+    printf '[req]\ndistinguished_name = dn\n[dn]\n' >req.cnf
+    printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n' >server.ext
+    printf 'basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n' >client.ext
+    for name in ca other-ca server client; do
+      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key"
+    done
+    openssl req -x509 -new -key ca.key -subj /CN=tailbox-test-ca -days 3650 -config ca.cnf -extensions v3 -out ca.crt
+    openssl req -x509 -new -key other-ca.key -subj /CN=tailbox-other-ca -days 3650 -config ca.cnf -extensions v3 -out other-ca.crt
+    openssl req -new -key server.key -subj /CN=tailbox-test-server -config req.cnf -out server.csr
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext -out server.crt
+    openssl req -new -key client.key -subj /CN=tailbox_cert -config req.cnf -out client.csr
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile client.ext -out client.crt
+    rm -f ./*.csr ./*.srl ./*.cnf ./*.ext ca.key other-ca.key
+    chmod 600 ./*.key
+  ) >"$d/openssl.log" 2>&1; then
+    cat "$d/openssl.log" >&2
+    die "making the test certificates failed"
+  fi
+  if [[ "$(id -u)" == 0 ]]; then
+    chown -R postgres: "$d"
+  fi
+}
+
 cmd_start() {
   [[ $# -ge 1 && $# -le 2 ]] || usage
   check_tools
@@ -79,13 +121,28 @@ cmd_start() {
       cat "$dir/initdb.log" >&2
       die "initdb failed"
     fi
-    cat >"$data/pg_hba.conf" <<'EOF'
+    if [[ "${PG_TLS:-}" == 1 ]]; then
+      make_certs "$dir/tls"
+      cat >"$data/pg_hba.conf" <<'EOF'
+# written by scripts/pg.sh start-tls: the superuser postgres trusted (tests' admin connections),
+# tailbox_cert by client certificate, everyone else by SCRAM, both over TLS only
+local     all          all                            trust
+host      all          postgres        127.0.0.1/32   trust
+local     replication  all                            trust
+host      replication  postgres        127.0.0.1/32   trust
+hostssl   all          tailbox_cert    127.0.0.1/32   cert
+hostnossl all          all             127.0.0.1/32   reject
+hostssl   all          all             127.0.0.1/32   scram-sha-256
+EOF
+    else
+      cat >"$data/pg_hba.conf" <<'EOF'
 # written by scripts/pg.sh: trust everything local, nothing remote
 local   all          all                 trust
 host    all          all   127.0.0.1/32  trust
 local   replication  all                 trust
 host    replication  all   127.0.0.1/32  trust
 EOF
+    fi
     cat >>"$data/postgresql.conf" <<EOF
 
 # --- scripts/pg.sh ---
@@ -103,6 +160,15 @@ log_min_messages = warning
 log_line_prefix = '%m [%p] %q%a '
 include_if_exists = 'port.conf'
 EOF
+    if [[ "${PG_TLS:-}" == 1 ]]; then
+      cat >>"$data/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = '$dir/tls/server.crt'
+ssl_key_file = '$dir/tls/server.key'
+ssl_ca_file = '$dir/tls/ca.crt'
+password_encryption = 'scram-sha-256'
+EOF
+    fi
   fi
 
   local attempts=1 pick=""
@@ -190,6 +256,7 @@ main() {
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
   start) cmd_start "$@" ;;
+  start-tls) PG_TLS=1 cmd_start "$@" ;;
   restart) cmd_restart "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;

@@ -30,5 +30,5 @@ pub use consume::{
 };
 pub use kafka::{KafkaBroker, create_topic, shared_kafka, try_shared_kafka};
 pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
-pub use pg::PgServer;
+pub use pg::{PgServer, PgTlsFiles};
 pub use proxy::TcpProxy;

@@ -21,14 +21,52 @@ pub struct PgServer {
     url: String,
 }
 
+/// The files of a server started with [`PgServer::start_tls`] (`scripts/pg.sh start-tls`).
+#[derive(Debug, Clone)]
+pub struct PgTlsFiles {
+    /// The CA that signed the server's and the client's certificates.
+    pub ca: PathBuf,
+    /// A CA that signed nothing of this server's.
+    pub other_ca: PathBuf,
+    /// A client certificate (CN [`PgTlsFiles::CERT_USER`]) signed by `ca`.
+    pub client_cert: PathBuf,
+    /// Its private key (PEM, mode 0600).
+    pub client_key: PathBuf,
+}
+
+impl PgTlsFiles {
+    /// The role that `pg_hba.conf` authenticates by client certificate (the test creates it).
+    pub const CERT_USER: &'static str = "tailbox_cert";
+}
+
 impl PgServer {
     /// initdb + start (about a second). Errors carry `scripts/pg.sh`'s stderr.
     pub fn start() -> Result<PgServer> {
+        Self::start_with("start")
+    }
+
+    /// Like [`PgServer::start`], but TLS and SCRAM only (`scripts/pg.sh start-tls`): its
+    /// certificate names the IP address 127.0.0.1 and not `localhost`; every role but
+    /// `postgres` (trusted, for the tests' own connections) must use TLS, with a SCRAM
+    /// password or, for [`PgTlsFiles::CERT_USER`], a client certificate.
+    pub fn start_tls() -> Result<(PgServer, PgTlsFiles)> {
+        let server = Self::start_with("start-tls")?;
+        let tls = server.dir.join("tls");
+        let files = PgTlsFiles {
+            ca: tls.join("ca.crt"),
+            other_ca: tls.join("other-ca.crt"),
+            client_cert: tls.join("client.crt"),
+            client_key: tls.join("client.key"),
+        };
+        Ok((server, files))
+    }
+
+    fn start_with(command: &str) -> Result<PgServer> {
         let dir = scratch_dir("pg");
         let dir_s = dir.to_string_lossy().into_owned();
         let url = match run_script(
             "pg.sh",
-            &["start", &dir_s],
+            &[command, &dir_s],
             &[("TAILBOX_PG_PARENT_PID", std::process::id().to_string())],
         ) {
             Ok(url) => url,

@@ -817,7 +817,7 @@ fn insert_password(url: &str, password: &str) -> Result<String, String> {
                 "pg_password_file needs a user name in pg_url (postgres://USER@HOST/DB)".into()
             );
         };
-        if userinfo.contains(':') || tail.contains("password=") {
+        if userinfo.contains(':') || has_password_param(tail) {
             return Err("pg_url already carries a password and pg_password_file is set".into());
         }
         Ok(format!("{scheme}://{userinfo}:{}@{hosts}{tail}", percent_encode(password)))
@@ -843,7 +843,8 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// `pg_url` with any password replaced by [`REDACTED`] (URL userinfo, a
-/// `password=` query parameter, or a `password=` key/value pair).
+/// `password=` or `sslpassword=` query parameter or key/value pair). TLS file paths
+/// (`sslrootcert`, `sslcert`, `sslkey`) are shown: they are not secrets.
 pub fn redact_pg_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -860,7 +861,9 @@ pub fn redact_pg_url(url: &str) -> String {
                 let query: Vec<String> = query
                     .split('&')
                     .map(|pair| match pair.split_once('=') {
-                        Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        Some((k, _))
+                            if SECRET_PG_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s)) =>
+                        {
                             format!("{k}={REDACTED}")
                         }
                         _ => pair.to_owned(),
@@ -880,12 +883,13 @@ pub fn redact_pg_url(url: &str) -> String {
 fn redact_key_value(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
-    while let Some(pos) = find_password_key(rest) {
+    while let Some((pos, key)) = find_password_key(rest) {
         let (before, after) = rest.split_at(pos);
         out.push_str(before);
-        let after = &after["password".len()..];
+        let after = &after[key.len()..];
         let eq = after.find('=').unwrap_or(0);
-        out.push_str("password=");
+        out.push_str(key);
+        out.push('=');
         let value = after[eq + 1..].trim_start();
         let consumed = if let Some(quoted) = value.strip_prefix('\'') {
             let mut end = quoted.len();
@@ -911,18 +915,40 @@ fn redact_key_value(text: &str) -> String {
     out
 }
 
-fn find_password_key(text: &str) -> Option<usize> {
+/// libpq connection keys whose values are secrets: the password, and the passphrase of
+/// an encrypted client key (`sslpassword`, which tailbox refuses but must not echo).
+/// `sslkey`, `sslcert` and `sslrootcert` are paths, not secrets.
+const SECRET_PG_KEYS: &[&str] = &["password", "sslpassword"];
+
+/// The first secret `key=` in a key/value string, with its key.
+fn find_password_key(text: &str) -> Option<(usize, &'static str)> {
+    SECRET_PG_KEYS
+        .iter()
+        .filter_map(|key| find_key(text, key).map(|pos| (pos, *key)))
+        .min_by_key(|(pos, _)| *pos)
+}
+
+fn find_key(text: &str, key: &str) -> Option<usize> {
     let mut start = 0;
-    while let Some(found) = text[start..].find("password") {
+    while let Some(found) = text[start..].find(key) {
         let pos = start + found;
         let at_word_start = pos == 0 || text[..pos].ends_with(char::is_whitespace);
-        let followed_by_eq = text[pos + "password".len()..].trim_start().starts_with('=');
+        let followed_by_eq = text[pos + key.len()..].trim_start().starts_with('=');
         if at_word_start && followed_by_eq {
             return Some(pos);
         }
-        start = pos + "password".len();
+        start = pos + key.len();
     }
     None
+}
+
+/// Whether a URL's query string has a `password=` parameter.
+fn has_password_param(tail: &str) -> bool {
+    tail.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            pair.split_once('=').map_or(pair, |(k, _)| k).eq_ignore_ascii_case("password")
+        })
+    })
 }
 
 #[cfg(test)]
@@ -1202,6 +1228,26 @@ mod tests {
         let reparsed = parse_file(Path::new("rendered.toml"), &text.replace(REDACTED, "x"));
         assert!(reparsed.is_ok(), "{reparsed:?}");
         Ok(())
+    }
+
+    #[test]
+    fn redacts_tls_secrets_but_shows_tls_paths() {
+        let url = "postgres://app:pw@db/shop?sslmode=verify-full&sslrootcert=/etc/ca.crt&sslcert=/c.crt&sslkey=/c.key&sslpassword=k3y-pass";
+        assert_eq!(
+            redact_pg_url(url),
+            format!(
+                "postgres://app:{REDACTED}@db/shop?sslmode=verify-full&sslrootcert=/etc/ca.crt&sslcert=/c.crt&sslkey=/c.key&sslpassword={REDACTED}"
+            )
+        );
+        assert_eq!(
+            redact_pg_url("host=db sslkey=/c.key sslpassword='a b' password=x sslmode=require"),
+            format!(
+                "host=db sslkey=/c.key sslpassword={REDACTED} password={REDACTED} sslmode=require"
+            )
+        );
+        // An sslpassword is not a password: pg_password_file still goes in.
+        assert!(insert_password("postgres://app@db/shop?sslpassword=x", "pw").is_ok());
+        assert!(insert_password("postgres://app@db/shop?password=x", "pw").is_err());
     }
 
     #[test]

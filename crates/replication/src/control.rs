@@ -1,14 +1,31 @@
-//! The control plane: a plain `tokio-postgres` connection used for startup checks and to
-//! read the slot's position. It never touches the replication stream itself.
+//! The control plane: a `tokio-postgres` connection (TLS per `sslmode`) used for startup
+//! checks and to read the slot's position. It never touches the replication stream itself.
 //!
 //! Every check turns a server state that would make streaming fail or lose events into
 //! a [`StartupProblem`] with the fix, so the binary can exit with one clear line.
 
+use std::sync::Arc;
+
 use tailbox_pgoutput::parse_lsn;
-use tokio_postgres::{Client, NoTls};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::{Client, Connection, NoTls, config::SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
 
-use crate::{connection::PgConnectionConfig, error::ReplicationError};
+use crate::{connection::PgConnectionConfig, error::ReplicationError, tls};
+
+/// Drives a control connection in the background until its client is dropped.
+fn spawn_connection<S, T>(connection: Connection<S, T>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            warn!(error = %err, "control connection ended");
+        }
+    });
+}
 
 /// The outbox table the publication must carry, and the columns it must have.
 #[derive(Debug, Clone)]
@@ -56,17 +73,25 @@ pub fn validate_identifier(field: &str, value: &str) -> Result<(), ReplicationEr
 }
 
 impl ControlClient {
-    /// Connects; the connection task runs in the background until the client is dropped.
+    /// Connects (TLS per the URL's `sslmode`, with the same rustls configuration as the
+    /// replication connection, see [`crate::tls`]); the connection task runs in the
+    /// background until the client is dropped.
     pub async fn connect(cfg: &PgConnectionConfig) -> Result<Self, ReplicationError> {
-        let (client, connection) =
-            cfg.control().connect(NoTls).await.map_err(|err| {
+        let failed = |err: tokio_postgres::Error| {
+            tls::control_connect_problem(cfg, &err).unwrap_or_else(|| {
                 ReplicationError::from_pg("connecting the control connection", err)
-            })?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                warn!(error = %err, "control connection ended");
-            }
-        });
+            })
+        };
+        let client = if cfg.control().get_ssl_mode() == SslMode::Disable {
+            let (client, connection) = cfg.control().connect(NoTls).await.map_err(failed)?;
+            spawn_connection(connection);
+            client
+        } else {
+            let tls = MakeRustlsConnect::new(Arc::unwrap_or_clone(cfg.tls().client_config()?));
+            let (client, connection) = cfg.control().connect(tls).await.map_err(failed)?;
+            spawn_connection(connection);
+            client
+        };
         Ok(Self { client })
     }
 

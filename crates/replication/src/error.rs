@@ -112,7 +112,7 @@ pub fn is_transient_sqlstate(code: &str) -> bool {
 }
 
 /// The SQLSTATE in a server error text of the form `… (SQLSTATE 57P03)`.
-fn sqlstate_in(text: &str) -> Option<&str> {
+pub(crate) fn sqlstate_in(text: &str) -> Option<&str> {
     let start = text.find("SQLSTATE ")? + "SQLSTATE ".len();
     text.get(start..start + 5)
 }

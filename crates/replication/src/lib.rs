@@ -13,6 +13,7 @@
 //! - [`stream`]: [`PgWalStream`], the implementation on `pgwire-replication` (a logical
 //!   slot, plugin `pgoutput`, `proto_version '1'`, `messages 'true'`).
 //! - [`connection`]: parsing a `postgres://` URL into what both clients need.
+//! - [`tls`]: TLS per libpq's `sslmode`, one rustls configuration for both connections.
 //! - [`control`]: the control plane on `tokio-postgres`: startup checks (wal_level, slot,
 //!   publication, table, columns) and the slot's position, with a fix for each problem.
 //! - [`snapshot`]: creating a slot with an exported snapshot, for backfills.
@@ -24,9 +25,11 @@ pub mod error;
 pub mod snapshot;
 pub mod source;
 pub mod stream;
+pub mod tls;
 
 pub use connection::PgConnectionConfig;
 pub use control::{ControlClient, OutboxTableSpec, SlotPosition};
 pub use error::{ReplicationError, StartupProblem};
 pub use source::{WalEvent, WalSource};
 pub use stream::{PgWalStream, StreamSettings};
+pub use tls::{SslMode, TlsOptions};

@@ -8,7 +8,7 @@
 //! replication connection that exported it stays idle, so [`ExportedSnapshot`] holds
 //! that connection until the caller is done reading.
 
-use pgwire_replication::{ReplicationClient, ReplicationConfig};
+use pgwire_replication::ReplicationClient;
 use tailbox_pgoutput::parse_lsn;
 
 use crate::{connection::PgConnectionConfig, error::ReplicationError};
@@ -28,19 +28,14 @@ impl ExportedSnapshot {
     /// Creates `slot` (plugin pgoutput) and exports its snapshot.
     pub async fn create(conn: &PgConnectionConfig, slot: &str) -> Result<Self, ReplicationError> {
         crate::control::validate_identifier("--slot", slot)?;
-        let config = ReplicationConfig::new(
-            conn.host(),
-            conn.user(),
-            conn.password(),
-            conn.database(),
-            slot,
-            "unused",
-        )
-        .with_port(conn.port())
-        .with_application_name(format!("tailbox-backfill/{slot}"));
-        let mut session = ReplicationClient::connect_gated(config)
-            .await
-            .map_err(|e| ReplicationError::from_wire("connecting for replication", e))?;
+        let config = conn
+            .replication_config(slot, "unused")
+            .await?
+            .with_application_name(format!("tailbox-backfill/{slot}"));
+        let mut session = ReplicationClient::connect_gated(config).await.map_err(|e| {
+            crate::tls::replication_connect_problem(conn, &e)
+                .unwrap_or_else(|| ReplicationError::from_wire("connecting for replication", e))
+        })?;
         let rows = session
             .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT"))
             .await

@@ -18,13 +18,14 @@
 
 use std::time::{Duration, Instant};
 
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use tracing::{debug, warn};
 
 use crate::{
     connection::PgConnectionConfig,
     error::ReplicationError,
     source::{WalEvent, WalSource},
+    tls,
 };
 
 /// Settings of one replication session.
@@ -56,25 +57,23 @@ impl PgWalStream {
         conn: &PgConnectionConfig,
         settings: &StreamSettings,
     ) -> Result<Self, ReplicationError> {
-        let config = ReplicationConfig::new(
-            conn.host(),
-            conn.user(),
-            conn.password(),
-            conn.database(),
-            settings.slot.as_str(),
-            settings.publication.as_str(),
-        )
-        .with_port(conn.port())
-        .with_start_lsn(Lsn(settings.start_lsn))
-        .with_ack_lsn(Lsn(settings.start_lsn))
-        .with_status_interval(settings.status_interval)
-        .with_wakeup_interval(settings.status_interval)
-        .with_buffer_size(settings.buffer_events)
-        .with_application_name(format!("tailbox/{}", settings.slot));
-        let mut client = ReplicationClient::connect(config)
-            .await
-            .map_err(|e| ReplicationError::from_wire("connecting for replication", e))?;
-        client.wait_started().await.map_err(|e| classify_start_error(&settings.slot, e))?;
+        let config = conn
+            .replication_config(&settings.slot, &settings.publication)
+            .await?
+            .with_start_lsn(Lsn(settings.start_lsn))
+            .with_ack_lsn(Lsn(settings.start_lsn))
+            .with_status_interval(settings.status_interval)
+            .with_wakeup_interval(settings.status_interval)
+            .with_buffer_size(settings.buffer_events)
+            .with_application_name(format!("tailbox/{}", settings.slot));
+        let mut client = ReplicationClient::connect(config).await.map_err(|e| {
+            tls::replication_connect_problem(conn, &e)
+                .unwrap_or_else(|| ReplicationError::from_wire("connecting for replication", e))
+        })?;
+        client.wait_started().await.map_err(|e| {
+            tls::replication_connect_problem(conn, &e)
+                .unwrap_or_else(|| classify_start_error(&settings.slot, e))
+        })?;
         debug!(slot = %settings.slot, start_lsn = settings.start_lsn, "replication started");
         Ok(Self { client, confirmed: settings.start_lsn })
     }
