@@ -40,6 +40,29 @@ pub struct OutboxConfig {
     pub columns: ColumnNames,
     /// Topic template.
     pub topic_template: TopicTemplate,
+    /// What the payload must be; a row whose payload is not goes to the dead-letter topic.
+    pub payload_format: PayloadFormat,
+}
+
+/// The format the payload column must have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// Any bytes (a `jsonb` column is valid JSON anyway).
+    #[default]
+    Raw,
+    /// Valid JSON text (for `text`/`bytea` payload columns).
+    Json,
+}
+
+impl PayloadFormat {
+    /// Parses `raw` or `json`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "raw" => Some(PayloadFormat::Raw),
+            "json" => Some(PayloadFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// A configuration value that cannot work, with the field and the fix.
@@ -97,6 +120,7 @@ impl OutboxConfig {
             table: table.into(),
             columns,
             topic_template: TopicTemplate::parse(topic_template)?,
+            payload_format: PayloadFormat::Raw,
         })
     }
 

@@ -31,7 +31,7 @@ pub mod mapper;
 pub mod record;
 pub mod topic;
 
-pub use config::{ColumnNames, ConfigError, OutboxConfig};
+pub use config::{ColumnNames, ConfigError, OutboxConfig, PayloadFormat};
 pub use mapper::{MappingError, OutboxMapper};
 pub use record::OutboxRecord;
 pub use topic::TopicTemplate;

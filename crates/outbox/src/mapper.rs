@@ -10,7 +10,10 @@ use std::{collections::HashMap, sync::Arc};
 use bytes::Bytes;
 use tailbox_pgoutput::{ColumnValue, Insert, Relation};
 
-use crate::{config::OutboxConfig, record::OutboxRecord};
+use crate::{
+    config::{OutboxConfig, PayloadFormat},
+    record::OutboxRecord,
+};
 
 /// Topics cached per aggregate type before the cache is reset (bounds memory when
 /// aggregate types are unbounded).
@@ -40,6 +43,9 @@ pub enum MappingError {
     /// The topic derived from the aggregate type is not a valid Kafka topic name.
     #[error("invalid topic for aggregate type: {0}")]
     InvalidTopic(String),
+    /// The payload is not valid in the configured format.
+    #[error("payload is not valid {0}")]
+    InvalidPayload(&'static str),
     /// A `pg_logical_emit_message` envelope is not what the table-less outbox expects.
     #[error("invalid outbox message envelope: {0}")]
     InvalidEnvelope(String),
@@ -96,6 +102,7 @@ impl MappingError {
                 | MappingError::InvalidTopic(_)
                 | MappingError::MissingColumn { .. }
                 | MappingError::InvalidEnvelope(_)
+                | MappingError::InvalidPayload(_)
         )
     }
 }
@@ -199,6 +206,11 @@ impl OutboxMapper {
         let (Some(aggregate_type), Some(key), Some(value)) = (aggregate_type, key, value) else {
             return Err(MappingError::ColumnCount { expected: layout.columns.len(), got: 0 });
         };
+        if self.config.payload_format == PayloadFormat::Json
+            && serde_json::from_slice::<&serde_json::value::RawValue>(&value).is_err()
+        {
+            return Err(MappingError::InvalidPayload("JSON"));
+        }
         out.key = key;
         out.value = value;
         out.topic = self.topic(aggregate_type)?;
@@ -337,6 +349,19 @@ mod tests {
             out.headers.iter().map(|(k, v)| (&**k, v.as_ref())).collect();
         assert_eq!(headers, vec![("id", b"e-1".as_slice()), ("type", b"OrderPlaced".as_slice())]);
         Ok(())
+    }
+
+    #[test]
+    fn json_payload_format_dead_letters_invalid_json() {
+        let mut m = mapper();
+        m.config.payload_format = PayloadFormat::Json;
+        m.on_relation(&relation(1, "outbox", COLUMNS));
+        let mut out = OutboxRecord::default();
+        let bad = [Some("e"), Some("Order"), Some("o"), Some("T"), Some("{not json"), None];
+        let err = m.map_insert(&insert(1, &bad), &mut out).err();
+        assert!(err.as_ref().is_some_and(MappingError::is_poison), "{err:?}");
+        let good = [Some("e"), Some("Order"), Some("o"), Some("T"), Some("{\"a\": [1]}"), None];
+        assert_eq!(m.map_insert(&insert(1, &good), &mut out), Ok(true));
     }
 
     #[test]
