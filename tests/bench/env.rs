@@ -70,6 +70,11 @@ impl Env {
             }
         }
         let logs = cfg.out.join("logs");
+        // Only this run's logs (the directory is the bench's own).
+        if logs.exists() {
+            std::fs::remove_dir_all(&logs)
+                .with_context(|| format!("clearing {}", logs.display()))?;
+        }
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         Ok(Env {
             pg,

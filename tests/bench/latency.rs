@@ -28,6 +28,25 @@ pub const WARMUP_TYPE: &str = "Warmup";
 pub struct Samples {
     pub commit_to_append_us: Vec<i64>,
     pub commit_to_receive_us: Vec<i64>,
+    /// Per record in arrival order: commit time, append time (ms precision), receive
+    /// time, all µs since the epoch (for a look at when the slow ones happened).
+    pub raw: Vec<(i64, i64, i64)>,
+}
+
+impl Samples {
+    /// Writes `raw` as CSV.
+    pub fn write_csv(&self, path: &std::path::Path) -> Result<()> {
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        writeln!(out, "commit_us,append_us,receive_us")?;
+        for (c, a, r) in &self.raw {
+            writeln!(out, "{c},{a},{r}")?;
+        }
+        out.flush()?;
+        Ok(())
+    }
 }
 
 /// A consumer thread reading one topic from the beginning.
@@ -147,10 +166,13 @@ fn consume(
         let Some(commit_us) = commit_ts else {
             return Err(anyhow!("a record without a commit_ts header"));
         };
+        let mut append_us = -1;
         if let Timestamp::LogAppendTime(ms) = msg.timestamp() {
-            samples.commit_to_append_us.push(ms * 1000 - commit_us);
+            append_us = ms * 1000;
+            samples.commit_to_append_us.push(append_us - commit_us);
         }
         samples.commit_to_receive_us.push(received - commit_us);
+        samples.raw.push((commit_us, append_us, received));
         measured.fetch_add(1, Ordering::Relaxed);
     }
     Ok(samples)

@@ -173,70 +173,88 @@ pub struct Steady {
     pub commit_rtt_us: Vec<i64>,
 }
 
-/// `writers` connections each commit transactions of `txn` events on a fixed
-/// schedule so that together they write `rate` events/s for `duration`
-/// (`synchronous_commit = on`, as an application would). A writer that falls behind
-/// catches up (burst), so the mean rate holds while the machine keeps up.
-/// `etype` is the `type` column (the consumer tells warm-up events apart by it).
-pub async fn steady(
-    url: &str,
-    writers: u32,
-    rate: u64,
-    txn: u64,
-    duration: Duration,
-    pad: i32,
-    etype: &'static str,
-) -> Result<Steady> {
-    let period = Duration::from_secs_f64((f64::from(writers) * txn as f64) / rate as f64);
-    let mut clients = Vec::new();
-    for _ in 0..writers {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .context("connecting a writer")?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                crate::progress(&format!("writer connection ended: {e}"));
-            }
-        });
-        let stmt = client.prepare("SELECT bench_insert($1, $2, $3, $4, $5)").await?;
-        clients.push((client, stmt));
-    }
-    let txn = i64::try_from(txn)?;
-    let start = Instant::now();
-    let begin = tokio::time::Instant::now();
-    let deadline = begin + duration;
-    let mut tasks = Vec::new();
-    for (w, (client, stmt)) in (0u32..).zip(clients) {
-        tasks.push(tokio::spawn(async move {
-            // Writers are spread over one period, not all at once.
-            let first = begin + period.mul_f64(f64::from(w) / f64::from(writers));
-            let mut tick = tokio::time::interval_at(first, period);
-            tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-            let mut next: i64 = (i64::from(w) << 40) + (rand_ish() << 20);
-            let mut events = 0u64;
-            let mut rtts = Vec::new();
-            loop {
-                tick.tick().await;
-                if tokio::time::Instant::now() >= deadline {
-                    break;
+/// The steady-load writers: `n` connections, kept across the warm-up and the measured
+/// load (a fresh backend's first statements are slower).
+pub struct Writers {
+    clients: Vec<(tokio_postgres::Client, tokio_postgres::Statement)>,
+    /// Distinct row numbers across calls to [`Writers::run`].
+    next: i64,
+}
+
+impl Writers {
+    pub async fn connect(url: &str, n: u32) -> Result<Writers> {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .context("connecting a writer")?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    crate::progress(&format!("writer connection ended: {e}"));
                 }
-                let sent = Instant::now();
-                client.execute(&stmt, &[&next, &txn, &AGGREGATE_TYPE, &etype, &pad]).await?;
-                rtts.push(i64::try_from(sent.elapsed().as_micros()).unwrap_or(i64::MAX));
-                next += txn;
-                events += txn as u64;
-            }
-            anyhow::Ok((events, rtts))
-        }));
+            });
+            let stmt = client.prepare("SELECT bench_insert($1, $2, $3, $4, $5)").await?;
+            clients.push((client, stmt));
+        }
+        Ok(Writers { clients, next: rand_ish() << 20 })
     }
-    let mut events = 0;
-    let mut commit_rtt_us = Vec::new();
-    for t in tasks {
-        let (e, rtts) = t.await.context("writer task panicked")??;
-        events += e;
-        commit_rtt_us.extend(rtts);
+
+    /// Each writer commits transactions of `txn` events on a fixed schedule so that
+    /// together they write `rate` events/s for `duration` (`synchronous_commit = on`,
+    /// as an application would). A writer that falls behind catches up (burst), so
+    /// the mean rate holds while the machine keeps up. `etype` is the `type` column
+    /// (the consumer tells warm-up events apart by it).
+    pub async fn run(
+        &mut self,
+        rate: u64,
+        txn: u64,
+        duration: Duration,
+        pad: i32,
+        etype: &'static str,
+    ) -> Result<Steady> {
+        let writers = u32::try_from(self.clients.len())?;
+        let period = Duration::from_secs_f64((f64::from(writers) * txn as f64) / rate as f64);
+        let txn = i64::try_from(txn)?;
+        let start = Instant::now();
+        let begin = tokio::time::Instant::now();
+        let deadline = begin + duration;
+        let mut tasks = Vec::new();
+        for (w, (client, stmt)) in (0u32..).zip(std::mem::take(&mut self.clients)) {
+            let base = self.next + (i64::from(w) << 40);
+            tasks.push(tokio::spawn(async move {
+                // Writers are spread over one period, not all at once.
+                let first = begin + period.mul_f64(f64::from(w) / f64::from(writers));
+                let mut tick = tokio::time::interval_at(first, period);
+                tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+                let mut next = base;
+                let mut events = 0u64;
+                let mut rtts = Vec::new();
+                loop {
+                    tick.tick().await;
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    client.execute(&stmt, &[&next, &txn, &AGGREGATE_TYPE, &etype, &pad]).await?;
+                    rtts.push(i64::try_from(sent.elapsed().as_micros()).unwrap_or(i64::MAX));
+                    next += txn;
+                    events += txn as u64;
+                }
+                anyhow::Ok((client, stmt, events, rtts))
+            }));
+        }
+        let mut events = 0;
+        let mut commit_rtt_us = Vec::new();
+        for t in tasks {
+            let (client, stmt, e, rtts) = t.await.context("writer task panicked")??;
+            self.clients.push((client, stmt));
+            events += e;
+            commit_rtt_us.extend(rtts);
+        }
+        // Far enough on that the next run's row numbers don't repeat these.
+        self.next += 1 << 32;
+        Ok(Steady { events, secs: start.elapsed().as_secs_f64(), commit_rtt_us })
     }
-    Ok(Steady { events, secs: start.elapsed().as_secs_f64(), commit_rtt_us })
 }
 
 /// A few varying bits so that repeated runs don't write identical payloads.

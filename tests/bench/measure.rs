@@ -20,11 +20,18 @@ pub struct ProcSample {
     pub cpu_ticks: u64,
     /// Peak resident set size so far (VmHWM), KiB.
     pub hwm_kb: u64,
+    /// Time the main thread spent runnable but waiting for a CPU
+    /// (/proc/PID/schedstat), ns.
+    pub runqueue_ns: u64,
 }
 
 impl ProcSample {
     pub fn cpu_secs(&self) -> f64 {
         self.cpu_ticks as f64 / clk_tck()
+    }
+
+    pub fn runqueue_secs(&self) -> f64 {
+        self.runqueue_ns as f64 / 1e9
     }
 
     pub fn hwm_mib(&self) -> f64 {
@@ -62,7 +69,11 @@ pub fn read_proc(pid: u32) -> Option<ProcSample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Some(ProcSample { cpu_ticks: utime + stime, hwm_kb: kb("VmHWM:") })
+    let runqueue_ns = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    Some(ProcSample { cpu_ticks: utime + stime, hwm_kb: kb("VmHWM:"), runqueue_ns })
 }
 
 /// CPU seconds of each of `pid`'s threads, summed by thread name (librdkafka's
@@ -91,6 +102,11 @@ pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
     by_name.into_iter().collect()
 }
 
+/// [`thread_cpu`] without the threads that used less than 10 ms.
+pub fn busy_threads(pid: u32) -> Vec<(String, f64)> {
+    thread_cpu(pid).into_iter().filter(|(_, cpu)| *cpu >= 0.01).collect()
+}
+
 /// CPU used by a process between two moments, sampled as long as it lives (a
 /// walsender exits with its client, so its last sample is the one before that).
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +131,11 @@ impl CpuWatch {
     pub fn cpu_secs(&self) -> f64 {
         self.last.cpu_secs() - self.first.cpu_secs()
     }
+
+    /// Seconds spent waiting for a CPU while runnable.
+    pub fn runqueue_secs(&self) -> f64 {
+        self.last.runqueue_secs() - self.first.runqueue_secs()
+    }
 }
 
 /// Follows the walsender of a slot (it appears once the client started replication).
@@ -135,6 +156,10 @@ impl WalsenderWatch {
     pub fn cpu_secs(&self) -> f64 {
         self.watch.map(|w| w.cpu_secs()).unwrap_or(f64::NAN)
     }
+
+    pub fn runqueue_secs(&self) -> f64 {
+        self.watch.map(|w| w.runqueue_secs()).unwrap_or(f64::NAN)
+    }
 }
 
 /// A running `tailbox run`, its log in a file.
@@ -152,6 +177,8 @@ impl TailboxProc {
         let child = Command::new(bin)
             .args(args)
             .env("TAILBOX_LOG", "info")
+            // An ephemeral port: the default one may be taken by another tailbox.
+            .env("TAILBOX_METRICS_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -276,6 +303,7 @@ pub struct RefRun {
     pub cpu_secs: f64,
     pub peak_rss_mib: f64,
     pub walsender_cpu_secs: f64,
+    pub walsender_runqueue_secs: f64,
 }
 
 /// Runs pg_recvlogical on `slot` (pgoutput v1, the bench publication, output to
@@ -337,7 +365,13 @@ pub async fn run_recvlogical(
         [user, sys, max_kb] => (user + sys, max_kb / 1024.0),
         _ => (f64::NAN, f64::NAN),
     };
-    Ok(RefRun { secs, cpu_secs, peak_rss_mib, walsender_cpu_secs: walsender.cpu_secs() })
+    Ok(RefRun {
+        secs,
+        cpu_secs,
+        peak_rss_mib,
+        walsender_cpu_secs: walsender.cpu_secs(),
+        walsender_runqueue_secs: walsender.runqueue_secs(),
+    })
 }
 
 /// CPU ticks of every process in /proc: pid → (ppid, own + reaped children's ticks).
@@ -448,8 +482,10 @@ pub fn renice_trees(pids: &[u32], nice: i32) -> Result<()> {
         .args(&tids)
         .output()
         .context("running renice")?;
-    if !out.status.success() {
-        bail!("renice failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    // Threads and processes come and go meanwhile; renice skips the ones it misses.
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !err.contains("No such process") {
+        bail!("renice failed: {}", err.trim());
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     m.push("ref.wal_mb_per_s", wal_mb / r.secs);
     m.push("ref.cpu_s", r.cpu_secs);
     m.push("ref.walsender_cpu_s", r.walsender_cpu_secs);
+    m.push("ref.walsender_runqueue_s", r.walsender_runqueue_secs);
     m.push("ref.peak_rss_mib", r.peak_rss_mib);
     progress(&format!("run {run}: pg_recvlogical {:.2} s, {ref_rate:.0} events/s", r.secs));
 
@@ -92,7 +93,7 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     )
     .await?;
     let secs = tb.started.elapsed().as_secs_f64();
-    for (thread, cpu) in measure::thread_cpu(tb.pid()) {
+    for (thread, cpu) in measure::busy_threads(tb.pid()) {
         m.push(format!("catchup.thread_cpu_s.{thread}"), cpu);
     }
     if let Some(b) = broker.as_mut() {
@@ -117,6 +118,8 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     m.push("catchup.cpu_s_per_million", last.cpu_secs() / (rows / MB));
     m.push("catchup.peak_rss_mib", last.hwm_mib());
     m.push("catchup.walsender_cpu_s", walsender.cpu_secs());
+    m.push("catchup.walsender_runqueue_s", walsender.runqueue_secs());
+    m.push("catchup.main_thread_runqueue_s", last.runqueue_secs());
     m.push("catchup.broker_cpu_s", broker.map(|b| b.cpu_secs()).unwrap_or(f64::NAN));
     m.push("catchup.published", published);
     progress(&format!(
@@ -166,16 +169,10 @@ pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resul
     let url = env.pg.url();
 
     progress(&format!("run {run}: steady load, 3 s warm-up"));
-    let warm = load::steady(
-        &url,
-        cfg.writers,
-        cfg.rate,
-        cfg.steady_txn_size,
-        Duration::from_secs(3),
-        env.pad,
-        WARMUP_TYPE,
-    )
-    .await?;
+    let mut writers = load::Writers::connect(&url, cfg.writers).await?;
+    let warm = writers
+        .run(cfg.rate, cfg.steady_txn_size, Duration::from_secs(3), env.pad, WARMUP_TYPE)
+        .await?;
     wait_for("the warm-up events' arrival", &mut tb, Duration::from_secs(60), || {
         consumer.warmup() >= warm.events
     })
@@ -186,22 +183,22 @@ pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resul
     let threads_before = measure::thread_cpu(tb.pid());
     let cpu0 = CpuSnapshot::take(&env.roots());
     let t0 = Instant::now();
-    let load = load::steady(
-        &url,
-        cfg.writers,
-        cfg.rate,
-        cfg.steady_txn_size,
-        Duration::from_secs(cfg.duration_secs),
-        env.pad,
-        "OrderCreated",
-    )
-    .await?;
+    let load = writers
+        .run(
+            cfg.rate,
+            cfg.steady_txn_size,
+            Duration::from_secs(cfg.duration_secs),
+            env.pad,
+            "OrderCreated",
+        )
+        .await?;
+    drop(writers);
     wait_for("the steady events' arrival", &mut tb, Duration::from_secs(120), || {
         consumer.measured() >= load.events
     })
     .await?;
     let after = tb.sample()?;
-    for (thread, cpu) in measure::thread_cpu(tb.pid()) {
+    for (thread, cpu) in measure::busy_threads(tb.pid()) {
         let was = threads_before.iter().find(|(t, _)| *t == thread).map_or(0.0, |(_, c)| *c);
         m.push(format!("steady.thread_cpu_s.{thread}"), cpu - was);
     }
@@ -210,6 +207,7 @@ pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resul
     m.push("steady.machine_busy_cores", machine);
     m.push("steady.other_cores", other);
     let samples = consumer.finish()?;
+    samples.write_csv(&env.logs.join(format!("steady-r{run}-latency.csv")))?;
     stop(tb)?;
     env.drop_slot(&names.slot).await?;
     env.delete_topic(&names.topic).await;
@@ -287,7 +285,7 @@ pub async fn huge(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<
     .await
     .context("waiting for the huge transaction")?;
     let publish = loaded.committed_at.elapsed().as_secs_f64();
-    for (thread, cpu) in measure::thread_cpu(tb.pid()) {
+    for (thread, cpu) in measure::busy_threads(tb.pid()) {
         m.push(format!("huge.thread_cpu_s.{thread}"), cpu);
     }
     let (busy, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
