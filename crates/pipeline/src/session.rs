@@ -183,7 +183,9 @@ impl<S: WalSource> Session<S> {
         mut shutdown: Shutdown,
         shutdown_timeout: Duration,
     ) -> Result<SessionStats, PipelineError> {
-        let mut checkpoint_due = Instant::now() + self.status_interval;
+        // One timer for the whole session, reset when it fires (not one per event).
+        let tick = sleep_until(Instant::now() + self.status_interval);
+        tokio::pin!(tick);
         loop {
             let reading = self.tracker.in_flight() < self.max_in_flight;
             let waiting_acks = self.tracker.in_flight() > 0;
@@ -195,10 +197,10 @@ impl<S: WalSource> Session<S> {
                         self.on_ack(ack)?;
                     }
                 }
-                () = sleep_until(checkpoint_due) => {
+                () = &mut tick => {
                     self.on_tick().await?;
                     self.publish_metrics();
-                    checkpoint_due = Instant::now() + self.status_interval;
+                    tick.as_mut().reset(Instant::now() + self.status_interval);
                 }
                 event = self.source.recv(), if reading => {
                     match event? {
