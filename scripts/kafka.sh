@@ -5,6 +5,15 @@
 #   scripts/kafka.sh fetch                  resolve the broker (and console tools) jars into the cache, once
 #   scripts/kafka.sh start DIR [PORT]       start a broker whose config, data and log live in DIR;
 #                                           prints 127.0.0.1:PORT as the last line on stdout
+#   scripts/kafka.sh start-secure DIR [PORT]
+#                                           as start (PLAINTEXT on PORT stays), plus an SSL and a
+#                                           SASL_SSL listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512;
+#                                           user tailbox) with a throwaway CA and a broker certificate
+#                                           for IP 127.0.0.1 only, in DIR/tls; the password of user
+#                                           tailbox is in DIR/tls/sasl-password (random, mode 0600).
+#                                           The last stdout line is
+#                                             plaintext=127.0.0.1:P ssl=127.0.0.1:S sasl_ssl=127.0.0.1:Q ca=DIR/tls/ca.crt other_ca=DIR/tls/other-ca.crt user=tailbox password_file=DIR/tls/sasl-password
+#                                           `start` on such a DIR restarts it with the same listeners
 #   scripts/kafka.sh stop DIR [--rm]        stop it (SIGTERM, up to 20 s, then SIGKILL); --rm: delete DIR
 #   scripts/kafka.sh status DIR             exit 0 if the broker of DIR runs
 #   scripts/kafka.sh run-class CLASS ARGS…  run a Kafka tools class, e.g.
@@ -135,12 +144,50 @@ logger.metadataloader.level = WARN
 EOF
 }
 
+# make_certs DIR: a throwaway CA, a broker certificate for IP 127.0.0.1 (key and chain in one
+# PEM file, as Kafka's ssl.keystore.type=PEM reads it), an unrelated CA, all EC P-256, valid for
+# 10 years; and the random password of the SASL user tailbox.
+make_certs() {
+  local d="$1"
+  command -v openssl >/dev/null 2>&1 ||
+    die "openssl not found: install Debian's openssl package (run scripts/install-deps.sh)"
+  mkdir -p "$d"
+  if ! (
+    set -e
+    cd "$d"
+    umask 077
+    printf '[req]\ndistinguished_name = dn\n[dn]\n[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n' >ca.cnf
+    printf '[req]\ndistinguished_name = dn\n[dn]\n' >req.cnf
+    printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n' >server.ext
+    for name in ca other-ca server; do
+      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key"
+    done
+    openssl req -x509 -new -key ca.key -subj /CN=tailbox-kafka-test-ca -days 3650 -config ca.cnf -extensions v3 -out ca.crt
+    openssl req -x509 -new -key other-ca.key -subj /CN=tailbox-kafka-other-ca -days 3650 -config ca.cnf -extensions v3 -out other-ca.crt
+    openssl req -new -key server.key -subj /CN=tailbox-kafka-test-broker -config req.cnf -out server.csr
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext -out server.crt
+    # The PKCS#8 key, then the chain: what Kafka's PEM keystore expects in one file.
+    openssl pkcs8 -topk8 -nocrypt -in server.key -out server.p8
+    cat server.p8 server.crt ca.crt >broker.pem
+    openssl rand -hex 16 >sasl-password
+    rm -f ./*.csr ./*.srl ./*.cnf ./*.ext ./*.key server.p8
+    chmod 644 ca.crt other-ca.crt server.crt
+  ) >"$d/openssl.log" 2>&1; then
+    cat "$d/openssl.log" >&2
+    die "making the test certificates failed"
+  fi
+}
+
 cmd_start() {
   [[ $# -ge 1 && $# -le 2 ]] || usage
   need_java
   need python3
-  local dir port="${2:-}" cport="" cfg pidfile logfile
+  local dir port="${2:-}" cport="" cfg pidfile logfile secure="" sport="" qport=""
   dir="$(abs_dir "$1")"
+  # A DIR made by start-secure stays secure when started again.
+  if [[ "${KAFKA_SECURE:-}" == 1 || -f "$dir/secure-ports" ]]; then
+    secure=1
+  fi
   cfg="$dir/server.properties"
   pidfile="$dir/kafka.pid"
   logfile="$dir/kafka.log"
@@ -165,14 +212,37 @@ cmd_start() {
     die "bad ports: $port / $cport"
 
   echo "$port $cport" >"$dir/ports"
+  local listeners="PLAINTEXT://127.0.0.1:$port" advertised="PLAINTEXT://127.0.0.1:$port"
+  local protocol_map="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" password=""
+  if [[ -n "$secure" ]]; then
+    if [[ -f "$dir/secure-ports" ]]; then
+      read -r sport qport <"$dir/secure-ports"
+    else
+      local p1 p2 p3 p4
+      # four candidates, so two differ from PORT and the controller's port
+      read -r p1 p2 p3 p4 < <(free_ports 4)
+      for p in "$p1" "$p2" "$p3" "$p4"; do
+        [[ "$p" == "$port" || "$p" == "$cport" ]] && continue
+        if [[ -z "$sport" ]]; then sport="$p"; elif [[ -z "$qport" ]]; then qport="$p"; fi
+      done
+    fi
+    [[ "$sport" =~ ^[0-9]+$ && "$qport" =~ ^[0-9]+$ && "$sport" != "$qport" ]] ||
+      die "bad SSL/SASL_SSL ports: $sport / $qport"
+    echo "$sport $qport" >"$dir/secure-ports"
+    [[ -f "$dir/tls/broker.pem" ]] || make_certs "$dir/tls"
+    password="$(cat "$dir/tls/sasl-password")"
+    listeners+=",SSL://127.0.0.1:$sport,SASL_SSL://127.0.0.1:$qport"
+    advertised+=",SSL://127.0.0.1:$sport,SASL_SSL://127.0.0.1:$qport"
+    protocol_map+=",SSL:SSL,SASL_SSL:SASL_SSL"
+  fi
   cat >"$cfg" <<EOF
 # written by scripts/kafka.sh
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocol_map
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
@@ -194,15 +264,36 @@ num.recovery.threads.per.data.dir=1
 log.segment.bytes=16777216
 log.retention.check.interval.ms=300000
 EOF
+  if [[ -n "$secure" ]]; then
+    chmod 600 "$cfg"
+    # The controller and inter-broker traffic stay on PLAINTEXT; clients choose.
+    cat >>"$cfg" <<EOF
+# start-secure: TLS with a test CA (no client certificates); SASL over TLS with
+# PLAIN (users in the JAAS line) and SCRAM (credentials in the metadata log,
+# added by kafka-storage format --add-scram)
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/broker.pem
+ssl.client.auth=none
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tailbox="$password";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+  fi
   write_log4j "$dir/log4j2.properties"
 
   local cp="$BROKER_LIBS/*"
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    local scram=()
+    if [[ -n "$secure" ]]; then
+      scram=(--add-scram "SCRAM-SHA-256=[name=tailbox,password=$password]"
+        --add-scram "SCRAM-SHA-512=[name=tailbox,password=$password]")
+    fi
     # shellcheck disable=SC2086 # word splitting of the JVM options is wanted
     if ! java $HEAP_OPTS $JVM_OPTS -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cp" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$cfg" >"$dir/format.log" 2>&1; then
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$cfg" "${scram[@]}" >"$dir/format.log" 2>&1; then
       cat "$dir/format.log" >&2
       die "formatting the storage in $dir/data failed"
     fi
@@ -245,8 +336,19 @@ EOF
     die "the broker was not ready within ${START_TIMEOUT}s; log: $logfile"
   fi
 
-  log "broker pid $pid ready on 127.0.0.1:$port after $((SECONDS - t0))s (dir $dir)"
-  echo "127.0.0.1:$port"
+  if [[ -n "$secure" ]]; then
+    if ! port_open "$sport" || ! port_open "$qport"; then
+      die "the SSL/SASL_SSL listeners on $sport/$qport did not open; log: $logfile"
+    fi
+    log "broker pid $pid ready on 127.0.0.1:$port (PLAINTEXT), :$sport (SSL), :$qport (SASL_SSL) after $((SECONDS - t0))s (dir $dir)"
+  else
+    log "broker pid $pid ready on 127.0.0.1:$port after $((SECONDS - t0))s (dir $dir)"
+  fi
+  if [[ "${KAFKA_SECURE:-}" == 1 ]]; then
+    echo "plaintext=127.0.0.1:$port ssl=127.0.0.1:$sport sasl_ssl=127.0.0.1:$qport ca=$dir/tls/ca.crt other_ca=$dir/tls/other-ca.crt user=tailbox password_file=$dir/tls/sasl-password"
+  else
+    echo "127.0.0.1:$port"
+  fi
 }
 
 cmd_stop() {
@@ -304,7 +406,8 @@ main() {
     fetch_tools
     ;;
   fetch-broker) fetch_broker ;;
-  start) cmd_start "$@" ;;
+  start) KAFKA_SECURE="" cmd_start "$@" ;;
+  start-secure) KAFKA_SECURE=1 cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;
   run-class) cmd_run_class "$@" ;;

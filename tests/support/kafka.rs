@@ -32,15 +32,68 @@ fn script_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The listeners of a broker from [`KafkaBroker::start_secure`]
+/// (`scripts/kafka.sh start-secure`). Its certificate names the IP address 127.0.0.1
+/// only, signed by `ca`.
+#[derive(Debug, Clone)]
+pub struct KafkaSecureListeners {
+    /// PLAINTEXT (also the broker's [`KafkaBroker::bootstrap`]).
+    pub plaintext: String,
+    /// SSL: TLS, no client authentication.
+    pub ssl: String,
+    /// SASL_SSL: SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 over TLS.
+    pub sasl_ssl: String,
+    /// The CA that signed the broker's certificate (PEM).
+    pub ca: PathBuf,
+    /// A CA that signed nothing of this broker's.
+    pub other_ca: PathBuf,
+    /// The SASL user (all mechanisms).
+    pub user: String,
+    /// A file holding only its password (mode 0600).
+    pub password_file: PathBuf,
+}
+
+impl KafkaSecureListeners {
+    /// The SASL user's password.
+    pub fn password(&self) -> Result<String> {
+        let text = std::fs::read_to_string(&self.password_file)
+            .with_context(|| format!("reading {}", self.password_file.display()))?;
+        Ok(text.trim_end().to_owned())
+    }
+
+    fn parse(line: &str) -> Result<Self> {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_owned)
+                .with_context(|| format!("no {name}= in scripts/kafka.sh's output {line:?}"))
+        };
+        Ok(Self {
+            plaintext: field("plaintext")?,
+            ssl: field("ssl")?,
+            sasl_ssl: field("sasl_ssl")?,
+            ca: field("ca")?.into(),
+            other_ca: field("other_ca")?.into(),
+            user: field("user")?,
+            password_file: field("password_file")?.into(),
+        })
+    }
+}
+
 impl KafkaBroker {
     fn launch(owned: bool) -> Result<KafkaBroker> {
+        Self::launch_with("start", owned).map(|(broker, _)| broker)
+    }
+
+    /// Runs `scripts/kafka.sh COMMAND DIR`; returns the broker and the script's last line.
+    fn launch_with(command: &str, owned: bool) -> Result<(KafkaBroker, String)> {
         // The script picks free ports; another process may take one before the
         // broker binds it, so a bind failure gets a second and third try.
         let mut attempt = 1;
-        let (dir, bootstrap) = loop {
+        let (dir, line) = loop {
             let dir = scratch_dir("kafka");
             let dir_s = dir.to_string_lossy().into_owned();
-            match run_script("kafka.sh", &["start", &dir_s], &script_env()) {
+            match run_script("kafka.sh", &[command, &dir_s], &script_env()) {
                 Ok(b) => break (dir, b),
                 Err(e) => {
                     // best effort: don't leave a half-started broker behind
@@ -53,10 +106,23 @@ impl KafkaBroker {
                 }
             }
         };
+        let bootstrap = match line.split_whitespace().find_map(|kv| kv.strip_prefix("plaintext=")) {
+            Some(plaintext) => plaintext.to_owned(),
+            None => line.clone(),
+        };
         if !bootstrap.starts_with("127.0.0.1:") {
-            bail!("scripts/kafka.sh printed an unexpected address: {bootstrap:?}");
+            bail!("scripts/kafka.sh printed an unexpected address: {line:?}");
         }
-        Ok(KafkaBroker { bootstrap, dir: Some(dir), owned, lock: Mutex::new(()) })
+        Ok((KafkaBroker { bootstrap, dir: Some(dir), owned, lock: Mutex::new(()) }, line))
+    }
+
+    /// A broker of the caller's own with TLS and SASL listeners besides PLAINTEXT
+    /// (`scripts/kafka.sh start-secure`), stopped and deleted on drop. Its
+    /// [`bootstrap`](Self::bootstrap) is the PLAINTEXT listener.
+    pub fn start_secure() -> Result<(KafkaBroker, KafkaSecureListeners)> {
+        let (broker, line) = Self::launch_with("start-secure", true)?;
+        let listeners = KafkaSecureListeners::parse(&line)?;
+        Ok((broker, listeners))
     }
 
     /// A broker of the caller's own (a few seconds to start), stopped and deleted

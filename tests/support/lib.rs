@@ -28,7 +28,7 @@ pub use consume::{
     ConsumeOptions, ConsumedRecord, DEFAULT_QUIET, Subscription, consume, consume_all,
     consume_pattern,
 };
-pub use kafka::{KafkaBroker, create_topic, shared_kafka, try_shared_kafka};
+pub use kafka::{KafkaBroker, KafkaSecureListeners, create_topic, shared_kafka, try_shared_kafka};
 pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
 pub use pg::{PgServer, PgTlsFiles};
 pub use proxy::TcpProxy;

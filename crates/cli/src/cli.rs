@@ -147,6 +147,10 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub kafka_props: Vec<String>,
+    /// File holding the Kafka SASL password (e.g. a mounted secret); becomes the
+    /// librdkafka property sasl.password, which kafka_props must then not set.
+    #[arg(long, env = "TAILBOX_KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<String>,
     /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type
     /// [default: outbox.event.{aggregatetype}].
     #[arg(long, env = "TAILBOX_TOPIC_TEMPLATE")]
@@ -163,7 +167,7 @@ pub struct RunArgs {
     #[arg(long, env = "TAILBOX_STATUS_INTERVAL_MS")]
     pub status_interval_ms: Option<String>,
     /// Records awaiting Kafka's acknowledgement before tailbox stops reading WAL; 1 to
-    /// 1000000 [default: 50000].
+    /// 1000000 [default: 10000].
     #[arg(long, env = "TAILBOX_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<String>,
     /// Seconds a clean shutdown waits for in-flight acknowledgements [default: 30].
@@ -178,6 +182,10 @@ pub struct RunArgs {
     /// outbox events (JSON envelopes) [default: outbox].
     #[arg(long, env = "TAILBOX_MESSAGE_PREFIX")]
     pub message_prefix: Option<String>,
+    /// What the payload must be: raw (published as stored) or json (a payload that is
+    /// not valid JSON goes to the dead-letter topic) [default: raw].
+    #[arg(long, env = "TAILBOX_PAYLOAD_FORMAT")]
+    pub payload_format: Option<String>,
     /// Publish in Kafka transactions, confirm the slot only after each commit, and skip
     /// on restart what the checkpoint says is committed. --exactly-once=false turns it off.
     #[arg(long, env = "TAILBOX_EXACTLY_ONCE", num_args = 0..=1,

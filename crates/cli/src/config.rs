@@ -18,7 +18,7 @@ use std::{
 
 use clap::{ArgMatches, parser::ValueSource};
 use tailbox_kafka_sink::SinkConfig;
-use tailbox_outbox::{ColumnNames, OutboxConfig};
+use tailbox_outbox::{ColumnNames, OutboxConfig, PayloadFormat};
 use tailbox_pipeline::settings::DEFAULT_HEARTBEAT_SQL;
 use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
 
@@ -70,13 +70,15 @@ const KEYS: &[Key] = &[
     key("column_type", Some("type"), Kind::Text),
     key("column_payload", Some("payload"), Kind::Text),
     key("kafka_brokers", None, Kind::Text),
+    key("kafka_sasl_password_file", None, Kind::Text),
     key("topic_template", Some("outbox.event.{aggregatetype}"), Kind::Text),
     key("checkpoint_topic", Some("tailbox.checkpoints"), Kind::Text),
     key("dlq_topic", Some("outbox.dlq"), Kind::Text),
     key("message_prefix", Some("outbox"), Kind::Text),
+    key("payload_format", Some("raw"), Kind::Text),
     key("exactly_once", Some("false"), Kind::Bool),
     key("status_interval_ms", Some("1000"), Kind::Int),
-    key("max_in_flight", Some("50000"), Kind::Int),
+    key("max_in_flight", Some("10000"), Kind::Int),
     key("shutdown_timeout_secs", Some("30"), Kind::Int),
     key("accept_slot_position", Some("false"), Kind::Bool),
     key("dry_run", Some("false"), Kind::Bool),
@@ -94,8 +96,16 @@ const NOT_IN_FILE: &[(&str, &str)] = &[(
     "it must be given once, deliberately, after a slot recreation and backfill; pass --accept-slot-position on the command line for one start",
 )];
 
-/// Property keys whose values are secrets (matched case-insensitively, as substrings).
-const SECRET_PROP_PARTS: &[&str] = &["password", "secret", "sasl.jaas", "ssl.key"];
+/// Property keys whose values are secrets (matched case-insensitively, as substrings):
+/// every property librdkafka itself treats as sensitive (`sasl.password`,
+/// `ssl.key.password`, `ssl.keystore.password`, `ssl.key.pem`,
+/// `sasl.oauthbearer.client.secret`, `sasl.oauthbearer.config`, …) and the Java
+/// client's `sasl.jaas.config`. File paths (`*.location`) are shown.
+const SECRET_PROP_PARTS: &[&str] =
+    &["password", "secret", "sasl.jaas", "ssl.key", "private.key", "oauthbearer.config", "ssl_key"];
+
+/// The librdkafka property `kafka_sasl_password_file` sets.
+const SASL_PASSWORD_PROP: &str = "sasl.password";
 
 /// Shown instead of a secret.
 pub const REDACTED: &str = "REDACTED";
@@ -176,6 +186,8 @@ pub struct Config {
     pub pg_url: Option<String>,
     /// Whether the password came from `pg_password_file`.
     pub pg_password_from_file: bool,
+    /// Whether `sasl.password` in `kafka_props` came from `kafka_sasl_password_file`.
+    pub kafka_sasl_password_from_file: bool,
     pub slot: String,
     pub publication: String,
     pub outbox_table: String,
@@ -186,6 +198,7 @@ pub struct Config {
     pub checkpoint_topic: String,
     pub dlq_topic: String,
     pub message_prefix: String,
+    pub payload_format: PayloadFormat,
     pub exactly_once: bool,
     pub status_interval_ms: u64,
     pub max_in_flight: u64,
@@ -529,6 +542,11 @@ impl Config {
                 "use the prefix your application passes to pg_logical_emit_message, e.g. outbox",
             );
         }
+        let payload_format_text = c.string("payload_format");
+        let payload_format = PayloadFormat::parse(&payload_format_text).unwrap_or_else(|| {
+            c.fail("payload_format", &payload_format_text, "unknown format", "use raw or json");
+            PayloadFormat::Raw
+        });
         let exactly_once = c.bool("exactly_once");
         let status_interval_ms = c.int("status_interval_ms", 10, 60_000, false);
         let max_in_flight = c.int("max_in_flight", 1, 1_000_000, false);
@@ -584,7 +602,15 @@ impl Config {
             c.fail("kafka_brokers", brokers, "empty", "give host:port of at least one broker");
         }
         let (pg_url, pg_password_from_file) = pg_url_with_password(&mut c);
-        let kafka_props = raw.props.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        let mut kafka_props: Vec<(String, String)> =
+            raw.props.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        let kafka_sasl_password_from_file = match sasl_password_from_file(&mut c) {
+            Some(password) => {
+                kafka_props.push((SASL_PASSWORD_PROP.to_owned(), password));
+                true
+            }
+            None => false,
+        };
         if !c.errors.is_empty() {
             return Err(ConfigErrors(c.errors));
         }
@@ -592,6 +618,7 @@ impl Config {
             file: raw.file.clone(),
             pg_url,
             pg_password_from_file,
+            kafka_sasl_password_from_file,
             slot,
             publication,
             outbox_table,
@@ -602,6 +629,7 @@ impl Config {
             checkpoint_topic,
             dlq_topic,
             message_prefix,
+            payload_format,
             exactly_once,
             status_interval_ms,
             max_in_flight,
@@ -636,8 +664,11 @@ impl Config {
 
     /// The outbox table and mapping (already checked).
     pub fn outbox(&self) -> Result<OutboxConfig, ConfigErrors> {
-        OutboxConfig::new(&self.outbox_table, self.columns.clone(), &self.topic_template)
-            .map_err(|e| ConfigErrors(vec![e.to_string()]))
+        let mut outbox =
+            OutboxConfig::new(&self.outbox_table, self.columns.clone(), &self.topic_template)
+                .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        outbox.payload_format = self.payload_format;
+        Ok(outbox)
     }
 
     /// What the startup checks look for in the outbox table.
@@ -727,8 +758,15 @@ impl Config {
             ));
         }
         out.push_str("\n[kafka_props]\n");
-        if self.raw.props.is_empty() {
+        if self.raw.props.is_empty() && !self.kafka_sasl_password_from_file {
             out.push_str("# none (tailbox's producer defaults apply)\n");
+        }
+        if self.kafka_sasl_password_from_file {
+            out.push_str(&format!(
+                "# {} = {}  # from kafka_sasl_password_file\n",
+                toml_string(SASL_PASSWORD_PROP),
+                toml_string(REDACTED)
+            ));
         }
         for (key, (value, source)) in &self.raw.props {
             let shown = if is_secret_prop(key) { REDACTED.to_owned() } else { value.clone() };
@@ -767,7 +805,44 @@ pub fn check_kafka_props(kafka: &SinkConfig) -> Result<(), ConfigErrors> {
 /// Whether a librdkafka property holds a secret.
 pub fn is_secret_prop(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    SECRET_PROP_PARTS.iter().any(|part| key.contains(part))
+    !key.ends_with(".location") && SECRET_PROP_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// Reads `kafka_sasl_password_file`, if set: the password for librdkafka's
+/// `sasl.password`, which `kafka_props` must then not set too.
+fn sasl_password_from_file(c: &mut Checker<'_>) -> Option<String> {
+    let file = c.text("kafka_sasl_password_file")?;
+    if let Some((_, source)) = c.raw.props.get(SASL_PASSWORD_PROP) {
+        let given = source.label("kafka_props");
+        c.fail(
+            "kafka_sasl_password_file",
+            &file,
+            &format!("{given} sets {SASL_PASSWORD_PROP} too"),
+            "give the SASL password in one place only: either kafka_sasl_password_file or kafka_props' sasl.password",
+        );
+        return None;
+    }
+    match std::fs::read_to_string(&file) {
+        Ok(text) if text.trim_end_matches(['\r', '\n']).is_empty() => {
+            c.fail(
+                "kafka_sasl_password_file",
+                &file,
+                "the file is empty",
+                "write the SASL password into the file (a trailing newline is ignored)",
+            );
+            None
+        }
+        Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+        Err(e) => {
+            c.fail(
+                "kafka_sasl_password_file",
+                &file,
+                &format!("cannot read it: {e}"),
+                "point kafka_sasl_password_file at a readable file holding only the password",
+            );
+            None
+        }
+    }
 }
 
 /// Puts the password from `pg_password_file` into `pg_url`.
@@ -1038,7 +1113,7 @@ mod tests {
     fn defaults_apply() -> Result<(), ConfigErrors> {
         let c = load_with(&["run", "--pg-url", "postgres://u@h/db"], None)?;
         assert_eq!(c.slot, "tailbox");
-        assert_eq!(c.max_in_flight, 50_000);
+        assert_eq!(c.max_in_flight, 10_000);
         assert_eq!(c.status_interval_ms, 1000);
         assert!(!c.dry_run);
         assert_eq!(c.heartbeat_interval(), None);
@@ -1284,6 +1359,98 @@ mod tests {
         assert!(errs.len() == 1 && errs[0].contains("one place"), "{errs:?}");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
+    }
+
+    #[test]
+    fn kafka_sasl_password_file_sets_sasl_password_and_is_never_shown() -> Result<(), ConfigErrors>
+    {
+        let dir = std::env::temp_dir().join(format!("tailbox-kpw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "k@fka,pa=ss\n").map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let pw = pw.to_string_lossy().into_owned();
+        let args = [
+            "run",
+            "--kafka-brokers",
+            "k:9093",
+            "--kafka-prop",
+            "security.protocol=SASL_SSL",
+            "--kafka-prop",
+            "sasl.mechanism=SCRAM-SHA-256",
+            "--kafka-prop",
+            "sasl.username=tailbox",
+            "--kafka-sasl-password-file",
+            &pw,
+        ];
+        let c = load_with(&args, None)?;
+        let kafka = c.kafka()?;
+        assert!(
+            kafka.properties.contains(&("sasl.password".into(), "k@fka,pa=ss".into())),
+            "{:?}",
+            kafka.properties.iter().map(|(k, _)| k).collect::<Vec<_>>()
+        );
+        assert!(c.kafka_sasl_password_from_file);
+        assert!(check_kafka_props(&kafka).is_ok());
+        let text = c.render();
+        assert!(!text.contains("k@fka"), "{text}");
+        assert!(text.contains(&format!("kafka_sasl_password_file = \"{pw}\"")), "{text}");
+        assert!(
+            text.contains("# \"sasl.password\" = \"REDACTED\"  # from kafka_sasl_password_file"),
+            "{text}"
+        );
+        // In the file too, and both places at once is refused without echoing either.
+        let c = load_with(
+            &["run", "--kafka-brokers", "k:9093"],
+            Some(&format!("kafka_sasl_password_file = \"{pw}\"\n")),
+        )?;
+        assert!(c.kafka()?.properties.iter().any(|(k, _)| k == "sasl.password"));
+        let errs = errors(load_with(
+            &[&args[..], &["--kafka-prop", "sasl.password=other-S3cret"]].concat(),
+            None,
+        ));
+        assert!(errs.len() == 1 && errs[0].contains("one place"), "{errs:?}");
+        assert!(!errs[0].contains("k@fka") && !errs[0].contains("S3cret"), "{errs:?}");
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let errs = errors(load_with(
+            &["run", "--kafka-sasl-password-file", &empty.to_string_lossy()],
+            None,
+        ));
+        assert!(errs.len() == 1 && errs[0].contains("empty"), "{errs:?}");
+        let errs =
+            errors(load_with(&["run", "--kafka-sasl-password-file", "/nonexistent/pw"], None));
+        assert!(errs.len() == 1 && errs[0].contains("cannot read"), "{errs:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn kafka_secret_props_are_recognised() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.key.pem",
+            "ssl_key",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.jaas.config",
+        ] {
+            assert!(is_secret_prop(key), "{key}");
+        }
+        for key in [
+            "sasl.username",
+            "sasl.mechanism",
+            "security.protocol",
+            "ssl.ca.location",
+            "ssl.key.location",
+            "ssl.keystore.location",
+            "ssl.certificate.location",
+            "ssl.endpoint.identification.algorithm",
+        ] {
+            assert!(!is_secret_prop(key), "{key}");
+        }
     }
 
     #[test]
