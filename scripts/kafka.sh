@@ -285,7 +285,16 @@ EOF
   local cp="$BROKER_LIBS/*"
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local cluster_id
-    cluster_id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # Kafka's random ids are url-safe base64; one starting with '-' would be read as an
+    # option by the storage tool's argument parser, so draw again.
+    cluster_id="$(python3 -c '
+import base64, uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not i.startswith("-"):
+        print(i)
+        break
+')"
     local scram=()
     if [[ -n "$secure" ]]; then
       scram=(--add-scram "SCRAM-SHA-256=[name=tailbox,password=$password]"
