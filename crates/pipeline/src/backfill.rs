@@ -46,11 +46,7 @@ pub async fn run(
     settings: &PipelineSettings,
     order_by: Option<&str>,
 ) -> Result<BackfillStats, PipelineError> {
-    let table = OutboxTableSpec {
-        schema: settings.outbox.schema.clone(),
-        table: settings.outbox.table.clone(),
-        required_columns: settings.outbox.required_columns(),
-    };
+    let table = settings.table_spec();
     let control = ControlClient::connect(&settings.pg).await?;
     control.check_ready_without_slot(&settings.publication, &table).await?;
     let snapshot = ExportedSnapshot::create(&settings.pg, &settings.slot).await?;
@@ -237,7 +233,7 @@ async fn send(
 }
 
 fn delivery(error: tailbox_kafka_sink::DeliveryError) -> PipelineError {
-    PipelineError::Delivery { error: Box::new(error), lsn: String::new(), xid: "backfill".into() }
+    PipelineError::delivery(error, "", "backfill")
 }
 
 /// Counts acknowledgements; any failed delivery fails the backfill.

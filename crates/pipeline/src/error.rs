@@ -69,6 +69,11 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// A [`PipelineError::Delivery`].
+    pub fn delivery(error: DeliveryError, lsn: impl Into<String>, xid: impl Into<String>) -> Self {
+        PipelineError::Delivery { error: Box::new(error), lsn: lsn.into(), xid: xid.into() }
+    }
+
     /// Whether restarting the session (with backoff) may help.
     pub fn is_transient(&self) -> bool {
         match self {

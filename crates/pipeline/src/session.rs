@@ -291,10 +291,7 @@ impl<S: WalSource> Session<S> {
                 let refused = ack.refused.map(|r| *r).unwrap_or_default();
                 self.dead_letter_refused(ack.seq, refused, &error)?;
             }
-            (Err(error), _) => {
-                let (lsn, xid) = self.open_ids();
-                return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
-            }
+            (Err(error), _) => return Err(self.delivery_failed(error)),
         }
         Ok(())
     }
@@ -337,26 +334,9 @@ impl<S: WalSource> Session<S> {
         if !txn.open {
             self.sink.begin_transaction()?;
         }
-        let value = self.checkpoint.encode(lsn);
-        match self.sink.send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value) {
-            Ok(SendOutcome::Enqueued(seq)) => {
-                self.tracker.on_checkpoint_sent(seq, lsn);
-                self.special.insert(seq, SpecialRecord::Checkpoint);
-            }
-            Ok(SendOutcome::QueueFull) => {
-                return Err(PipelineError::Delivery {
-                    error: Box::new(DeliveryError::queue_full()),
-                    lsn: format_lsn(lsn),
-                    xid: String::new(),
-                });
-            }
-            Err(error) => {
-                return Err(PipelineError::Delivery {
-                    error: Box::new(error),
-                    lsn: format_lsn(lsn),
-                    xid: String::new(),
-                });
-            }
+        if !self.send_checkpoint(lsn)? {
+            // Inside a transaction a full queue cannot drain by waiting here: replay.
+            return Err(PipelineError::delivery(DeliveryError::queue_full(), format_lsn(lsn), ""));
         }
         if let Err(err) = self.sink.commit_transaction(TXN_TIMEOUT).await {
             if matches!(err, TransactionError::Abortable(_)) {
@@ -387,30 +367,28 @@ impl<S: WalSource> Session<S> {
         Ok(())
     }
 
-    /// Writes a checkpoint record for the durable LSN if it moved.
+    /// Writes a checkpoint record for the durable LSN if it moved (at-least-once).
     fn write_checkpoint(&mut self) -> Result<(), PipelineError> {
         let lsn = self.tracker.durable_lsn();
-        if self.dry_run || lsn <= self.checkpoint_sent {
-            return Ok(());
+        if !self.dry_run && lsn > self.checkpoint_sent && self.send_checkpoint(lsn)? {
+            self.checkpoint_sent = lsn;
         }
+        // A full queue: try again at the next tick.
+        Ok(())
+    }
+
+    /// Enqueues the checkpoint record for `lsn`; `Ok(false)` if librdkafka's queue is full.
+    fn send_checkpoint(&mut self, lsn: u64) -> Result<bool, PipelineError> {
         let value = self.checkpoint.encode(lsn);
         match self.sink.send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value) {
             Ok(SendOutcome::Enqueued(seq)) => {
                 self.tracker.on_checkpoint_sent(seq, lsn);
                 self.special.insert(seq, SpecialRecord::Checkpoint);
-                self.checkpoint_sent = lsn;
+                Ok(true)
             }
-            // Try again at the next tick.
-            Ok(SendOutcome::QueueFull) => {}
-            Err(error) => {
-                return Err(PipelineError::Delivery {
-                    error: Box::new(error),
-                    lsn: format_lsn(lsn),
-                    xid: String::new(),
-                });
-            }
+            Ok(SendOutcome::QueueFull) => Ok(false),
+            Err(error) => Err(PipelineError::delivery(error, format_lsn(lsn), "")),
         }
-        Ok(())
     }
 
     /// Confirms what the ack tracker says is confirmable (at-least-once mode; in
@@ -620,16 +598,12 @@ impl<S: WalSource> Session<S> {
                 self.special.insert(dlq_seq, SpecialRecord::DeadLetterFor(seq));
                 Ok(())
             }
-            Ok(SendOutcome::QueueFull) => Err(PipelineError::Delivery {
-                error: Box::new(DeliveryError::queue_full()),
-                lsn: source_lsn.unwrap_or_default(),
-                xid: String::new(),
-            }),
-            Err(error) => Err(PipelineError::Delivery {
-                error: Box::new(error),
-                lsn: source_lsn.unwrap_or_default(),
-                xid: String::new(),
-            }),
+            Ok(SendOutcome::QueueFull) => Err(PipelineError::delivery(
+                DeliveryError::queue_full(),
+                source_lsn.unwrap_or_default(),
+                "",
+            )),
+            Err(error) => Err(PipelineError::delivery(error, source_lsn.unwrap_or_default(), "")),
         }
     }
 
@@ -678,10 +652,7 @@ impl<S: WalSource> Session<S> {
                     self.add_dead_letter_headers(&reason, lsn);
                     continue;
                 }
-                Err(error) => {
-                    let (lsn, xid) = self.open_ids();
-                    return Err(PipelineError::Delivery { error: Box::new(error), lsn, xid });
-                }
+                Err(error) => return Err(self.delivery_failed(error)),
             };
             match outcome {
                 SendOutcome::Enqueued(seq) => {
@@ -713,6 +684,12 @@ impl<S: WalSource> Session<S> {
                 }
             }
         }
+    }
+
+    /// A delivery error, tagged with the transaction being read.
+    fn delivery_failed(&self, error: DeliveryError) -> PipelineError {
+        let (lsn, xid) = self.open_ids();
+        PipelineError::delivery(error, lsn, xid)
     }
 
     fn open_ids(&self) -> (String, String) {

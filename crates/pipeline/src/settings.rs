@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use tailbox_kafka_sink::SinkConfig;
 use tailbox_outbox::OutboxConfig;
-use tailbox_replication::PgConnectionConfig;
+use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
 
 use crate::metrics::PipelineMetrics;
 
@@ -52,6 +52,17 @@ pub struct PipelineSettings {
     pub heartbeat_sql: Option<String>,
     /// Live metrics, shared with the exporters.
     pub metrics: Arc<PipelineMetrics>,
+}
+
+impl PipelineSettings {
+    /// What the startup checks look for in the outbox table.
+    pub fn table_spec(&self) -> OutboxTableSpec {
+        OutboxTableSpec {
+            schema: self.outbox.schema.clone(),
+            table: self.outbox.table.clone(),
+            required_columns: self.outbox.required_columns(),
+        }
+    }
 }
 
 /// The default heartbeat: a non-transactional logical message. It writes WAL in this

@@ -20,8 +20,7 @@ use std::{
 use tailbox_kafka_sink::{CheckpointTopic, KafkaSink};
 use tailbox_pgoutput::format_lsn;
 use tailbox_replication::{
-    ControlClient, OutboxTableSpec, PgWalStream, ReplicationError, control::slot_lost,
-    stream::StreamSettings,
+    ControlClient, PgWalStream, ReplicationError, control::slot_lost, stream::StreamSettings,
 };
 use tracing::{info, warn};
 
@@ -103,11 +102,7 @@ async fn run_session(
     shutdown: Shutdown,
     accept_slot_position: &mut bool,
 ) -> Result<SessionStats, PipelineError> {
-    let table = OutboxTableSpec {
-        schema: settings.outbox.schema.clone(),
-        table: settings.outbox.table.clone(),
-        required_columns: settings.outbox.required_columns(),
-    };
+    let table = settings.table_spec();
     let control = ControlClient::connect(&settings.pg).await?;
     let before = control.check_ready(&settings.slot, &settings.publication, &table).await?;
 
