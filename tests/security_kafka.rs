@@ -14,21 +14,21 @@ mod harness;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use harness::{
     Names, apply_sql,
     process::{Tailbox, base_args},
+    simple_events_arrive, write_simple_events,
 };
 use tailbox_e2e::{
     KafkaBroker, KafkaSecureListeners, PgServer, consume_pattern, scratch_dir, tailbox_bin,
 };
 
-const CONSUME_TIMEOUT: Duration = Duration::from_secs(90);
 const EVENTS: usize = 30;
 
 static BROKER: OnceLock<std::result::Result<(KafkaBroker, KafkaSecureListeners), String>> =
@@ -49,30 +49,12 @@ fn outbox_db(names: &Names) -> Result<PgServer> {
     Ok(pg)
 }
 
-fn write_events(pg: &PgServer, n: usize) -> Result<()> {
-    pg.psql(&format!(
-        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
-         SELECT 'Order', 'o' || (i % 5), 'Created', jsonb_build_object('i', i) \
-         FROM generate_series(1, {n}) AS i"
-    ))?;
-    Ok(())
-}
-
 /// Writes events and reads them back (over PLAINTEXT), all of them, once each at least.
 async fn events_arrive(pg: &PgServer, plaintext: &str, names: &Names, log: &Path) -> Result<()> {
-    write_events(pg, EVENTS)?;
-    let records =
-        consume_pattern(plaintext, &names.topic_pattern(), EVENTS, CONSUME_TIMEOUT).await?;
-    let mut seen: Vec<String> = records.iter().map(|r| r.payload_str()).collect();
-    seen.sort();
-    seen.dedup();
-    ensure!(
-        seen.len() == EVENTS,
-        "{} distinct events of {EVENTS} arrived; tailbox log:\n{}",
-        seen.len(),
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-    Ok(())
+    simple_events_arrive(pg, plaintext, names, EVENTS, || {
+        format!("tailbox log:\n{}", std::fs::read_to_string(log).unwrap_or_default())
+    })
+    .await
 }
 
 /// `base_args` against `bootstrap` plus `--kafka-prop`s.
@@ -112,49 +94,6 @@ fn secret_file(name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A `tailbox run` with extra environment variables (the harness's [`Tailbox`] has
-/// none); killed on drop.
-struct EnvTailbox {
-    child: Child,
-    log: PathBuf,
-}
-
-impl EnvTailbox {
-    fn start(args: &[String], envs: &[(&str, &str)]) -> Result<Self> {
-        let log = scratch_dir("tailbox-log").join("tailbox.log");
-        std::fs::create_dir_all(log.parent().context("log dir")?)?;
-        let mut cmd = Command::new(tailbox_bin()?);
-        cmd.args(args)
-            .env("TAILBOX_LOG", "info,tailbox_pipeline=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        Ok(Self { child: cmd.spawn().context("spawning tailbox")?, log })
-    }
-
-    /// SIGTERM, then the exit status (bounded).
-    fn terminate(mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            ensure!(Instant::now() < deadline, "tailbox did not exit within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for EnvTailbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Checks the log of a run that must not show `secret`.
 fn ensure_not_in(text: &str, secret: &str, what: &str) -> Result<()> {
     ensure!(!secret.is_empty(), "empty secret");
@@ -187,7 +126,7 @@ async fn untrusted_broker_certificate_is_refused_and_logged() -> Result<()> {
     let names = Names::new("kafka_ssl_bad_ca");
     let pg = outbox_db(&names)?;
     let mut tailbox = Tailbox::start(&args(&pg, &tls.ssl, &names, &ssl_props(&tls.other_ca)))?;
-    write_events(&pg, 5)?;
+    write_simple_events(&pg, 5)?;
     let text = wait_for_log(&tailbox.log, "certificate verify failed", Duration::from_secs(60))?;
     println!("untrusted certificate: {}", first_line_with(&text, "certificate verify failed"));
     let records =
@@ -212,7 +151,7 @@ async fn sasl_plain_over_tls_streams_with_the_password_from_the_environment() ->
     let pg = outbox_db(&names)?;
     let mut props = sasl_props("PLAIN", &tls.user, &tls.ca);
     props.push(format!("sasl.password={password}"));
-    let tailbox = EnvTailbox::start(
+    let tailbox = Tailbox::start_with_env(
         &args(&pg, &tls.sasl_ssl, &names, &[]),
         &[("TAILBOX_KAFKA_PROPS", &props.join(","))],
     )?;
@@ -288,7 +227,7 @@ async fn wrong_sasl_password_is_reported_clearly_and_never_logged() -> Result<()
         let mut args = args(&pg, &tls.sasl_ssl, &names, &sasl_props(mechanism, &tls.user, &tls.ca));
         args.extend(["--kafka-sasl-password-file".to_owned(), file.to_string_lossy().into_owned()]);
         let mut tailbox = Tailbox::start(&args)?;
-        write_events(&pg, 5)?;
+        write_simple_events(&pg, 5)?;
         let text = wait_for_log(&tailbox.log, "Authentication failed", Duration::from_secs(60))?;
         println!("{mechanism}: {}", first_line_with(&text, "Authentication failed"));
         let records =

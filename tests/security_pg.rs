@@ -20,6 +20,7 @@ use anyhow::{Context, Result, ensure};
 use harness::{
     Names, apply_sql, apply_sql_files,
     process::{Tailbox, base_args, run_to_exit},
+    simple_events_arrive, write_simple_events,
 };
 use tailbox_e2e::{PgServer, PgTlsFiles, consume_pattern, scratch_dir, shared_kafka, tailbox_bin};
 
@@ -70,24 +71,10 @@ fn url(user: &str, host: &str, pg: &PgServer, query: &str) -> String {
     format!("postgres://{user}@{host}:{}/postgres?{query}", pg.port())
 }
 
-fn write_events(pg: &PgServer, n: usize) -> Result<()> {
-    pg.psql(&format!(
-        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
-         SELECT 'Order', 'o' || (i % 5), 'Created', jsonb_build_object('i', i) \
-         FROM generate_series(1, {n}) AS i"
-    ))?;
-    Ok(())
-}
-
 /// Writes events, reads them back from Kafka, and checks every tailbox session on the
 /// server (control and walsender) is encrypted.
 async fn streams_over_tls(pg: &PgServer, kafka: &str, names: &Names, user: &str) -> Result<()> {
-    write_events(pg, EVENTS)?;
-    let records = consume_pattern(kafka, &names.topic_pattern(), EVENTS, CONSUME_TIMEOUT).await?;
-    let mut seen: Vec<String> = records.iter().map(|r| r.payload_str()).collect();
-    seen.sort();
-    seen.dedup();
-    ensure!(seen.len() == EVENTS, "{} distinct events of {EVENTS} arrived", seen.len());
+    simple_events_arrive(pg, kafka, names, EVENTS, String::new).await?;
     let sessions = pg.psql(&format!(
         "SELECT count(*), count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE a.backend_type = 'walsender') \
          FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '{user}'"
@@ -264,7 +251,7 @@ async fn reconnects_over_tls_after_postgres_restart() -> Result<()> {
         &["--pg-password-file", &pw.to_string_lossy()],
     ))?;
     // Streaming over TLS first, so the restart cuts live connections.
-    write_events(&pg, EVENTS / 2)?;
+    write_simple_events(&pg, EVENTS / 2)?;
     let first =
         consume_pattern(&kafka, &names.topic_pattern(), EVENTS / 2, CONSUME_TIMEOUT).await?;
     ensure!(first.len() >= EVENTS / 2, "{} records before the restart", first.len());

@@ -10,7 +10,7 @@ pub mod workload;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use tailbox_e2e::{PgServer, workspace_root};
 
 /// Names that keep tests apart on the shared broker.
@@ -106,4 +106,35 @@ pub async fn wait_for_confirmed(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Writes `n` outbox events in one transaction (aggregate type `Order`, payload `{"i": N}`).
+pub fn write_simple_events(pg: &PgServer, n: usize) -> Result<()> {
+    pg.psql(&format!(
+        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
+         SELECT 'Order', 'o' || (i % 5), 'Created', jsonb_build_object('i', i) \
+         FROM generate_series(1, {n}) AS i"
+    ))?;
+    Ok(())
+}
+
+/// Writes `n` events with [`write_simple_events`] and waits until all `n` distinct
+/// payloads arrived on this test's topics (read from `bootstrap`); `context` is shown
+/// on failure (e.g. tailbox's log).
+pub async fn simple_events_arrive(
+    pg: &PgServer,
+    bootstrap: &str,
+    names: &Names,
+    n: usize,
+    context: impl FnOnce() -> String,
+) -> Result<()> {
+    write_simple_events(pg, n)?;
+    let records =
+        tailbox_e2e::consume_pattern(bootstrap, &names.topic_pattern(), n, Duration::from_secs(90))
+            .await?;
+    let mut seen: Vec<String> = records.iter().map(|r| r.payload_str()).collect();
+    seen.sort();
+    seen.dedup();
+    ensure!(seen.len() == n, "{} distinct events of {n} arrived\n{}", seen.len(), context());
+    Ok(())
 }

@@ -45,16 +45,23 @@ pub fn base_args(pg: &PgServer, kafka: &str, names: &Names) -> Vec<String> {
 
 impl Tailbox {
     pub fn start(args: &[String]) -> Result<Self> {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Tailbox::start`] with extra environment variables.
+    pub fn start_with_env(args: &[String], envs: &[(&str, &str)]) -> Result<Self> {
         let log = scratch_dir("tailbox-log").join("tailbox.log");
         std::fs::create_dir_all(log.parent().context("log dir")?)?;
         let file = std::fs::File::create(&log)?;
-        let child = Command::new(tailbox_bin()?)
-            .args(args)
+        let mut cmd = Command::new(tailbox_bin()?);
+        cmd.args(args)
             .env("TAILBOX_LOG", "info,tailbox_pipeline=debug")
             .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .context("spawning tailbox")?;
+            .stderr(file);
+        for (key, value) in envs {
+            cmd.env(key, value);
+        }
+        let child = cmd.spawn().context("spawning tailbox")?;
         Ok(Self { child, log })
     }
 
