@@ -149,23 +149,12 @@ EOF
 # 10 years; and the random password of the SASL user tailbox.
 make_certs() {
   local d="$1"
-  command -v openssl >/dev/null 2>&1 ||
-    die "openssl not found: install Debian's openssl package (run scripts/install-deps.sh)"
   mkdir -p "$d"
   if ! (
     set -e
     cd "$d"
     umask 077
-    printf '[req]\ndistinguished_name = dn\n[dn]\n[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n' >ca.cnf
-    printf '[req]\ndistinguished_name = dn\n[dn]\n' >req.cnf
-    printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n' >server.ext
-    for name in ca other-ca server; do
-      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key"
-    done
-    openssl req -x509 -new -key ca.key -subj /CN=tailbox-kafka-test-ca -days 3650 -config ca.cnf -extensions v3 -out ca.crt
-    openssl req -x509 -new -key other-ca.key -subj /CN=tailbox-kafka-other-ca -days 3650 -config ca.cnf -extensions v3 -out other-ca.crt
-    openssl req -new -key server.key -subj /CN=tailbox-kafka-test-broker -config req.cnf -out server.csr
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext -out server.crt
+    test_pki tailbox-kafka
     # The PKCS#8 key, then the chain: what Kafka's PEM keystore expects in one file.
     openssl pkcs8 -topk8 -nocrypt -in server.key -out server.p8
     cat server.p8 server.crt ca.crt >broker.pem

@@ -66,23 +66,13 @@ postmaster_pid() { # postmaster_pid DATA: the pid in postmaster.pid, or nothing
 # for the role tailbox_cert, and an unrelated CA, all EC P-256, valid for 10 years.
 make_certs() {
   local d="$1"
-  command -v openssl >/dev/null 2>&1 ||
-    die "openssl not found: install Debian's openssl package (it comes with ca-certificates; run scripts/install-deps.sh)"
   mkdir -p "$d"
   if ! (
     set -e
     cd "$d"
-    printf '[req]\ndistinguished_name = dn\n[dn]\n[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n' >ca.cnf
-    printf '[req]\ndistinguished_name = dn\n[dn]\n' >req.cnf
-    printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n' >server.ext
+    test_pki tailbox
     printf 'basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n' >client.ext
-    for name in ca other-ca server client; do
-      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key"
-    done
-    openssl req -x509 -new -key ca.key -subj /CN=tailbox-test-ca -days 3650 -config ca.cnf -extensions v3 -out ca.crt
-    openssl req -x509 -new -key other-ca.key -subj /CN=tailbox-other-ca -days 3650 -config ca.cnf -extensions v3 -out other-ca.crt
-    openssl req -new -key server.key -subj /CN=tailbox-test-server -config req.cnf -out server.csr
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext -out server.crt
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client.key
     openssl req -new -key client.key -subj /CN=tailbox_cert -config req.cnf -out client.csr
     openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile client.ext -out client.crt
     rm -f ./*.csr ./*.srl ./*.cnf ./*.ext ca.key other-ca.key

@@ -88,3 +88,23 @@ start_watchdog() {
   ) </dev/null >/dev/null 2>&1 &
   echo $! >"$wd_pidfile"
 }
+
+# test_pki NAME: in the current directory, a throwaway CA (ca.key, ca.crt), an unrelated CA
+# (other-ca.key, other-ca.crt) and a server certificate for IP 127.0.0.1 only (server.key,
+# server.crt), all EC P-256 and valid for 10 years, with NAME in their subjects. Leaves
+# req.cnf for more certificates signed by ca.key. Call it under `set -e`.
+test_pki() {
+  local name="$1" key
+  command -v openssl >/dev/null 2>&1 ||
+    die "openssl not found: install Debian's openssl package (run scripts/install-deps.sh)"
+  printf '[req]\ndistinguished_name = dn\n[dn]\n[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n' >ca.cnf
+  printf '[req]\ndistinguished_name = dn\n[dn]\n' >req.cnf
+  printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n' >server.ext
+  for key in ca other-ca server; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key.key"
+  done
+  openssl req -x509 -new -key ca.key -subj "/CN=$name-test-ca" -days 3650 -config ca.cnf -extensions v3 -out ca.crt
+  openssl req -x509 -new -key other-ca.key -subj "/CN=$name-other-ca" -days 3650 -config ca.cnf -extensions v3 -out other-ca.crt
+  openssl req -new -key server.key -subj "/CN=$name-test-server" -config req.cnf -out server.csr
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext -out server.crt
+}
