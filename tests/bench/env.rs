@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -276,22 +276,13 @@ fn postmaster_pid(pg: &PgServer) -> Option<u32> {
 
 /// sql/01 (the outbox table) and sql/02 (the publication), as users run them.
 fn apply_sql(pg: &PgServer, publication: &str) -> Result<()> {
-    let sql = workspace_root().join("sql");
-    for (file, vars) in [
-        ("01_outbox_table.sql", vec![]),
-        ("02_publication.sql", vec![format!("publication={publication}")]),
-    ] {
-        let mut cmd = Command::new("psql");
-        cmd.arg(pg.url()).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
-        for v in vars {
-            cmd.arg("-v").arg(v);
-        }
-        let out = cmd.arg("-f").arg(sql.join(file)).output().context("running psql")?;
-        if !out.status.success() {
-            bail!("{file} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-    Ok(())
+    tailbox_e2e::apply_sql_files(
+        pg,
+        &[
+            ("01_outbox_table.sql", vec![]),
+            ("02_publication.sql", vec![format!("publication={publication}")]),
+        ],
+    )
 }
 
 /// Machine and version facts for the report.

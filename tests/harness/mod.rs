@@ -10,8 +10,9 @@ pub mod workload;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use tailbox_e2e::{PgServer, workspace_root};
+use anyhow::{Result, bail, ensure};
+use tailbox_e2e::PgServer;
+pub use tailbox_e2e::apply_sql_files;
 
 /// Names that keep tests apart on the shared broker.
 #[derive(Debug, Clone)]
@@ -55,23 +56,6 @@ pub fn apply_sql(pg: &PgServer, names: &Names) -> Result<()> {
             ("04_role.sql", vec!["password=tailbox-test".to_owned()]),
         ],
     )
-}
-
-/// Applies some of the sql/ scripts, each with its psql variables.
-pub fn apply_sql_files(pg: &PgServer, files: &[(&str, Vec<String>)]) -> Result<()> {
-    let sql = workspace_root().join("sql");
-    for (file, vars) in files {
-        let mut cmd = std::process::Command::new("psql");
-        cmd.arg(pg.url()).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
-        for v in vars {
-            cmd.arg("-v").arg(v);
-        }
-        let out = cmd.arg("-f").arg(sql.join(file)).output().context("running psql")?;
-        if !out.status.success() {
-            bail!("{file} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-    Ok(())
 }
 
 /// `pg_current_wal_lsn()` and the slot's `confirmed_flush_lsn`.

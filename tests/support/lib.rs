@@ -30,5 +30,5 @@ pub use consume::{
 };
 pub use kafka::{KafkaBroker, KafkaSecureListeners, create_topic, shared_kafka, try_shared_kafka};
 pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
-pub use pg::{PgServer, PgTlsFiles};
+pub use pg::{PgServer, PgTlsFiles, apply_sql_files};
 pub use proxy::TcpProxy;

@@ -171,3 +171,21 @@ impl Drop for PgServer {
         }
     }
 }
+
+/// Runs scripts of `sql/` against `pg` with psql, as users run them, each with its psql
+/// variables (`-v name=value`).
+pub fn apply_sql_files(pg: &PgServer, files: &[(&str, Vec<String>)]) -> Result<()> {
+    let sql = crate::paths::workspace_root().join("sql");
+    for (file, vars) in files {
+        let mut cmd = Command::new("psql");
+        cmd.arg(pg.url()).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
+        for v in vars {
+            cmd.arg("-v").arg(v);
+        }
+        let out = cmd.arg("-f").arg(sql.join(file)).output().context("running psql")?;
+        if !out.status.success() {
+            bail!("{file} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(())
+}
