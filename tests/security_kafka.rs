@@ -111,10 +111,7 @@ async fn ssl_listener_streams_with_the_broker_certificate_verified() -> Result<(
     // (ssl.endpoint.identification.algorithm=https, its default) the address 127.0.0.1.
     let tailbox = Tailbox::start(&args(&pg, &tls.ssl, &names, &ssl_props(&tls.ca)))?;
     events_arrive(&pg, kafka.bootstrap(), &names, &tailbox.log).await?;
-    let log = tailbox.log.clone();
-    let exit = tailbox.terminate(Duration::from_secs(30))?;
-    let text = std::fs::read_to_string(&log)?;
-    ensure!(exit.success(), "SIGTERM exits 0, got {exit}; log:\n{text}");
+    tailbox.stop_clean()?;
     Ok(())
 }
 
@@ -156,10 +153,7 @@ async fn sasl_plain_over_tls_streams_with_the_password_from_the_environment() ->
         &[("TAILBOX_KAFKA_PROPS", &props.join(","))],
     )?;
     events_arrive(&pg, kafka.bootstrap(), &names, &tailbox.log).await?;
-    let log = tailbox.log.clone();
-    let exit = tailbox.terminate(Duration::from_secs(30))?;
-    let text = std::fs::read_to_string(&log)?;
-    ensure!(exit.success(), "SIGTERM exits 0, got {exit}; log:\n{text}");
+    let text = tailbox.stop_clean()?;
     ensure_not_in(&text, &password, "the log")
 }
 
@@ -176,10 +170,7 @@ async fn sasl_scram_sha256_streams_with_the_password_from_a_file() -> Result<()>
     args.extend(["--kafka-sasl-password-file".to_owned(), file.to_string_lossy().into_owned()]);
     let tailbox = Tailbox::start(&args)?;
     events_arrive(&pg, kafka.bootstrap(), &names, &tailbox.log).await?;
-    let log = tailbox.log.clone();
-    let exit = tailbox.terminate(Duration::from_secs(30))?;
-    let text = std::fs::read_to_string(&log)?;
-    ensure!(exit.success(), "SIGTERM exits 0, got {exit}; log:\n{text}");
+    let text = tailbox.stop_clean()?;
     ensure_not_in(&text, &password, "the log")
 }
 
@@ -206,10 +197,7 @@ async fn sasl_scram_sha512_from_the_config_file_with_exactly_once() -> Result<()
     args.extend(["--metrics-addr".to_owned(), String::new()]);
     let tailbox = Tailbox::start(&args)?;
     events_arrive(&pg, kafka.bootstrap(), &names, &tailbox.log).await?;
-    let log = tailbox.log.clone();
-    let exit = tailbox.terminate(Duration::from_secs(30))?;
-    let text = std::fs::read_to_string(&log)?;
-    ensure!(exit.success(), "SIGTERM exits 0, got {exit}; log:\n{text}");
+    let text = tailbox.stop_clean()?;
     ensure_not_in(&text, &password, "the log")
 }
 

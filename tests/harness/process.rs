@@ -81,6 +81,17 @@ impl Tailbox {
         self.wait(timeout)
     }
 
+    /// SIGTERM; the exit must be clean (0) within 30 s. Returns the whole log.
+    pub fn stop_clean(self) -> Result<String> {
+        let log = self.log.clone();
+        let exit = self.terminate(Duration::from_secs(30))?;
+        let text = std::fs::read_to_string(&log)?;
+        if !exit.success() {
+            bail!("SIGTERM should exit 0, got {exit}; log:\n{text}");
+        }
+        Ok(text)
+    }
+
     /// Waits for the process to exit by itself (bounded).
     pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let deadline = std::time::Instant::now() + timeout;
