@@ -637,7 +637,7 @@ impl<S: WalSource> Session<S> {
         loop {
             let outcome = match self.sink.send(&self.record, self.open.as_ref().map(|t| &t.meta)) {
                 Ok(outcome) => outcome,
-                Err(error @ DeliveryError::Refused(_)) if *self.record.topic != *self.dlq_topic => {
+                Err(error @ DeliveryError::Refused(_)) if !self.is_dead_letter() => {
                     let reason = error.to_string();
                     let (lsn, _) = self.open_ids();
                     warn!(lsn = %lsn, topic = %self.record.topic, error = %reason, "record refused by Kafka dead-lettered");
@@ -657,15 +657,20 @@ impl<S: WalSource> Session<S> {
             match outcome {
                 SendOutcome::Enqueued(seq) => {
                     self.tracker.on_sent(seq);
-                    if *self.record.topic == *self.dlq_topic {
+                    if self.is_dead_letter() {
                         self.special.insert(seq, SpecialRecord::DeadLetterFor(seq));
                     }
                     if let Some(open) = self.open.as_mut() {
                         open.records += 1;
                     }
                     let bytes = (self.record.key.len() + self.record.value.len()) as u64;
-                    let counts =
-                        self.topic_counts.entry(Arc::clone(&self.record.topic)).or_default();
+                    // The topic is usually known: no Arc clone per event.
+                    let counts = match self.topic_counts.get_mut(&self.record.topic) {
+                        Some(counts) => counts,
+                        None => {
+                            self.topic_counts.entry(Arc::clone(&self.record.topic)).or_default()
+                        }
+                    };
                     counts.events += 1;
                     counts.bytes += bytes;
                     return Ok(());
@@ -684,6 +689,12 @@ impl<S: WalSource> Session<S> {
                 }
             }
         }
+    }
+
+    /// Whether `self.record` is a dead-letter record (its topic is the very `Arc` every
+    /// dead-letter path sets, so a user topic of the same name does not count).
+    fn is_dead_letter(&self) -> bool {
+        Arc::ptr_eq(&self.record.topic, &self.dlq_topic)
     }
 
     /// A delivery error, tagged with the transaction being read.
