@@ -61,6 +61,10 @@ use crate::{
     shutdown::Shutdown,
 };
 
+/// Events handled per wake-up at most before acknowledgements and the status timer get
+/// a turn.
+const EVENTS_PER_WAKEUP: usize = 1024;
+
 /// How long a Kafka transaction call may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -199,18 +203,38 @@ impl<S: WalSource> Session<S> {
                 }
                 () = &mut tick => {
                     self.on_tick().await?;
+                    self.source.send_status().await?;
                     self.publish_metrics();
                     tick.as_mut().reset(Instant::now() + self.status_interval);
                 }
                 event = self.source.recv(), if reading => {
                     match event? {
-                        Some(event) => self.on_event(event, &mut shutdown).await?,
+                        Some(event) => {
+                            self.on_event(event, &mut shutdown).await?;
+                            self.on_buffered_events(&mut shutdown).await?;
+                        }
                         None => return Err(PipelineError::StreamEnded),
                     }
                 }
             }
         }
         self.drain(shutdown_timeout).await
+    }
+
+    /// Handles the events the source already holds (the rest of one socket read), up to
+    /// [`EVENTS_PER_WAKEUP`] and while there is room in flight, without going back to
+    /// the `select!`: one wake-up publishes a batch instead of one event.
+    async fn on_buffered_events(&mut self, shutdown: &mut Shutdown) -> Result<(), PipelineError> {
+        for _ in 0..EVENTS_PER_WAKEUP {
+            if self.tracker.in_flight() >= self.max_in_flight || shutdown.is_requested() {
+                break;
+            }
+            match self.source.try_recv()? {
+                Some(event) => self.on_event(event, shutdown).await?,
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     /// Stops reading, waits for in-flight records, writes the final checkpoint and

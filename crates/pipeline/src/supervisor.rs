@@ -38,9 +38,6 @@ const STANDBY_POLL: Duration = Duration::from_secs(1);
 /// A session that ran at least this long resets the backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
-/// Events buffered between the socket reader and the pipeline.
-const BUFFER_EVENTS: usize = 4096;
-
 /// Runs the pipeline until shutdown (`Ok`) or a definite error.
 pub async fn run(
     settings: PipelineSettings,
@@ -112,8 +109,6 @@ async fn run_session(
             slot: settings.slot.clone(),
             publication: settings.publication.clone(),
             start_lsn: before.confirmed_flush_lsn,
-            status_interval: settings.status_interval,
-            buffer_events: BUFFER_EVENTS,
         },
     )
     .await?;

@@ -1,5 +1,5 @@
 //! One `postgres://` URL, read once, handed to both PostgreSQL clients: the control
-//! connection (`tokio-postgres`) and the replication connection (`pgwire-replication`).
+//! connection (`tokio-postgres`) and the replication connection ([`crate::wire`]).
 //!
 //! libpq's TLS parameters (`sslmode` with all five values, `sslrootcert`, `sslcert`,
 //! `sslkey`) are read here, not by `tokio-postgres` (which knows only three `sslmode`
@@ -9,12 +9,11 @@
 
 use std::{path::PathBuf, str::FromStr};
 
-use pgwire_replication::ReplicationConfig;
 use tokio_postgres::config::{ChannelBinding, Host, SslMode as PgSslMode, SslNegotiation};
 
 use crate::{
     error::ReplicationError,
-    tls::{self, ReplicationEndpoint, RootCert, SslMode, TlsOptions},
+    tls::{self, RootCert, SslMode, TlsOptions},
 };
 
 /// Where and how to connect to PostgreSQL.
@@ -166,26 +165,14 @@ impl PgConnectionConfig {
         &self.control
     }
 
-    /// The `pgwire-replication` configuration of a replication session: connects the
-    /// transport first (TLS per `sslmode`, see [`crate::tls`]).
-    pub(crate) async fn replication_config(
-        &self,
-        slot: &str,
-        publication: &str,
-    ) -> Result<ReplicationConfig, ReplicationError> {
-        let host = match tls::open_replication_endpoint(self).await? {
-            ReplicationEndpoint::Direct => self.host.clone(),
-            ReplicationEndpoint::Bridged(dir) => dir.to_string_lossy().into_owned(),
-        };
-        Ok(ReplicationConfig::new(
-            host,
-            self.user.as_str(),
-            self.password.as_str(),
-            self.database.as_str(),
-            slot,
-            publication,
-        )
-        .with_port(self.port))
+    /// The password ("" if none).
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The URL's `connect_timeout`, if set.
+    pub(crate) fn connect_timeout(&self) -> Option<std::time::Duration> {
+        self.control.get_connect_timeout().copied()
     }
 }
 

@@ -81,26 +81,6 @@ impl ReplicationError {
     pub fn from_pg_error(context: &str, err: tokio_postgres::Error) -> Self {
         Self::from_pg(context, err)
     }
-
-    /// Classifies a `pgwire-replication` error the same way; its server errors carry
-    /// the SQLSTATE in their text.
-    pub(crate) fn from_wire(
-        context: impl Into<String>,
-        err: pgwire_replication::PgWireError,
-    ) -> Self {
-        let context = context.into();
-        let transient = match &err {
-            pgwire_replication::PgWireError::Server(text) => {
-                sqlstate_in(text).is_none_or(is_transient_sqlstate)
-            }
-            other => other.is_transient(),
-        };
-        if transient {
-            ReplicationError::Transient { context, source: Box::new(err) }
-        } else {
-            ReplicationError::Definite { context, source: Box::new(err) }
-        }
-    }
 }
 
 /// SQLSTATEs worth retrying: connection problems (class 08), insufficient resources
@@ -109,12 +89,6 @@ impl ReplicationError {
 /// slot still held by a dying session).
 pub fn is_transient_sqlstate(code: &str) -> bool {
     matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || code == "55006"
-}
-
-/// The SQLSTATE in a server error text of the form `… (SQLSTATE 57P03)`.
-pub(crate) fn sqlstate_in(text: &str) -> Option<&str> {
-    let start = text.find("SQLSTATE ")? + "SQLSTATE ".len();
-    text.get(start..start + 5)
 }
 
 #[cfg(test)]
@@ -129,7 +103,5 @@ mod tests {
         assert!(is_transient_sqlstate("08006"));
         assert!(!is_transient_sqlstate("42704"), "undefined object");
         assert!(!is_transient_sqlstate("28P01"), "bad password");
-        assert_eq!(sqlstate_in("server error: starting up (SQLSTATE 57P03)"), Some("57P03"));
-        assert_eq!(sqlstate_in("no code"), None);
     }
 }

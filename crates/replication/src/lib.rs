@@ -10,8 +10,11 @@
 //!
 //! # Layout
 //! - [`source`]: the [`WalSource`] trait the pipeline reads from, and its [`WalEvent`]s.
-//! - [`stream`]: [`PgWalStream`], the implementation on `pgwire-replication` (a logical
-//!   slot, plugin `pgoutput`, `proto_version '1'`, `messages 'true'`).
+//! - [`stream`]: [`PgWalStream`], the implementation (a logical slot, plugin
+//!   `pgoutput`, `proto_version '1'`, `messages 'true'`), read by the pipeline's own task.
+//! - `wire` (private): our replication-mode connection on `postgres-protocol`: TCP, Unix
+//!   socket or TLS, login (SCRAM-SHA-256, MD5, password), simple queries, CopyBoth
+//!   framing into one reusable read buffer.
 //! - [`connection`]: parsing a `postgres://` URL into what both clients need.
 //! - [`tls`]: TLS per libpq's `sslmode`, one rustls configuration for both connections.
 //! - [`control`]: the control plane on `tokio-postgres`: startup checks (wal_level, slot,
@@ -26,6 +29,7 @@ pub mod snapshot;
 pub mod source;
 pub mod stream;
 pub mod tls;
+mod wire;
 
 pub use connection::PgConnectionConfig;
 pub use control::{ControlClient, OutboxTableSpec, SlotPosition};
@@ -33,3 +37,4 @@ pub use error::{ReplicationError, StartupProblem};
 pub use source::{WalEvent, WalSource};
 pub use stream::{PgWalStream, StreamSettings};
 pub use tls::{SslMode, TlsOptions};
+pub use wire::ServerError;

@@ -8,16 +8,19 @@
 //! replication connection that exported it stays idle, so [`ExportedSnapshot`] holds
 //! that connection until the caller is done reading.
 
-use pgwire_replication::ReplicationClient;
 use tailbox_pgoutput::parse_lsn;
 
-use crate::{connection::PgConnectionConfig, error::ReplicationError};
+use crate::{
+    connection::PgConnectionConfig,
+    error::ReplicationError,
+    wire::{PgWire, ServerError},
+};
 
 /// A new slot and the snapshot exported with it. Dropping this releases the snapshot;
 /// the slot stays.
 pub struct ExportedSnapshot {
     /// Keeps the exporting session (and so the snapshot) alive.
-    _session: ReplicationClient,
+    _session: PgWire,
     /// The slot streams transactions that commit at or after this LSN.
     pub consistent_point: u64,
     /// For `SET TRANSACTION SNAPSHOT`.
@@ -28,34 +31,25 @@ impl ExportedSnapshot {
     /// Creates `slot` (plugin pgoutput) and exports its snapshot.
     pub async fn create(conn: &PgConnectionConfig, slot: &str) -> Result<Self, ReplicationError> {
         crate::control::validate_identifier("--slot", slot)?;
-        let config = conn
-            .replication_config(slot, "unused")
-            .await?
-            .with_application_name(format!("tailbox-backfill/{slot}"));
-        let mut session = ReplicationClient::connect_gated(config).await.map_err(|e| {
-            crate::tls::replication_connect_problem(conn, &e)
-                .unwrap_or_else(|| ReplicationError::from_wire("connecting for replication", e))
-        })?;
+        let mut session = PgWire::connect(conn, &format!("tailbox-backfill/{slot}")).await?;
         let rows = session
             .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT"))
             .await
             .map_err(|e| {
-                if e.to_string().contains("already exists") {
+                let duplicate = std::error::Error::source(&e)
+                    .and_then(|cause| cause.downcast_ref::<ServerError>())
+                    .is_some_and(|cause| cause.code == "42710");
+                if duplicate {
                     ReplicationError::startup(
                         format!("replication slot {slot:?} already exists; a backfill creates it, with the snapshot that makes the boundary exact"),
                         "drop it first (tailbox teardown) if nothing depends on it, then run tailbox backfill",
                     )
                 } else {
-                    ReplicationError::from_wire("creating the replication slot", e)
+                    e
                 }
             })?;
         // Columns: slot_name, consistent_point, snapshot_name, output_plugin.
-        let column = |i: usize| {
-            rows.first()
-                .and_then(|row| row.get(i))
-                .and_then(|v| v.as_ref())
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+        let column = |i: usize| rows.first().and_then(|row| row.get(i)).and_then(|v| v.clone());
         let consistent_point = column(1).as_deref().and_then(parse_lsn);
         let snapshot_name = column(2);
         match (consistent_point, snapshot_name) {

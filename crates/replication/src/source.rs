@@ -58,10 +58,23 @@ pub trait WalSource {
     /// The next event; `Ok(None)` once the stream ended after [`WalSource::stop`].
     fn recv(&mut self) -> impl Future<Output = Result<Option<WalEvent>, ReplicationError>>;
 
+    /// The next event if it is already received, without waiting: lets the pipeline
+    /// handle a whole socket read per wake-up. `Ok(None)` when nothing is buffered.
+    fn try_recv(&mut self) -> Result<Option<WalEvent>, ReplicationError> {
+        Ok(None)
+    }
+
     /// Report `lsn` as flushed: the server may release WAL before it and will never
     /// send transactions that committed before it again. Monotonic; lower values are
     /// ignored.
     fn confirm(&mut self, lsn: u64);
+
+    /// Send a standby status update with the last confirmed position if it moved (or
+    /// now and then anyway, as a sign of life). The pipeline calls this on its status
+    /// timer, also while it does not read.
+    fn send_status(&mut self) -> impl Future<Output = Result<(), ReplicationError>> {
+        std::future::ready(Ok(()))
+    }
 
     /// Send the last confirmed position to the server (bounded by `timeout`) and end the
     /// stream.

@@ -1,32 +1,46 @@
-//! [`PgWalStream`]: the logical replication stream on `pgwire-replication`.
+//! [`PgWalStream`]: the logical replication stream of one slot, on our own CopyBoth
+//! client ([`crate::wire`]).
 //!
-//! Why this transport (see docs/architecture.md): it already runs standby status
-//! feedback on its own task, keeps it flowing while we apply backpressure (so the
-//! walsender is not killed by `wal_sender_timeout` while Kafka is slow), reads are
-//! cancel-safe, and progress is only ever reported from what we hand to
-//! [`WalSource::confirm`]. It splits out Begin/Commit/Message and hands every other
-//! pgoutput message over as raw bytes, which our own decoder parses.
+//! The stream is read by the pipeline's own task: there is no reader task and no
+//! channel between the socket and the pipeline. [`WalSource::try_recv`] hands out every
+//! event already in the read buffer without waiting, so one wake-up of the pipeline
+//! handles everything one socket read brought (hundreds of events during a catch-up).
+//! Each event's payload is a [`Bytes`] slice of the read buffer.
 //!
 //! # Invariants enforced here
-//! - Streaming starts at the slot's `confirmed_flush_lsn`, and the position reported
-//!   back before we confirm anything is that same LSN: a restart never reports more
-//!   than was durably published.
-//! - Status updates carry write = flush = apply = the last confirmed LSN, are
-//!   monotonic, and go out at most once per `status_interval`.
-//! - On a clean stop the last confirmed LSN is sent before the stream is closed, so a
-//!   restart does not republish what was already acknowledged.
+//! - Streaming starts at the slot's `confirmed_flush_lsn`, and every status update
+//!   carries write = flush = apply = the highest LSN passed to [`WalSource::confirm`],
+//!   never less than that start: PostgreSQL 15 takes a lower flush position as the
+//!   slot's new `confirmed_flush_lsn`, so reporting less would replay published events.
+//!   Nothing is reported before a position is known (0 is "none", which the server
+//!   ignores).
+//! - Status updates go out when the pipeline calls [`WalSource::send_status`] (its
+//!   status timer, which keeps running while it applies backpressure and does not
+//!   read, so `wal_sender_timeout` never fires because Kafka is slow), and at once when
+//!   a keepalive asks for a reply.
+//! - On a clean stop the last confirmed position goes out before CopyDone, on the same
+//!   connection, so the server applies it before it ends the stream.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use bytes::{Buf, Bytes, BytesMut};
+use tailbox_pgoutput::Message;
 use tracing::{debug, warn};
 
 use crate::{
     connection::PgConnectionConfig,
     error::ReplicationError,
     source::{WalEvent, WalSource},
-    tls,
+    wire::{PgWire, ServerError, ServerErrorOr, protocol},
 };
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: u64 = 946_684_800_000_000;
+/// A status update goes out at least this often even if nothing new was confirmed
+/// (well inside the default `wal_sender_timeout` of 60 s).
+const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
+/// XLogData header after the `w`: dataStart, walEnd, sendTime.
+const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
 
 /// Settings of one replication session.
 #[derive(Debug, Clone)]
@@ -38,16 +52,17 @@ pub struct StreamSettings {
     /// Where to start and what to report as flushed until we confirm more: the slot's
     /// `confirmed_flush_lsn` as read just before starting.
     pub start_lsn: u64,
-    /// How often standby status updates go out (at most).
-    pub status_interval: Duration,
-    /// Events buffered between the socket reader and the pipeline.
-    pub buffer_events: usize,
 }
 
 /// A running logical replication stream.
 pub struct PgWalStream {
-    client: ReplicationClient,
+    wire: PgWire,
+    /// Highest LSN the pipeline confirmed (or the start position).
     confirmed: u64,
+    /// The position in the last status update sent.
+    reported: u64,
+    /// When the last status update was queued.
+    last_status: Instant,
 }
 
 impl PgWalStream {
@@ -57,32 +72,112 @@ impl PgWalStream {
         conn: &PgConnectionConfig,
         settings: &StreamSettings,
     ) -> Result<Self, ReplicationError> {
-        let config = conn
-            .replication_config(&settings.slot, &settings.publication)
-            .await?
-            .with_start_lsn(Lsn(settings.start_lsn))
-            .with_ack_lsn(Lsn(settings.start_lsn))
-            .with_status_interval(settings.status_interval)
-            .with_wakeup_interval(settings.status_interval)
-            .with_buffer_size(settings.buffer_events)
-            .with_application_name(format!("tailbox/{}", settings.slot));
-        let mut client = ReplicationClient::connect(config).await.map_err(|e| {
-            tls::replication_connect_problem(conn, &e)
-                .unwrap_or_else(|| ReplicationError::from_wire("connecting for replication", e))
-        })?;
-        client.wait_started().await.map_err(|e| {
-            tls::replication_connect_problem(conn, &e)
-                .unwrap_or_else(|| classify_start_error(&settings.slot, e))
-        })?;
+        crate::control::validate_identifier("--slot", &settings.slot)?;
+        let mut wire = PgWire::connect(conn, &format!("tailbox/{}", settings.slot)).await?;
+        let command = format!(
+            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{}', messages 'true')",
+            settings.slot,
+            tailbox_pgoutput::format_lsn(settings.start_lsn),
+            settings.publication.replace('\'', "''"),
+        );
+        match wire.start_copy_both(&command).await {
+            Ok(()) => {}
+            Err(failure) => {
+                wire.close().await;
+                return Err(match failure {
+                    ServerErrorOr::Server(error) => classify_start_error(&settings.slot, error),
+                    ServerErrorOr::Other(error) => error,
+                });
+            }
+        }
         debug!(slot = %settings.slot, start_lsn = settings.start_lsn, "replication started");
-        Ok(Self { client, confirmed: settings.start_lsn })
+        Ok(Self {
+            wire,
+            confirmed: settings.start_lsn,
+            reported: settings.start_lsn,
+            last_status: Instant::now(),
+        })
     }
+
+    /// Queues a standby status update for the confirmed position.
+    fn queue_status(&mut self, reply_requested: bool) {
+        if self.confirmed == 0 {
+            return;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
+        let pg_now = (now as u64).saturating_sub(PG_EPOCH_OFFSET_MICROS);
+        let mut update = [0u8; 34];
+        update[0] = b'r';
+        for field in 0..3 {
+            update[1 + field * 8..9 + field * 8].copy_from_slice(&self.confirmed.to_be_bytes());
+        }
+        update[25..33].copy_from_slice(&pg_now.to_be_bytes());
+        update[33] = u8::from(reply_requested);
+        self.wire.queue_copy_data(&update);
+        self.reported = self.confirmed;
+        self.last_status = Instant::now();
+    }
+
+    /// Turns one CopyData payload into an event (`None` for messages we skip).
+    fn on_copy_data(&mut self, mut body: BytesMut) -> Result<Option<WalEvent>, ReplicationError> {
+        match body.first() {
+            Some(b'w') => {
+                if body.len() <= XLOG_DATA_HEADER {
+                    return Err(protocol("XLogData shorter than its header"));
+                }
+                body.advance(XLOG_DATA_HEADER);
+                wal_event(body.freeze()).map(Some)
+            }
+            Some(b'k') => {
+                let Some(fields) = body.get(1..18) else {
+                    return Err(protocol("keepalive shorter than its fields"));
+                };
+                let wal_end = u64::from_be_bytes(fields[..8].try_into().unwrap_or_default());
+                if fields[16] != 0 {
+                    self.queue_status(false);
+                }
+                Ok(Some(WalEvent::KeepAlive { wal_end }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Splits Begin, Commit and Message out of a pgoutput payload; everything else goes to
+/// the pipeline undecoded.
+fn wal_event(payload: Bytes) -> Result<WalEvent, ReplicationError> {
+    let decode = |payload: &Bytes| {
+        Message::decode(payload).map_err(|e| ReplicationError::Definite {
+            context: "decoding a pgoutput message".into(),
+            source: Box::new(e),
+        })
+    };
+    Ok(match payload.first() {
+        Some(b'B') | Some(b'C') | Some(b'M') => match decode(&payload)? {
+            Message::Begin(b) => {
+                WalEvent::Begin { final_lsn: b.final_lsn, xid: b.xid, commit_ts: b.commit_ts }
+            }
+            Message::Commit(c) => WalEvent::Commit {
+                commit_lsn: c.commit_lsn,
+                end_lsn: c.end_lsn,
+                commit_ts: c.commit_ts,
+            },
+            Message::Message(m) => WalEvent::Message {
+                transactional: m.transactional,
+                lsn: m.lsn,
+                prefix: m.prefix,
+                content: m.content,
+            },
+            _ => WalEvent::Change(payload),
+        },
+        _ => WalEvent::Change(payload),
+    })
 }
 
 /// "Slot is active for another PID" is worth retrying (an old session is going away);
 /// a missing slot or publication is not.
-fn classify_start_error(slot: &str, err: pgwire_replication::PgWireError) -> ReplicationError {
-    let text = err.to_string();
+fn classify_start_error(slot: &str, error: ServerError) -> ReplicationError {
+    let text = &error.message;
     if text.contains("does not exist") && text.contains("replication slot") {
         return ReplicationError::startup(
             format!("replication slot {slot:?} does not exist"),
@@ -101,65 +196,94 @@ fn classify_start_error(slot: &str, err: pgwire_replication::PgWireError) -> Rep
     if text.contains("can no longer get changes") || text.contains("has been invalidated") {
         return crate::control::slot_lost(slot);
     }
-    ReplicationError::from_wire("starting replication", err)
+    error.into_error("starting replication")
 }
 
 impl WalSource for PgWalStream {
     async fn recv(&mut self) -> Result<Option<WalEvent>, ReplicationError> {
         loop {
-            let event =
-                self.client.recv().await.map_err(|e| {
-                    ReplicationError::from_wire("reading the replication stream", e)
-                })?;
-            let Some(event) = event else { return Ok(None) };
-            let mapped = match event {
-                ReplicationEvent::Begin { final_lsn, xid, commit_time_micros } => {
-                    WalEvent::Begin { final_lsn: final_lsn.0, xid, commit_ts: commit_time_micros }
-                }
-                ReplicationEvent::XLogData { data, .. } => WalEvent::Change(data),
-                ReplicationEvent::Commit { lsn, end_lsn, commit_time_micros } => WalEvent::Commit {
-                    commit_lsn: lsn.0,
-                    end_lsn: end_lsn.0,
-                    commit_ts: commit_time_micros,
-                },
-                ReplicationEvent::Message { transactional, lsn, prefix, content } => {
-                    WalEvent::Message { transactional, lsn: lsn.0, prefix, content }
-                }
-                ReplicationEvent::KeepAlive { wal_end, .. } => {
-                    WalEvent::KeepAlive { wal_end: wal_end.0 }
-                }
-                // Only produced with a stop LSN, which we never set.
-                ReplicationEvent::StoppedAt { .. } => continue,
-            };
-            return Ok(Some(mapped));
+            if let Some(event) = self.try_recv()? {
+                return Ok(Some(event));
+            }
+            if self.wire.has_pending_writes() {
+                self.wire.flush().await?;
+            }
+            self.wire.read_more("reading the replication stream").await?;
         }
+    }
+
+    fn try_recv(&mut self) -> Result<Option<WalEvent>, ReplicationError> {
+        while let Some((tag, body)) = self.wire.buffered_frame()? {
+            match tag {
+                b'd' => {
+                    if let Some(event) = self.on_copy_data(body)? {
+                        return Ok(Some(event));
+                    }
+                }
+                b'E' => {
+                    return Err(
+                        ServerError::parse(&body).into_error("reading the replication stream")
+                    );
+                }
+                b'N' => ServerError::parse(&body).log_as_notice(),
+                b'c' => {
+                    return Err(protocol("the server ended the replication stream (CopyDone)"));
+                }
+                // ParameterStatus and the like.
+                _ => {}
+            }
+        }
+        Ok(None)
     }
 
     fn confirm(&mut self, lsn: u64) {
-        if lsn > self.confirmed {
-            self.confirmed = lsn;
-            self.client.update_applied_lsn(Lsn(lsn));
+        self.confirmed = self.confirmed.max(lsn);
+    }
+
+    async fn send_status(&mut self) -> Result<(), ReplicationError> {
+        if self.confirmed > self.reported || self.last_status.elapsed() >= STATUS_AT_LEAST_EVERY {
+            self.queue_status(false);
         }
+        if self.wire.has_pending_writes() {
+            self.wire.flush().await?;
+        }
+        Ok(())
     }
 
     async fn stop(mut self, timeout: Duration) -> Result<(), ReplicationError> {
-        // The worker sends a raised position within one status interval; wait for it so
-        // the final confirm is not lost when the stream closes.
-        let metrics = self.client.metrics();
-        let deadline = Instant::now() + timeout;
-        while metrics.last_applied_lsn().0 < self.confirmed && self.client.is_running() {
-            if Instant::now() >= deadline {
-                warn!(
-                    lsn = self.confirmed,
-                    "final status update not confirmed sent before the timeout"
-                );
-                break;
+        let confirmed = self.confirmed;
+        let ended = tokio::time::timeout(timeout, async {
+            self.queue_status(false);
+            self.wire.queue_copy_done();
+            self.wire.flush().await?;
+            // The server answers with CopyDone, CommandComplete and ReadyForQuery; data
+            // it sent before that is dropped (it was not confirmed).
+            loop {
+                while let Some((tag, body)) = self.wire.buffered_frame()? {
+                    match tag {
+                        b'Z' => return Ok(()),
+                        b'E' => {
+                            return Err(
+                                ServerError::parse(&body).into_error("stopping replication")
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                self.wire.read_more("stopping replication").await?;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+        .await;
+        self.wire.close().await;
+        match ended {
+            Ok(result) => result,
+            Err(_) => {
+                warn!(
+                    lsn = confirmed,
+                    "the server did not end the stream before the timeout; the last confirmed position may not have reached it"
+                );
+                Ok(())
+            }
         }
-        self.client
-            .shutdown()
-            .await
-            .map_err(|e| ReplicationError::from_wire("stopping replication", e))
     }
 }

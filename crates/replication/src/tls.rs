@@ -5,16 +5,12 @@
 //! connections use:
 //!
 //! - the control connection (`tokio-postgres`) through `tokio-postgres-rustls`;
-//! - the replication connection: we open the TCP connection, send the SSLRequest and
-//!   make the TLS handshake ourselves, then hand `pgwire-replication` the decrypted
-//!   stream over a Unix socket in a private directory (a bridge).
+//! - the replication connection ([`crate::wire`]): we open the TCP connection, send the
+//!   SSLRequest and make the TLS handshake with `tokio-rustls`.
 //!
-//! Why not `pgwire-replication`'s own TLS: its verify-ca accepts a certificate for
-//! another host only when rustls reports `NotValidForName`, but rustls 0.23 reports
-//! `NotValidForNameContext`, so verify-ca fails exactly where it differs from
-//! verify-full; its verify-full refuses every IP address (libpq checks IP
-//! subjectAltNames); and it would be a second verifier to keep in step with the control
-//! connection's. With the bridge, one function decides for both connections.
+//! So one function decides for both connections, and every libpq rule below holds on
+//! both: verify-ca accepts a certificate for another host, verify-full checks IP
+//! subjectAltNames too.
 //!
 //! | sslmode | TLS | server certificate checked against sslrootcert | host name checked |
 //! |---|---|---|---|
@@ -27,13 +23,14 @@
 use std::{
     io,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+    sync::Arc,
 };
 
+use crate::{
+    connection::PgConnectionConfig,
+    error::ReplicationError,
+    wire::{self, Transport},
+};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -41,13 +38,6 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
     server::ParsedCertificate,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{TcpStream, UnixListener},
-};
-use tracing::debug;
-
-use crate::{connection::PgConnectionConfig, error::ReplicationError};
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -398,50 +388,31 @@ fn server_name(cfg: &PgConnectionConfig) -> Result<ServerName<'static>, Replicat
 }
 
 // ---------------------------------------------------------------------------------------
-// The replication connection: our handshake, then a bridge to pgwire-replication.
+// The replication connection's transport.
 // ---------------------------------------------------------------------------------------
 
-/// Where `pgwire-replication` connects.
-pub(crate) enum ReplicationEndpoint {
-    /// To the URL's host and port itself, without TLS (sslmode=disable, a Unix socket,
-    /// or sslmode=prefer against a server without TLS).
-    Direct,
-    /// To the Unix socket directory of a bridge that carries the stream over our TLS
-    /// connection.
-    Bridged(PathBuf),
-}
-
-/// `SSLRequest`: length 8, code 80877103.
-const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-/// How long the bridge waits for `pgwire-replication` to connect.
-const BRIDGE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Buffer of each direction of the bridge.
-const BRIDGE_BUFFER: usize = 64 * 1024;
-
-/// Opens the replication connection's transport per `sslmode`.
-pub(crate) async fn open_replication_endpoint(
+/// Opens the replication connection's transport per `sslmode`: a Unix socket or TCP,
+/// then (unless `disable`, or `prefer` and the server declines) an SSLRequest and our
+/// TLS handshake.
+pub(crate) async fn connect_replication_transport(
     cfg: &PgConnectionConfig,
-) -> Result<ReplicationEndpoint, ReplicationError> {
-    let tls = cfg.tls();
-    if tls.mode == SslMode::Disable || cfg.is_unix_socket() {
-        return Ok(ReplicationEndpoint::Direct);
-    }
-    let config = tls.client_config()?;
-    let name = server_name(cfg)?;
+) -> Result<Transport, ReplicationError> {
     let transient = |context: &str, err: io::Error| ReplicationError::Transient {
         context: format!("{context} ({}:{})", cfg.host(), cfg.port()),
         source: Box::new(err),
     };
-    let mut tcp = TcpStream::connect((cfg.host(), cfg.port()))
-        .await
-        .map_err(|e| transient("connecting for replication", e))?;
-    tcp.set_nodelay(true).map_err(|e| transient("connecting for replication", e))?;
-    tcp.write_all(&SSL_REQUEST).await.map_err(|e| transient("requesting TLS", e))?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer).await.map_err(|e| transient("requesting TLS", e))?;
-    match answer[0] {
+    let transport =
+        wire::connect_socket(cfg).await.map_err(|e| transient("connecting for replication", e))?;
+    let tls = cfg.tls();
+    let Transport::Tcp(mut tcp) = transport else { return Ok(transport) };
+    if tls.mode == SslMode::Disable {
+        return Ok(Transport::Tcp(tcp));
+    }
+    let config = tls.client_config()?;
+    let name = server_name(cfg)?;
+    match wire::ssl_answer(&mut tcp).await.map_err(|e| transient("requesting TLS", e))? {
         b'S' => {}
-        b'N' if tls.mode == SslMode::Prefer => return Ok(ReplicationEndpoint::Direct),
+        b'N' if tls.mode == SslMode::Prefer => return Ok(Transport::Tcp(tcp)),
         b'N' => return Err(server_refuses_tls(cfg)),
         other => {
             return Err(ReplicationError::Definite {
@@ -454,91 +425,7 @@ pub(crate) async fn open_replication_endpoint(
         .connect(name, tcp)
         .await
         .map_err(|e| handshake_error(cfg, "TLS handshake for replication", e))?;
-    let dir = spawn_bridge(stream, cfg.port())
-        .map_err(|e| transient("opening the local socket of the TLS bridge", e))?;
-    Ok(ReplicationEndpoint::Bridged(dir))
-}
-
-static BRIDGE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh directory only we can enter, for the bridge's socket.
-#[cfg(unix)]
-fn private_dir() -> io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let mut base = std::env::temp_dir();
-    // Unix socket paths are limited to about 100 bytes.
-    if base.as_os_str().len() > 60 {
-        base = PathBuf::from("/tmp");
-    }
-    loop {
-        let n = BRIDGE_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("tailbox-pgtls-{}-{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1_000_000 => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn private_dir() -> io::Result<PathBuf> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "TLS for replication needs Unix sockets"))
-}
-
-/// Listens on `DIR/.s.PGSQL.PORT` for the one connection of `pgwire-replication`, removes
-/// the socket and the directory as soon as it came (or after a timeout), and copies
-/// bytes between it and the TLS stream until either side closes.
-fn spawn_bridge(
-    stream: tokio_rustls::client::TlsStream<TcpStream>,
-    port: u16,
-) -> io::Result<PathBuf> {
-    let dir = private_dir()?;
-    let path = dir.join(format!(".s.PGSQL.{port}"));
-    let listener = match UnixListener::bind(&path) {
-        Ok(listener) => listener,
-        Err(e) => {
-            let _ = std::fs::remove_dir(&dir);
-            return Err(e);
-        }
-    };
-    let socket_dir = dir.clone();
-    tokio::spawn(async move {
-        let accepted = tokio::time::timeout(BRIDGE_ACCEPT_TIMEOUT, listener.accept()).await;
-        drop(listener);
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_dir(&socket_dir);
-        let Ok(Ok((local, _))) = accepted else {
-            debug!("the replication client did not connect to the TLS bridge");
-            return;
-        };
-        let (tls_read, mut tls_write) = tokio::io::split(stream);
-        let (local_read, mut local_write) = local.into_split();
-        let upstream = async {
-            let mut from = BufReader::with_capacity(BRIDGE_BUFFER, local_read);
-            let result = tokio::io::copy_buf(&mut from, &mut tls_write).await;
-            let _ = tls_write.shutdown().await;
-            result
-        };
-        let downstream = async {
-            let mut from = BufReader::with_capacity(BRIDGE_BUFFER, tls_read);
-            let result = tokio::io::copy_buf(&mut from, &mut local_write).await;
-            let _ = local_write.shutdown().await;
-            result
-        };
-        tokio::pin!(upstream, downstream);
-        tokio::select! {
-            result = &mut downstream => {
-                debug!(result = ?result.map(|_| ()), "TLS bridge: server side closed");
-            }
-            result = &mut upstream => {
-                debug!(result = ?result.map(|_| ()), "TLS bridge: replication client closed");
-                // Let the server's last bytes through, but do not wait for ever.
-                let _ = tokio::time::timeout(Duration::from_secs(5), &mut downstream).await;
-            }
-        }
-    });
-    Ok(dir)
+    Ok(Transport::Tls(Box::new(stream)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -669,7 +556,11 @@ fn presented_name(name: &str) -> &str {
 }
 
 /// A server refusal of the login (SQLSTATE class 28), worded with the fix.
-fn auth_problem(cfg: &PgConnectionConfig, code: &str, message: &str) -> Option<ReplicationError> {
+pub(crate) fn auth_problem(
+    cfg: &PgConnectionConfig,
+    code: &str,
+    message: &str,
+) -> Option<ReplicationError> {
     let user = cfg.user();
     let mode = cfg.tls().mode.as_str();
     match code {
@@ -719,27 +610,17 @@ pub(crate) fn control_connect_problem(
         return Some(server_refuses_tls(cfg));
     }
     if text.contains("password missing") {
-        return Some(ReplicationError::startup(
-            format!("PostgreSQL asks user {:?} for a password but none was given", cfg.user()),
-            "set pg_password_file (TAILBOX_PG_PASSWORD_FILE) to a file holding the password, put it in pg_url, or give sslcert/sslkey if the server accepts client certificates",
-        ));
+        return Some(password_missing(cfg));
     }
     None
 }
 
-/// Maps a failed `pgwire-replication` connect to a problem with its fix, if it is one.
-pub(crate) fn replication_connect_problem(
-    cfg: &PgConnectionConfig,
-    err: &pgwire_replication::PgWireError,
-) -> Option<ReplicationError> {
-    match err {
-        pgwire_replication::PgWireError::Server(text) => {
-            let code = crate::error::sqlstate_in(text)?;
-            let message = text.split(" (SQLSTATE ").next().unwrap_or(text);
-            auth_problem(cfg, code, message)
-        }
-        _ => None,
-    }
+/// The server asks for a password and the URL has none.
+pub(crate) fn password_missing(cfg: &PgConnectionConfig) -> ReplicationError {
+    ReplicationError::startup(
+        format!("PostgreSQL asks user {:?} for a password but none was given", cfg.user()),
+        "set pg_password_file (TAILBOX_PG_PASSWORD_FILE) to a file holding the password, put it in pg_url, or give sslcert/sslkey if the server accepts client certificates",
+    )
 }
 
 #[cfg(test)]
