@@ -41,6 +41,9 @@ const PG_EPOCH_OFFSET_MICROS: u64 = 946_684_800_000_000;
 const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
 /// XLogData header after the `w`: dataStart, walEnd, sendTime.
 const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
+/// A transaction sent this long after it committed means we are catching up: reads
+/// may then wait for a batch (see [`PgWire::read_more_batched`]).
+const CATCHING_UP_LAG_MICROS: i64 = 100_000;
 
 /// Settings of one replication session.
 #[derive(Debug, Clone)]
@@ -63,6 +66,9 @@ pub struct PgWalStream {
     reported: u64,
     /// When the last status update was queued.
     last_status: Instant,
+    /// The last transaction began more than [`CATCHING_UP_LAG_MICROS`] before the
+    /// server sent it.
+    catching_up: bool,
 }
 
 impl PgWalStream {
@@ -96,6 +102,7 @@ impl PgWalStream {
             confirmed: settings.start_lsn,
             reported: settings.start_lsn,
             last_status: Instant::now(),
+            catching_up: false,
         })
     }
 
@@ -125,8 +132,13 @@ impl PgWalStream {
                 if body.len() <= XLOG_DATA_HEADER {
                     return Err(protocol("XLogData shorter than its header"));
                 }
+                let send_time = i64::from_be_bytes(body[17..25].try_into().unwrap_or_default());
                 body.advance(XLOG_DATA_HEADER);
-                wal_event(body.freeze()).map(Some)
+                let event = wal_event(body.freeze())?;
+                if let WalEvent::Begin { commit_ts, .. } = event {
+                    self.catching_up = send_time.saturating_sub(commit_ts) > CATCHING_UP_LAG_MICROS;
+                }
+                Ok(Some(event))
             }
             Some(b'k') => {
                 let Some(fields) = body.get(1..18) else {
@@ -208,7 +220,7 @@ impl WalSource for PgWalStream {
             if self.wire.has_pending_writes() {
                 self.wire.flush().await?;
             }
-            self.wire.read_more("reading the replication stream").await?;
+            self.wire.read_more_batched("reading the replication stream", self.catching_up).await?;
         }
     }
 

@@ -49,6 +49,10 @@ pub(crate) const MAX_MESSAGE_LEN: usize = 1 << 30;
 /// Free space kept in the read buffer before each read: one read takes whatever the
 /// socket holds, up to this much.
 const READ_CHUNK: usize = 256 * 1024;
+/// While catching up, a read waits until this much is in the socket (SO_RCVLOWAT)...
+const BATCH_BYTES: i32 = 64 * 1024;
+/// ...or this long, whichever comes first.
+const BATCH_WAIT: Duration = Duration::from_millis(5);
 /// How long connecting and logging in may take, unless the URL sets `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -196,6 +200,8 @@ pub(crate) struct PgWire {
     read: BytesMut,
     /// Bytes queued for the server and not yet taken by the transport.
     write: BytesMut,
+    /// SO_RCVLOWAT is raised to [`BATCH_BYTES`].
+    batching: bool,
 }
 
 impl PgWire {
@@ -229,6 +235,7 @@ impl PgWire {
             transport,
             read: BytesMut::with_capacity(READ_CHUNK),
             write: BytesMut::with_capacity(1024),
+            batching: false,
         };
         let params = [
             ("user", cfg.user()),
@@ -410,14 +417,70 @@ impl PgWire {
     /// Reads whatever the socket holds (waiting for at least one byte); an error if the
     /// server closed the connection.
     pub(crate) async fn read_more(&mut self, context: &str) -> Result<(), ReplicationError> {
+        self.read_more_batched(context, false).await
+    }
+
+    /// [`PgWire::read_more`]; with `batch`, first waits up to [`BATCH_WAIT`] for
+    /// [`BATCH_BYTES`] to arrive.
+    ///
+    /// The walsender writes every message with its own `send()`, and each one wakes a
+    /// reader that waits for "readable": during a catch-up that is tens of thousands of
+    /// wake-ups per second, each carrying one or two events, and their cost lands on
+    /// both sides (ours and the walsender's CPU). With `batch` the kernel wakes us
+    /// only once [`BATCH_BYTES`] are there (SO_RCVLOWAT), so one wake-up carries
+    /// hundreds of events; the timer bounds the added delay, and lowering the mark
+    /// again makes the kernel report what is there at once. The caller batches only
+    /// while it is behind, so live traffic is never delayed.
+    pub(crate) async fn read_more_batched(
+        &mut self,
+        context: &str,
+        batch: bool,
+    ) -> Result<(), ReplicationError> {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
             self.read.reserve(READ_CHUNK);
         }
-        match self.transport.read_buf(&mut self.read).await {
-            Ok(0) => Err(io_error(context, io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => Ok(()),
-            Err(e) => Err(io_error(context, e)),
+        if batch != self.batching {
+            self.batching = self.set_recv_low_water(if batch { BATCH_BYTES } else { 1 }) == batch;
         }
+        if self.batching {
+            let read = tokio::select! {
+                read = self.transport.read_buf(&mut self.read) => Some(read),
+                () = tokio::time::sleep(BATCH_WAIT) => None,
+            };
+            match read {
+                Some(read) => return read_result(context, read),
+                // Lowering the mark makes the kernel report what is there at once.
+                None => self.batching = !self.set_recv_low_water(1),
+            }
+        }
+        read_result(context, self.transport.read_buf(&mut self.read).await)
+    }
+
+    /// Sets SO_RCVLOWAT on a TCP transport (TLS included); whether it took effect.
+    fn set_recv_low_water(&self, bytes: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = match &self.transport {
+            Transport::Tcp(tcp) => tcp.as_raw_fd(),
+            Transport::Tls(tls) => tls.get_ref().0.as_raw_fd(),
+            Transport::Unix(_) => return false,
+        };
+        let value: libc::c_int = bytes;
+        // SAFETY: `fd` is an open socket owned by `self.transport` for the duration of
+        // the call, and `value` is a live c_int whose size is passed along with it.
+        #[allow(unsafe_code)]
+        let result = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                std::ptr::from_ref(&value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result != 0 {
+            debug!(error = %io::Error::last_os_error(), "SO_RCVLOWAT not set");
+        }
+        result == 0
     }
 
     /// Queues a CopyData message holding `payload`.
@@ -469,6 +532,14 @@ impl PgWire {
             }
             self.read_more(context).await?;
         }
+    }
+}
+
+fn read_result(context: &str, read: io::Result<usize>) -> Result<(), ReplicationError> {
+    match read {
+        Ok(0) => Err(io_error(context, io::ErrorKind::UnexpectedEof.into())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(io_error(context, e)),
     }
 }
 
@@ -573,7 +644,12 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair()?;
         a.set_nonblocking(true)?;
         let transport = Transport::Unix(UnixStream::from_std(a)?);
-        Ok(PgWire { transport, read: BytesMut::from(bytes), write: BytesMut::new() })
+        Ok(PgWire {
+            transport,
+            read: BytesMut::from(bytes),
+            write: BytesMut::new(),
+            batching: false,
+        })
     }
 
     #[tokio::test]
