@@ -1,13 +1,20 @@
 //! [`KafkaSink`]: enqueue records in order, get acknowledgements back by sequence number.
 //!
-//! The producer is a `ThreadedProducer` whose delivery callback (on librdkafka's
-//! polling thread) sends `(seq, result)` to the pipeline over a channel. The sequence
-//! number travels as librdkafka's per-message opaque pointer value, so nothing is
-//! allocated per record for tracking.
+//! The producer is a `BaseProducer` served by the pipeline's own thread: asking for
+//! acknowledgements ([`KafkaSink::try_next_ack`]) serves librdkafka's delivery-report
+//! queue, whose callback appends `(seq, result)` to a queue the sink then hands out.
+//! There is no polling thread and no wake-up per delivery batch: the pipeline asks
+//! when it is awake anyway, and at least every [`ACK_POLL_INTERVAL`] while it waits
+//! for acknowledgements. The sequence number travels as librdkafka's per-message opaque
+//! pointer value, so nothing is allocated per record for tracking.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use rdkafka::{
@@ -15,10 +22,9 @@ use rdkafka::{
     config::RDKafkaLogLevel,
     error::{KafkaError, RDKafkaErrorCode},
     message::{DeliveryResult, Header, OwnedHeaders},
-    producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer},
+    producer::{BaseProducer, BaseRecord, Producer, ProducerContext},
 };
 use tailbox_outbox::OutboxRecord;
-use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::{
@@ -75,10 +81,24 @@ pub enum SendOutcome {
     QueueFull,
 }
 
-/// Routes librdkafka's callbacks: deliveries to the pipeline, logs and errors to
+/// How often a pipeline waiting for acknowledgements serves the delivery reports.
+/// Acknowledgements only gate the checkpoint and the in-flight window, never when a
+/// record reaches Kafka, so a few milliseconds here cost no latency that consumers see.
+pub const ACK_POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Delivery-report events served per [`KafkaSink::try_next_ack`] at most (each holds
+/// the records of one produce response).
+const EVENTS_PER_SERVE: usize = 64;
+
+/// Routes librdkafka's callbacks: deliveries to the sink's queue, logs and errors to
 /// `tracing`.
 pub(crate) struct SinkContext {
-    acks: mpsc::UnboundedSender<Ack>,
+    /// Filled by the delivery callback, on whichever thread serves the queue (the
+    /// pipeline's, or the blocking pool's during a transaction commit).
+    acks: Mutex<VecDeque<Ack>>,
+    /// Acknowledgements produced so far: tells [`KafkaSink::serve`] whether the last
+    /// poll handled a delivery report.
+    delivered: AtomicU64,
     fatal: Arc<AtomicBool>,
 }
 
@@ -123,8 +143,11 @@ impl ProducerContext for SinkContext {
                 (Err(error), refused)
             }
         };
-        // The receiver is gone only while the sink is being dropped.
-        let _ = self.acks.send(Ack { seq: seq as u64, result, refused });
+        let ack = Ack { seq: seq as u64, result, refused };
+        // A poisoned lock only means another thread panicked while pushing: the queue
+        // itself is intact.
+        self.acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(ack);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -148,8 +171,9 @@ fn copy_refused(message: &rdkafka::message::BorrowedMessage<'_>) -> RefusedRecor
 
 /// An ordered, idempotent Kafka producer.
 pub struct KafkaSink {
-    producer: ThreadedProducer<SinkContext>,
-    acks: mpsc::UnboundedReceiver<Ack>,
+    producer: Arc<BaseProducer<SinkContext>>,
+    /// Acknowledgements taken from the context's queue, handed out in order.
+    ready: VecDeque<Ack>,
     fatal: Arc<AtomicBool>,
     next_seq: u64,
 }
@@ -170,9 +194,12 @@ impl KafkaSink {
     }
 
     fn create(config: &SinkConfig, transactional_id: Option<&str>) -> Result<Self, SinkError> {
-        let (tx, acks) = mpsc::unbounded_channel();
         let fatal = Arc::new(AtomicBool::new(false));
-        let context = SinkContext { acks: tx, fatal: Arc::clone(&fatal) };
+        let context = SinkContext {
+            acks: Mutex::new(VecDeque::new()),
+            delivered: AtomicU64::new(0),
+            fatal: Arc::clone(&fatal),
+        };
         let mut client_config = config.producer_config();
         if let Some(id) = transactional_id {
             client_config.set("transactional.id", id);
@@ -183,7 +210,7 @@ impl KafkaSink {
             }
         }
         let producer = client_config.create_with_context(context).map_err(SinkError::Config)?;
-        Ok(Self { producer, acks, fatal, next_seq: 0 })
+        Ok(Self { producer: Arc::new(producer), ready: VecDeque::new(), fatal, next_seq: 0 })
     }
 
     /// Enqueues one record; with `meta`, adds the transaction's headers (`lsn`, `xid`,
@@ -244,18 +271,43 @@ impl KafkaSink {
     }
 
     /// A handle on the producer (shared; for calls that must run on the blocking pool).
-    pub(crate) fn producer_handle(&self) -> ThreadedProducer<SinkContext> {
-        self.producer.clone()
+    pub(crate) fn producer_handle(&self) -> Arc<BaseProducer<SinkContext>> {
+        Arc::clone(&self.producer)
     }
 
-    /// The next acknowledgement, waiting for it.
-    pub async fn next_ack(&mut self) -> Option<Ack> {
-        self.acks.recv().await
+    /// Serves librdkafka's queue on this thread: runs the delivery callbacks of the
+    /// reports that arrived (and error callbacks), without waiting.
+    pub fn serve(&self) {
+        let delivered = &self.producer.context().delivered;
+        for _ in 0..EVENTS_PER_SERVE {
+            let before = delivered.load(Ordering::Relaxed);
+            self.producer.poll(Duration::ZERO);
+            if delivered.load(Ordering::Relaxed) == before {
+                break;
+            }
+        }
     }
 
-    /// An acknowledgement if one is already waiting.
+    /// The next acknowledgement, waiting for it (serving the queue every
+    /// [`ACK_POLL_INTERVAL`]). Cancel-safe.
+    pub async fn next_ack(&mut self) -> Ack {
+        loop {
+            if let Some(ack) = self.try_next_ack() {
+                return ack;
+            }
+            tokio::time::sleep(ACK_POLL_INTERVAL).await;
+        }
+    }
+
+    /// An acknowledgement if one arrived (serves the queue first if none is waiting).
     pub fn try_next_ack(&mut self) -> Option<Ack> {
-        self.acks.try_recv().ok()
+        if self.ready.is_empty() {
+            self.serve();
+            let mut arrived =
+                self.producer.context().acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::swap(&mut *arrived, &mut self.ready);
+        }
+        self.ready.pop_front()
     }
 
     /// Whether the producer hit a fatal error (it must be recreated).

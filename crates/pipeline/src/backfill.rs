@@ -249,13 +249,9 @@ impl Acks {
     }
 
     async fn wait_one(&mut self, sink: &mut KafkaSink) -> Result<(), PipelineError> {
-        match sink.next_ack().await {
-            Some(ack) => {
-                self.acked += 1;
-                ack.result.map_err(delivery)
-            }
-            None => Err(PipelineError::StreamEnded),
-        }
+        let ack = sink.next_ack().await;
+        self.acked += 1;
+        ack.result.map_err(delivery)
     }
 }
 

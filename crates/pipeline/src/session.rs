@@ -196,12 +196,10 @@ impl<S: WalSource> Session<S> {
             tokio::select! {
                 biased;
                 () = shutdown.requested() => break,
-                ack = self.sink.next_ack(), if waiting_acks => {
-                    if let Some(ack) = ack {
-                        self.on_ack(ack)?;
-                    }
-                }
+                ack = self.sink.next_ack(), if waiting_acks => self.on_ack(ack)?,
                 () = &mut tick => {
+                    // Also serves librdkafka's error callbacks while nothing is in flight.
+                    self.sink.serve();
                     self.on_tick().await?;
                     self.source.send_status().await?;
                     self.publish_metrics();
@@ -270,10 +268,7 @@ impl<S: WalSource> Session<S> {
                 ack = self.sink.next_ack() => ack,
                 () = sleep_until(deadline) => return Ok(()),
             };
-            match ack {
-                Some(ack) => self.on_ack(ack)?,
-                None => return Ok(()),
-            }
+            self.on_ack(ack)?;
         }
         Ok(())
     }
@@ -703,11 +698,7 @@ impl<S: WalSource> Session<S> {
                     tokio::select! {
                         biased;
                         () = shutdown.requested() => return Ok(()),
-                        ack = self.sink.next_ack() => {
-                            if let Some(ack) = ack {
-                                self.on_ack(ack)?;
-                            }
-                        }
+                        ack = self.sink.next_ack() => self.on_ack(ack)?,
                         () = tokio::time::sleep(Duration::from_millis(50)) => {}
                     }
                 }
