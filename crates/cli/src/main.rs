@@ -35,6 +35,13 @@ use crate::{
     config::ConfigErrors,
 };
 
+/// mimalloc for Rust's allocations; built with `override`, it also replaces `malloc`
+/// and `free` for the C code linked in (librdkafka allocates and frees several blocks
+/// per record), which glibc's allocator served at a quarter of the pipeline thread's
+/// CPU (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

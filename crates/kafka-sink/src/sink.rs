@@ -303,8 +303,12 @@ impl KafkaSink {
     pub fn try_next_ack(&mut self) -> Option<Ack> {
         if self.ready.is_empty() {
             self.serve();
-            let mut arrived =
-                self.producer.context().acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut arrived = self
+                .producer
+                .context()
+                .acks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             std::mem::swap(&mut *arrived, &mut self.ready);
         }
         self.ready.pop_front()

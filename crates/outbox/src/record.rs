@@ -18,3 +18,16 @@ pub struct OutboxRecord {
     /// Headers from the row's other columns; names are shared with the relation layout.
     pub headers: Vec<(Arc<str>, Bytes)>,
 }
+
+impl OutboxRecord {
+    /// Drops the key, value and header values (keeping the header list's capacity).
+    ///
+    /// They are slices of the replication read buffer: once the record is handed to
+    /// Kafka (which copies it), holding them would keep that buffer from being reused
+    /// and make the next socket read allocate a fresh one.
+    pub fn release(&mut self) {
+        self.key = Bytes::new();
+        self.value = Bytes::new();
+        self.headers.clear();
+    }
+}

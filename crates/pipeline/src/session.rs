@@ -692,6 +692,7 @@ impl<S: WalSource> Session<S> {
                     };
                     counts.events += 1;
                     counts.bytes += bytes;
+                    self.record.release();
                     return Ok(());
                 }
                 SendOutcome::QueueFull => {
