@@ -31,7 +31,7 @@ use crate::{
     connection::PgConnectionConfig,
     error::ReplicationError,
     source::{WalEvent, WalSource},
-    wire::{PgWire, ServerError, ServerErrorOr, protocol},
+    wire::{PgWire, ReadBatch, ServerError, ServerErrorOr, protocol},
 };
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -41,9 +41,13 @@ const PG_EPOCH_OFFSET_MICROS: u64 = 946_684_800_000_000;
 const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
 /// XLogData header after the `w`: dataStart, walEnd, sendTime.
 const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
-/// A transaction sent this long after it committed means we are catching up: reads
-/// may then wait for a batch (see [`PgWire::read_more_batched`]).
+/// A transaction sent this long after it committed means we are catching up...
 const CATCHING_UP_LAG_MICROS: i64 = 100_000;
+/// ...and then a read waits for 64 KiB or 5 ms: hundreds of events per wake-up.
+const CATCHING_UP_READS: ReadBatch = ReadBatch { bytes: 64 * 1024, wait: Duration::from_millis(5) };
+/// Live, a read waits for 16 KiB or 1 ms: a millisecond of latency at most, for a
+/// fraction of the wake-ups (and of the walsender's cost of waking us).
+const LIVE_READS: ReadBatch = ReadBatch { bytes: 16 * 1024, wait: Duration::from_millis(1) };
 
 /// Settings of one replication session.
 #[derive(Debug, Clone)]
@@ -220,7 +224,8 @@ impl WalSource for PgWalStream {
             if self.wire.has_pending_writes() {
                 self.wire.flush().await?;
             }
-            self.wire.read_more_batched("reading the replication stream", self.catching_up).await?;
+            let batch = if self.catching_up { CATCHING_UP_READS } else { LIVE_READS };
+            self.wire.read_more_batched("reading the replication stream", Some(batch)).await?;
         }
     }
 

@@ -49,10 +49,14 @@ pub(crate) const MAX_MESSAGE_LEN: usize = 1 << 30;
 /// Free space kept in the read buffer before each read: one read takes whatever the
 /// socket holds, up to this much.
 const READ_CHUNK: usize = 256 * 1024;
-/// While catching up, a read waits until this much is in the socket (SO_RCVLOWAT)...
-const BATCH_BYTES: i32 = 64 * 1024;
-/// ...or this long, whichever comes first.
-const BATCH_WAIT: Duration = Duration::from_millis(5);
+/// How long a read may wait for how many bytes (see [`PgWire::read_more_batched`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadBatch {
+    /// Wake up once this much is in the socket (SO_RCVLOWAT)...
+    pub bytes: i32,
+    /// ...or after this long, whichever comes first.
+    pub wait: Duration,
+}
 /// How long connecting and logging in may take, unless the URL sets `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -200,8 +204,8 @@ pub(crate) struct PgWire {
     read: BytesMut,
     /// Bytes queued for the server and not yet taken by the transport.
     write: BytesMut,
-    /// SO_RCVLOWAT is raised to [`BATCH_BYTES`].
-    batching: bool,
+    /// The socket's SO_RCVLOWAT (1: wake on any byte).
+    low_water: i32,
 }
 
 impl PgWire {
@@ -235,7 +239,7 @@ impl PgWire {
             transport,
             read: BytesMut::with_capacity(READ_CHUNK),
             write: BytesMut::with_capacity(1024),
-            batching: false,
+            low_water: 1,
         };
         let params = [
             ("user", cfg.user()),
@@ -417,40 +421,43 @@ impl PgWire {
     /// Reads whatever the socket holds (waiting for at least one byte); an error if the
     /// server closed the connection.
     pub(crate) async fn read_more(&mut self, context: &str) -> Result<(), ReplicationError> {
-        self.read_more_batched(context, false).await
+        self.read_more_batched(context, None).await
     }
 
-    /// [`PgWire::read_more`]; with `batch`, first waits up to [`BATCH_WAIT`] for
-    /// [`BATCH_BYTES`] to arrive.
+    /// [`PgWire::read_more`]; with a `batch`, first waits up to `batch.wait` for
+    /// `batch.bytes` to arrive.
     ///
     /// The walsender writes every message with its own `send()`, and each one wakes a
-    /// reader that waits for "readable": during a catch-up that is tens of thousands of
-    /// wake-ups per second, each carrying one or two events, and their cost lands on
-    /// both sides (ours and the walsender's CPU). With `batch` the kernel wakes us
-    /// only once [`BATCH_BYTES`] are there (SO_RCVLOWAT), so one wake-up carries
-    /// hundreds of events; the timer bounds the added delay, and lowering the mark
-    /// again makes the kernel report what is there at once. The caller batches only
-    /// while it is behind, so live traffic is never delayed.
+    /// reader that waits for "readable": tens of thousands of wake-ups per second, each
+    /// carrying one or two events, and their cost lands on both sides (ours and the
+    /// walsender's CPU). With a batch the kernel wakes us only once `batch.bytes` are
+    /// there (SO_RCVLOWAT), so one wake-up carries many events; the timer bounds the
+    /// added delay, and lowering the mark again makes the kernel report what is there
+    /// at once.
     pub(crate) async fn read_more_batched(
         &mut self,
         context: &str,
-        batch: bool,
+        batch: Option<ReadBatch>,
     ) -> Result<(), ReplicationError> {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
             self.read.reserve(READ_CHUNK);
         }
-        if batch != self.batching {
-            self.batching = self.set_recv_low_water(if batch { BATCH_BYTES } else { 1 }) == batch;
+        let want = batch.map_or(1, |b| b.bytes);
+        if want != self.low_water && self.set_recv_low_water(want) {
+            self.low_water = want;
         }
-        if self.batching {
+        if let Some(batch) = batch
+            && self.low_water > 1
+        {
             let read = tokio::select! {
                 read = self.transport.read_buf(&mut self.read) => Some(read),
-                () = tokio::time::sleep(BATCH_WAIT) => None,
+                () = tokio::time::sleep(batch.wait) => None,
             };
-            match read {
-                Some(read) => return read_result(context, read),
-                // Lowering the mark makes the kernel report what is there at once.
-                None => self.batching = !self.set_recv_low_water(1),
+            if let Some(read) = read {
+                return read_result(context, read);
+            }
+            if self.set_recv_low_water(1) {
+                self.low_water = 1;
             }
         }
         read_result(context, self.transport.read_buf(&mut self.read).await)
@@ -644,12 +651,7 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair()?;
         a.set_nonblocking(true)?;
         let transport = Transport::Unix(UnixStream::from_std(a)?);
-        Ok(PgWire {
-            transport,
-            read: BytesMut::from(bytes),
-            write: BytesMut::new(),
-            batching: false,
-        })
+        Ok(PgWire { transport, read: BytesMut::from(bytes), write: BytesMut::new(), low_water: 1 })
     }
 
     #[tokio::test]
