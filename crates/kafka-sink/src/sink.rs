@@ -71,6 +71,21 @@ pub struct EventMeta {
     pub timestamp_ms: i64,
 }
 
+impl EventMeta {
+    /// Fills in a new transaction's facts, reusing the strings' buffers (no allocation
+    /// per transaction once they have grown).
+    pub fn reset(&mut self, commit_lsn: u64, xid: u32, commit_unix_micros: i64) {
+        use std::fmt::Write;
+        self.lsn.clear();
+        tailbox_pgoutput::write_lsn(&mut self.lsn, commit_lsn);
+        self.xid.clear();
+        let _ = write!(self.xid, "{xid}");
+        self.commit_ts.clear();
+        let _ = write!(self.commit_ts, "{commit_unix_micros}");
+        self.timestamp_ms = commit_unix_micros / 1000;
+    }
+}
+
 /// What happened to a record handed to [`KafkaSink::send`].
 #[derive(Debug)]
 pub enum SendOutcome {

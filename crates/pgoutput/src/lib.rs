@@ -55,7 +55,7 @@ mod reader;
 pub mod tuple;
 
 pub use error::DecodeError;
-pub use lsn::{Lsn, format_lsn, parse_lsn};
+pub use lsn::{Lsn, format_lsn, parse_lsn, write_lsn};
 pub use message::{
     Begin, Commit, Delete, Insert, LogicalMessage, Message, MessageKind, OldTuple, Origin,
     Relation, RelationColumn, Truncate, TypeMessage, Update,

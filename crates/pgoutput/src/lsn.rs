@@ -14,7 +14,16 @@ const MAX_COMPONENT_DIGITS: usize = 8;
 /// assert_eq!(tailbox_pgoutput::format_lsn(0), "0/0");
 /// ```
 pub fn format_lsn(lsn: Lsn) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+    let mut text = String::with_capacity(17);
+    write_lsn(&mut text, lsn);
+    text
+}
+
+/// Appends `lsn` in PostgreSQL's `X/X` form to `out` (no allocation if it has room).
+pub fn write_lsn(out: &mut String, lsn: Lsn) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF);
 }
 
 /// Parses PostgreSQL's `X/X` LSN text form, as accepted by `pg_lsn_in`:

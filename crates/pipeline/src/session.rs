@@ -120,6 +120,8 @@ pub struct Session<S: WalSource> {
     /// Reused for every record.
     record: OutboxRecord,
     open: Option<OpenTransaction>,
+    /// The last transaction's headers, reused for the next one.
+    spare_meta: EventMeta,
     /// Highest LSN a checkpoint record was sent for.
     checkpoint_sent: u64,
     /// Checkpoint and dead-letter records in flight (a handful at most).
@@ -163,6 +165,7 @@ impl<S: WalSource> Session<S> {
             tracker: AckTracker::new(start_lsn),
             record: OutboxRecord::default(),
             open: None,
+            spare_meta: EventMeta::default(),
             // The checkpoint never moves backwards, also while we skip up to it.
             checkpoint_sent: start_lsn.max(skip_before),
             special: HashMap::new(),
@@ -451,13 +454,10 @@ impl<S: WalSource> Session<S> {
         match event {
             WalEvent::Begin { final_lsn, xid, commit_ts } => {
                 let unix_micros = commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
+                let mut meta = std::mem::take(&mut self.spare_meta);
+                meta.reset(final_lsn, xid, unix_micros);
                 self.open = Some(OpenTransaction {
-                    meta: EventMeta {
-                        lsn: format_lsn(final_lsn),
-                        xid: xid.to_string(),
-                        commit_ts: unix_micros.to_string(),
-                        timestamp_ms: unix_micros / 1000,
-                    },
+                    meta,
                     records: 0,
                     commit_us: unix_micros,
                     skip: final_lsn < self.skip_before,
@@ -466,10 +466,11 @@ impl<S: WalSource> Session<S> {
             }
             WalEvent::Change(bytes) => self.on_change(bytes, shutdown).await?,
             WalEvent::Commit { end_lsn, .. } => {
-                if let Some(open) = self.open.take()
-                    && open.records > 0
-                {
-                    self.commit_times.push_back((end_lsn, open.commit_us));
+                if let Some(open) = self.open.take() {
+                    if open.records > 0 {
+                        self.commit_times.push_back((end_lsn, open.commit_us));
+                    }
+                    self.spare_meta = open.meta;
                 }
                 self.stats.transactions += 1;
                 self.tracker.on_commit(end_lsn);
