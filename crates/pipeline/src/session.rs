@@ -99,6 +99,23 @@ enum SpecialRecord {
     DeadLetterFor(u64),
 }
 
+/// Checkpoint and dead-letter records in flight: a handful at most, so a list beats a
+/// hash map that every acknowledgement would have to hash into.
+#[derive(Default)]
+struct SpecialRecords(Vec<(u64, SpecialRecord)>);
+
+impl SpecialRecords {
+    fn insert(&mut self, seq: u64, record: SpecialRecord) {
+        self.0.push((seq, record));
+    }
+
+    /// Removes and returns what `seq` stands for, if it is special.
+    fn take(&mut self, seq: u64) -> Option<SpecialRecord> {
+        let at = self.0.iter().position(|(s, _)| *s == seq)?;
+        Some(self.0.swap_remove(at).1)
+    }
+}
+
 /// The Kafka transaction of exactly-once mode.
 #[derive(Debug, Default)]
 struct KafkaTransaction {
@@ -125,7 +142,7 @@ pub struct Session<S: WalSource> {
     /// Highest LSN a checkpoint record was sent for.
     checkpoint_sent: u64,
     /// Checkpoint and dead-letter records in flight (a handful at most).
-    special: HashMap<u64, SpecialRecord>,
+    special: SpecialRecords,
     /// Highest LSN confirmed to the source.
     confirmed: u64,
     /// Commit LSN and time of transactions with records that are not durable yet.
@@ -168,7 +185,7 @@ impl<S: WalSource> Session<S> {
             spare_meta: EventMeta::default(),
             // The checkpoint never moves backwards, also while we skip up to it.
             checkpoint_sent: start_lsn.max(skip_before),
-            special: HashMap::new(),
+            special: SpecialRecords::default(),
             confirmed: start_lsn,
             commit_times: VecDeque::new(),
             topic_counts: HashMap::new(),
@@ -226,8 +243,11 @@ impl<S: WalSource> Session<S> {
     /// [`EVENTS_PER_WAKEUP`] and while there is room in flight, without going back to
     /// the `select!`: one wake-up publishes a batch instead of one event.
     async fn on_buffered_events(&mut self, shutdown: &mut Shutdown) -> Result<(), PipelineError> {
+        if shutdown.is_requested() {
+            return Ok(());
+        }
         for _ in 0..EVENTS_PER_WAKEUP {
-            if self.tracker.in_flight() >= self.max_in_flight || shutdown.is_requested() {
+            if self.tracker.in_flight() >= self.max_in_flight {
                 break;
             }
             match self.source.try_recv()? {
@@ -290,7 +310,7 @@ impl<S: WalSource> Session<S> {
     }
 
     fn on_one_ack(&mut self, ack: Ack) -> Result<(), PipelineError> {
-        let special = self.special.remove(&ack.seq);
+        let special = self.special.take(ack.seq);
         match (ack.result, special) {
             (Ok(()), None) => {
                 self.stats.published += 1;
