@@ -721,7 +721,11 @@ impl<S: WalSource> Session<S> {
                         biased;
                         () = shutdown.requested() => return Ok(()),
                         ack = self.sink.next_ack() => self.on_ack(ack)?,
-                        () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        // The main loop's status timer does not run while we wait
+                        // here: keep the walsender hearing from us.
+                        () = tokio::time::sleep(Duration::from_millis(50)) => {
+                            self.source.send_status().await?;
+                        }
                     }
                 }
             }

@@ -36,9 +36,10 @@ use crate::{
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: u64 = 946_684_800_000_000;
-/// A status update goes out at least this often even if nothing new was confirmed
-/// (well inside the default `wal_sender_timeout` of 60 s).
-const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
+/// A status update goes out at least this often even if nothing new was confirmed: a
+/// sign of life well inside any sensible `wal_sender_timeout` (default 60 s), also
+/// while the pipeline does not read and so never sees the walsender's keepalives.
+const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 /// XLogData header after the `w`: dataStart, walEnd, sendTime.
 const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
 /// A transaction sent this long after it committed means we are catching up...
