@@ -320,6 +320,65 @@ async fn kafka_outage_holds_the_slot_and_loses_nothing() -> Result<()> {
     Ok(())
 }
 
+/// With Kafka down and the in-flight window full, tailbox stops reading WAL (so it never
+/// sees the walsender's keepalives) but its status timer keeps the walsender hearing
+/// from it: the same walsender serves the slot for longer than `wal_sender_timeout`
+/// (10 s in the test cluster), and nothing is lost once Kafka is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_outlasts_wal_sender_timeout_on_one_connection() -> Result<()> {
+    let pg = PgServer::start()?;
+    let broker = KafkaBroker::start_owned()?;
+    let kafka = broker.bootstrap().to_owned();
+    let names = Names::new("backpress");
+    apply_sql(&pg, &names)?;
+    let mut args = base_args(&pg, &kafka, &names);
+    args.extend(["--max-in-flight".to_owned(), "10".to_owned()]);
+    let tailbox = Tailbox::start(&args)?;
+    let first = Workload { writers: 1, transactions: 5, aggregates: 5 };
+    first.run(&pg).await?;
+    wait_caught_up(&pg, &names).await?;
+    let client = pg.client().await?;
+    let before = active_pid(&client, &names.slot).await?;
+    ensure!(before.is_some(), "slot not active before the outage");
+
+    broker.stop()?;
+    client
+        .execute(
+            "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
+             SELECT 'Agg0', 'a' || i, 'Happened', jsonb_build_object('w', 9, 't', 9999, 'i', i, 'xid', pg_current_xact_id()::text) \
+             FROM generate_series(0, 199) i",
+            &[],
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let during = active_pid(&client, &names.slot).await?;
+    ensure!(
+        during == before,
+        "the walsender changed while tailbox applied backpressure ({before:?} → {during:?}): \
+         status updates stopped and wal_sender_timeout fired\n{}",
+        tailbox.log_text()
+    );
+
+    broker.start_again()?;
+    let mut expected = first.expected();
+    expected.extend((0..200).map(|i| (9, 9999, i)));
+    let records =
+        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
+    let report = verify(&records, &expected)?;
+    println!("summary: {report}");
+    ensure!(report.lost == 0 && report.reordered == 0, "{report}\n{}", tailbox.log_text());
+    tailbox.terminate(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// The walsender holding `slot`, if any.
+async fn active_pid(client: &tokio_postgres::Client, slot: &str) -> Result<Option<i32>> {
+    let row = client
+        .query_one("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await?;
+    Ok(row.get(0))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_postgres_restart() -> Result<()> {
     let pg = PgServer::start()?;
