@@ -243,24 +243,53 @@ async fn the_tls_stream_carries_data() -> Result<()> {
         pg.port(),
         tls.ca.display()
     ))?;
-    let slot = unique_name("tlsdata");
+    stream_one_row(&pg, &cfg, "over TLS").await
+}
+
+/// And over the server's Unix socket (host = its directory; no TLS there, as libpq).
+#[tokio::test]
+async fn the_unix_socket_stream_carries_data() -> Result<()> {
+    let (pg, _tls) = PgServer::start_tls()?;
+    prepare(&pg)?;
+    let dir = pg.dir().display().to_string().replace('/', "%2F");
+    let cfg = PgConnectionConfig::parse(&format!(
+        "postgres://tailbox@{dir}:{}/postgres?sslmode=verify-full",
+        pg.port()
+    ))?;
+    ensure!(cfg.is_unix_socket(), "{cfg:?} is not a Unix socket");
+    stream_one_row(&pg, &cfg, "over a Unix socket").await
+}
+
+/// Starts a stream on a new slot, inserts a row and waits for its commit.
+async fn stream_one_row(pg: &PgServer, cfg: &PgConnectionConfig, payload: &str) -> Result<()> {
+    let slot = unique_name("stream");
     pg.psql(&format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"))?;
     let settings =
         StreamSettings { slot: slot.clone(), publication: "tls_pub".to_owned(), start_lsn: 0 };
-    let mut stream = PgWalStream::start(&cfg, &settings).await?;
-    pg.psql("INSERT INTO outbox (payload) VALUES ('over TLS')")?;
+    let mut stream = PgWalStream::start(cfg, &settings).await?;
+    pg.psql(&format!("INSERT INTO outbox (payload) VALUES ('{payload}')"))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut inserts = 0;
     loop {
         let event = tokio::time::timeout_at(deadline, stream.recv())
             .await
             .context("no commit within 20 s")??;
-        if let Some(tailbox_replication::WalEvent::Commit { .. }) = event {
-            break;
+        match event {
+            Some(tailbox_replication::WalEvent::Change(bytes)) if bytes.first() == Some(&b'I') => {
+                ensure!(
+                    bytes.windows(payload.len()).any(|w| w == payload.as_bytes()),
+                    "the insert does not carry {payload:?}"
+                );
+                inserts += 1;
+            }
+            Some(tailbox_replication::WalEvent::Commit { .. }) => break,
+            Some(_) => {}
+            None => bail!("stream ended"),
         }
-        ensure!(event.is_some(), "stream ended");
     }
+    ensure!(inserts == 1, "{inserts} inserts before the commit");
     stream.stop(Duration::from_secs(5)).await?;
-    Ok(())
+    wait_inactive_and_drop(pg, &slot).await
 }
 
 /// `tailbox backfill`'s path: a slot with an exported snapshot, created over a TLS
