@@ -5,7 +5,8 @@
 //! queue, whose callback appends `(seq, result)` to a queue the sink then hands out.
 //! There is no polling thread and no wake-up per delivery batch: the pipeline asks
 //! when it is awake anyway, and at least every [`ACK_POLL_INTERVAL`] while it waits
-//! for acknowledgements. The sequence number travels as librdkafka's per-message opaque
+//! for acknowledgements; a task on the same runtime serves the queue every
+//! [`HOUSEKEEPING_INTERVAL`] regardless, for librdkafka's error events. The sequence number travels as librdkafka's per-message opaque
 //! pointer value, so nothing is allocated per record for tracking.
 
 use std::{
@@ -105,6 +106,12 @@ pub const ACK_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// the records of one produce response).
 const EVENTS_PER_SERVE: usize = 64;
 
+/// How often a background task serves the queue anyway, so that librdkafka's error
+/// events (unreachable broker, refused certificate or credentials) are logged while
+/// the pipeline is busy elsewhere (startup, reading the checkpoint) or has nothing in
+/// flight.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Routes librdkafka's callbacks: deliveries to the sink's queue, logs and errors to
 /// `tracing`.
 pub(crate) struct SinkContext {
@@ -166,6 +173,19 @@ impl ProducerContext for SinkContext {
     }
 }
 
+/// Serves `producer`'s queue without waiting: delivery reports (up to
+/// [`EVENTS_PER_SERVE`] events, while they keep coming) and error events.
+fn serve(producer: &BaseProducer<SinkContext>) {
+    let delivered = &producer.context().delivered;
+    for _ in 0..EVENTS_PER_SERVE {
+        let before = delivered.load(Ordering::Relaxed);
+        producer.poll(Duration::ZERO);
+        if delivered.load(Ordering::Relaxed) == before {
+            break;
+        }
+    }
+}
+
 fn copy_refused(message: &rdkafka::message::BorrowedMessage<'_>) -> RefusedRecord {
     use rdkafka::message::Headers;
     let headers = message
@@ -187,6 +207,8 @@ fn copy_refused(message: &rdkafka::message::BorrowedMessage<'_>) -> RefusedRecor
 /// An ordered, idempotent Kafka producer.
 pub struct KafkaSink {
     producer: Arc<BaseProducer<SinkContext>>,
+    /// Serves the queue every [`HOUSEKEEPING_INTERVAL`] (when created on a runtime).
+    housekeeping: Option<tokio::task::JoinHandle<()>>,
     /// Acknowledgements taken from the context's queue, handed out in order.
     ready: VecDeque<Ack>,
     fatal: Arc<AtomicBool>,
@@ -225,7 +247,20 @@ impl KafkaSink {
             }
         }
         let producer = client_config.create_with_context(context).map_err(SinkError::Config)?;
-        Ok(Self { producer: Arc::new(producer), ready: VecDeque::new(), fatal, next_seq: 0 })
+        let producer = Arc::new(producer);
+        let housekeeping = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let producer = Arc::downgrade(&producer);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let Some(producer) = producer.upgrade() else { break };
+                    serve(&producer);
+                }
+            })
+        });
+        Ok(Self { producer, housekeeping, ready: VecDeque::new(), fatal, next_seq: 0 })
     }
 
     /// Enqueues one record; with `meta`, adds the transaction's headers (`lsn`, `xid`,
@@ -293,14 +328,7 @@ impl KafkaSink {
     /// Serves librdkafka's queue on this thread: runs the delivery callbacks of the
     /// reports that arrived (and error callbacks), without waiting.
     pub fn serve(&self) {
-        let delivered = &self.producer.context().delivered;
-        for _ in 0..EVENTS_PER_SERVE {
-            let before = delivered.load(Ordering::Relaxed);
-            self.producer.poll(Duration::ZERO);
-            if delivered.load(Ordering::Relaxed) == before {
-                break;
-            }
-        }
+        serve(&self.producer);
     }
 
     /// The next acknowledgement, waiting for it (serving the queue every
@@ -345,5 +373,13 @@ impl KafkaSink {
             context: "flushing the producer".into(),
             source,
         })
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        if let Some(task) = self.housekeeping.take() {
+            task.abort();
+        }
     }
 }

@@ -218,8 +218,6 @@ impl<S: WalSource> Session<S> {
                 () = shutdown.requested() => break,
                 ack = self.sink.next_ack(), if waiting_acks => self.on_ack(ack)?,
                 () = &mut tick => {
-                    // Also serves librdkafka's error callbacks while nothing is in flight.
-                    self.sink.serve();
                     self.on_tick().await?;
                     self.source.send_status().await?;
                     self.publish_metrics();
