@@ -3,7 +3,9 @@
 //! 1. pg_recvlogical draining a slot (pgoutput v1) to /dev/null: the ceiling;
 //! 2. tailbox catching up on the same rows from its own slot, until the slot
 //!    confirmed the last commit (so Kafka acknowledged every record);
-//! 3. tailbox's CPU time and peak RSS per million events;
+//! 3. tailbox's CPU time and peak RSS per million events, next to what tailbox's Kafka
+//!    producer costs alone for as many records (a child process of this binary,
+//!    `tailbox-bench produce-floor`, see producer.rs);
 //! 4. commit→Kafka and commit→consumer latency under a fixed commit rate;
 //! 5. one huge transaction: peak RSS and time to publish.
 //!
@@ -17,6 +19,7 @@ mod latency;
 mod load;
 mod measure;
 mod phases;
+mod producer;
 mod report;
 
 use std::sync::OnceLock;
@@ -35,7 +38,16 @@ pub fn progress(msg: &str) {
     eprintln!("[bench {t:7.1}s] {msg}");
 }
 
+/// The allocator tailbox's binary uses (crates/cli/src/main.rs), so that the Kafka
+/// producer alone allocates as tailbox does (librdkafka included, through `override`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(producer::SUBCOMMAND) {
+        return producer::child_main(args);
+    }
     let Some(cfg) = Config::from_args()? else {
         return Ok(());
     };

@@ -1,6 +1,8 @@
 //! Processes and their cost: CPU time and peak RSS from /proc, the tailbox process,
-//! pg_recvlogical, and waiting for a slot to confirm a position.
+//! pg_recvlogical, the Kafka producer alone, and waiting for a slot to confirm a
+//! position.
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::env::Env;
+use crate::producer;
 
 /// pg_recvlogical of PostgreSQL 15.
 pub const PG_RECVLOGICAL: &str = "/usr/lib/postgresql/15/bin/pg_recvlogical";
@@ -210,9 +213,7 @@ impl TailboxProc {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        log_tail(&self.log)
     }
 
     /// SIGTERM (tailbox drains, confirms and exits 0), bounded.
@@ -245,6 +246,13 @@ impl Drop for TailboxProc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The last 30 lines of a log file.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// How often slots are polled.
@@ -372,6 +380,111 @@ pub async fn run_recvlogical(
         walsender_cpu_secs: walsender.cpu_secs(),
         walsender_runqueue_secs: walsender.runqueue_secs(),
     })
+}
+
+/// The Kafka producer alone (`tailbox-bench produce-floor`, see producer.rs).
+#[derive(Debug, Clone)]
+pub struct ProducerRun {
+    /// Spawn → the child reported every record acknowledged.
+    pub secs: f64,
+    /// What the child reported: first send → last acknowledgement, mean value size.
+    pub report: producer::Report,
+    /// CPU (all threads, since start) and peak RSS at that moment.
+    pub sample: ProcSample,
+    /// CPU seconds by thread name at that moment (threads that used 10 ms or more).
+    pub threads: Vec<(String, f64)>,
+}
+
+/// Kills a child process that is still running when dropped (on an error path).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs this binary as `tailbox-bench produce-floor ARGS…` (stderr to `log`) and
+/// measures it: wall time until it reports every record acknowledged, then its CPU,
+/// per-thread CPU and peak RSS from /proc while it waits for its stdin to close
+/// (before the producer is torn down). The child inherits the bench's nice value and
+/// autogroup, as tailbox and pg_recvlogical do.
+pub async fn run_producer_alone(
+    args: &[String],
+    log: &Path,
+    timeout: Duration,
+) -> Result<ProducerRun> {
+    let exe = std::env::current_exe().context("locating the tailbox-bench binary")?;
+    let stderr =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let started = Instant::now();
+    let mut child = KillOnDrop(
+        Command::new(&exe)
+            .arg(producer::SUBCOMMAND)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("spawning {} {}", exe.display(), producer::SUBCOMMAND))?,
+    );
+    let stdout = child.0.stdout.take().context("the producer's stdout")?;
+    let line = read_line_within(stdout, timeout)
+        .await
+        .with_context(|| format!("waiting for the Kafka producer alone; log {}", log.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    if line.trim().is_empty() {
+        let status = wait_exit(&mut child.0, Duration::from_secs(10)).await?;
+        bail!(
+            "the Kafka producer alone failed ({status}); log {}:\n{}",
+            log.display(),
+            log_tail(log)
+        );
+    }
+    let pid = child.0.id();
+    let sample = read_proc(pid).context("reading /proc of the Kafka producer alone")?;
+    let threads = busy_threads(pid);
+    let report = producer::Report::parse(&line)?;
+    // Closing its stdin lets it exit.
+    drop(child.0.stdin.take());
+    let status = wait_exit(&mut child.0, Duration::from_secs(60)).await?;
+    if !status.success() {
+        bail!(
+            "the Kafka producer alone exited with {status}; log {}:\n{}",
+            log.display(),
+            log_tail(log)
+        );
+    }
+    Ok(ProducerRun { secs, report, sample, threads })
+}
+
+/// One line from `out` (empty at end of file), within `timeout`.
+async fn read_line_within(out: std::process::ChildStdout, timeout: Duration) -> Result<String> {
+    let read = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line).map(|_| line)
+    });
+    match tokio::time::timeout(timeout, read).await {
+        Ok(joined) => Ok(joined.context("reader task")?.context("reading a line")?),
+        Err(_) => bail!("no line within {timeout:?}"),
+    }
+}
+
+/// Waits (bounded) for `child` to exit.
+async fn wait_exit(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for a child process")? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("child process {} did not exit within {timeout:?}", child.id());
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// CPU ticks of every process in /proc: pid → (ppid, own + reaped children's ticks).

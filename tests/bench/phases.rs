@@ -1,5 +1,6 @@
 //! The three measurements of one run. Each uses its own slot(s) and topic, created
-//! before its rows are written, and removes them afterwards.
+//! before its rows are written, and removes them afterwards. The catch-up also runs
+//! its second reference, the Kafka producer alone, on a topic of its own.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ fn stop(tb: TailboxProc) -> Result<()> {
 }
 
 /// (1)–(3): pg_recvlogical, then tailbox, each on its own slot over the same
-/// already-committed rows.
+/// already-committed rows; then (3a) the Kafka producer alone with as many records.
 pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
     let names = env.names("catchup", run);
     env.reset_table().await?;
@@ -115,7 +116,8 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     m.push("catchup.wal_mb_per_s", wal_mb / secs);
     m.push("catchup.payload_mb_per_s", rows * payload / MB / secs);
     m.push("catchup.cpu_s", last.cpu_secs());
-    m.push("catchup.cpu_s_per_million", last.cpu_secs() / (rows / MB));
+    let cpu_per_million = last.cpu_secs() / (rows / MB);
+    m.push("catchup.cpu_s_per_million", cpu_per_million);
     m.push("catchup.peak_rss_mib", last.hwm_mib());
     m.push("catchup.walsender_cpu_s", walsender.cpu_secs());
     m.push("catchup.walsender_runqueue_s", walsender.runqueue_secs());
@@ -132,7 +134,95 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     if published != rows {
         progress(&format!("warning: {published} records in Kafka, {rows} rows written"));
     }
+    let producer_cpu = producer_alone(env, cfg, run, m).await?;
+    m.push("catchup.cpu_s_per_million_minus_producer", cpu_per_million - producer_cpu);
     Ok(())
+}
+
+/// (3a), after tailbox's catch-up: the Kafka producer alone. tailbox's `KafkaSink` with
+/// tailbox's producer settings (and any `--kafka-prop` given to tailbox) sends `rows`
+/// records shaped like the outbox rows to a fresh topic, in a child process
+/// (`tailbox-bench produce-floor`, see producer.rs); no PostgreSQL involved. Returns
+/// its CPU seconds per million events.
+async fn producer_alone(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<f64> {
+    let names = env.names("producer", run);
+    env.create_topic(&names.topic).await?;
+    progress(&format!("run {run}: the Kafka producer alone sends {} records", cfg.rows));
+    let mut broker = env.broker_pid().and_then(CpuWatch::new);
+    let cpu0 = CpuSnapshot::take(&env.roots());
+    let log = env.logs.join(format!("producer-r{run}.log"));
+    let p = measure::run_producer_alone(
+        &producer_args(env, cfg, &names.topic),
+        &log,
+        drain_timeout(cfg.rows),
+    )
+    .await
+    .context("the Kafka producer alone")?;
+    if let Some(b) = broker.as_mut() {
+        b.poll();
+    }
+    let (busy, other) = CpuSnapshot::take(&env.roots()).since(&cpu0);
+    let published = env.records_in(&names.topic).await? as f64;
+    env.delete_topic(&names.topic).await;
+
+    let rows = cfg.rows as f64;
+    let cpu_per_million = p.sample.cpu_secs() / (rows / MB);
+    m.push("catchup.producer.secs", p.secs);
+    m.push("catchup.producer.send_secs", p.report.send_secs);
+    m.push("catchup.producer.events_per_s", rows / p.secs);
+    m.push("catchup.producer.cpu_s", p.sample.cpu_secs());
+    m.push("catchup.producer.cpu_s_per_million", cpu_per_million);
+    m.push("catchup.producer.peak_rss_mib", p.sample.hwm_mib());
+    m.push("catchup.producer.value_bytes", p.report.value_bytes);
+    m.push("catchup.producer.broker_cpu_s", broker.map(|b| b.cpu_secs()).unwrap_or(f64::NAN));
+    m.push("catchup.producer.machine_busy_cores", busy);
+    m.push("catchup.producer.other_cores", other);
+    m.push("catchup.producer.published", published);
+    for (thread, cpu) in p.threads {
+        m.push(format!("catchup.producer.thread_cpu_s.{thread}"), cpu);
+    }
+    progress(&format!(
+        "run {run}: producer alone {:.2} s, {:.0} events/s, {:.2} CPU-s per million, \
+         peak RSS {:.1} MiB",
+        p.secs,
+        rows / p.secs,
+        cpu_per_million,
+        p.sample.hwm_mib()
+    ));
+    if published != rows {
+        progress(&format!("warning: {published} records in Kafka, {rows} sent"));
+    }
+    Ok(cpu_per_million)
+}
+
+/// `produce-floor` arguments: the bench's broker, `topic`, rows, payload and
+/// transaction size, and the `--kafka-prop`s among `--tailbox-arg`s (tailbox applies
+/// them to the same producer).
+fn producer_args(env: &Env, cfg: &Config, topic: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--brokers".into(),
+        env.kafka.bootstrap().to_owned(),
+        "--topic".into(),
+        topic.to_owned(),
+        "--rows".into(),
+        cfg.rows.to_string(),
+        "--payload-bytes".into(),
+        cfg.payload_bytes.to_string(),
+        "--txn-size".into(),
+        cfg.txn_size.to_string(),
+    ];
+    let mut tailbox_args = cfg.tailbox_args.iter();
+    while let Some(arg) = tailbox_args.next() {
+        let prop = match arg.strip_prefix("--kafka-prop") {
+            Some("") => tailbox_args.next().cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+            None => None,
+        };
+        if let Some(prop) = prop {
+            args.extend(["--kafka-prop".to_owned(), prop]);
+        }
+    }
+    args
 }
 
 /// Waits until `done()` or `timeout`, checking tailbox is alive.

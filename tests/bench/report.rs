@@ -95,6 +95,42 @@ const SECTIONS: &[(&str, &[Row])] = &[
         ],
     ),
     (
+        "3a. Reference: the Kafka producer alone (tailbox's KafkaSink and producer settings, \
+         as many records of the same shape, no PostgreSQL)",
+        &[
+            Row("catchup.producer.events_per_s", "rate", "events/s", 0),
+            Row("catchup.producer.secs", "elapsed (spawn → every record acknowledged)", "s", 2),
+            Row("catchup.producer.send_secs", "of which first send → last acknowledgement", "s", 2),
+            Row("catchup.producer.cpu_s", "CPU (user+sys), whole process life until done", "s", 2),
+            Row("catchup.producer.cpu_s_per_million", "CPU per million events", "s", 2),
+            Row("catchup.producer.peak_rss_mib", "peak RSS (VmHWM)", "MiB", 1),
+            Row("catchup.producer.value_bytes", "mean record value", "bytes", 0),
+            Row("catchup.producer.broker_cpu_s", "Kafka broker CPU", "s", 2),
+            Row(
+                "catchup.producer.machine_busy_cores",
+                "machine CPU busy (all processes)",
+                "cores",
+                2,
+            ),
+            Row(
+                "catchup.producer.other_cores",
+                "of which processes other than the bench's",
+                "cores",
+                2,
+            ),
+            Row("catchup.producer.published", "records in Kafka", "", 0),
+        ],
+    ),
+    (
+        "3b. tailbox's own cost during catch-up (replication read, decode, map, loop): 3 minus 3a",
+        &[Row(
+            "catchup.cpu_s_per_million_minus_producer",
+            "tailbox CPU per million events minus the producer alone",
+            "s",
+            2,
+        )],
+    ),
+    (
         "4. Latency under steady load (tailbox running; writers commit at a fixed rate)",
         &[
             Row("steady.achieved_rate", "achieved commit rate", "events/s", 0),
@@ -130,12 +166,15 @@ const SECTIONS: &[(&str, &[Row])] = &[
     ),
 ];
 
-/// Per section of [`SECTIONS`]: the key prefix of tailbox's per-thread CPU seconds.
+/// Per section of [`SECTIONS`]: the key prefix of the per-thread CPU seconds of tailbox
+/// (or of the Kafka producer alone).
 const THREAD_PREFIXES: &[Option<&str>] = &[
     None,
     None,
     None,
     Some("catchup.thread_cpu_s."),
+    Some("catchup.producer.thread_cpu_s."),
+    None,
     Some("steady.thread_cpu_s."),
     Some("huge.thread_cpu_s."),
 ];
@@ -301,7 +340,7 @@ pub fn markdown(cfg: &Config, machine: &Value, m: &Metrics) -> String {
                 per_run.join(" · ")
             );
         }
-        // tailbox's CPU by thread, where the section measured it
+        // CPU by thread, where the section measured it
         let Some(prefix) = THREAD_PREFIXES.get(i).copied().flatten() else {
             continue;
         };
@@ -394,6 +433,11 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[f64::NAN, 5.0]), Some(5.0));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn every_section_has_a_thread_prefix_entry() {
+        assert_eq!(THREAD_PREFIXES.len(), SECTIONS.len());
     }
 
     #[test]

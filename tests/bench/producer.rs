@@ -1,0 +1,359 @@
+//! The Kafka producer alone: the child process behind the catch-up's second reference.
+//!
+//! `tailbox-bench produce-floor --brokers B --topic T --rows N --payload-bytes P
+//! [--txn-size N] [--kafka-prop K=V]…` produces `rows` records shaped like the bench's
+//! outbox rows through tailbox's own [`KafkaSink`] and producer settings, the way
+//! tailbox's session publishes them (`publish_record` in crates/pipeline/src/session.rs),
+//! with no PostgreSQL involved: what librdkafka and the sink cost on their own.
+//!
+//! Like tailbox: a current-thread tokio runtime, mimalloc (the binary's global
+//! allocator), at most [`MAX_IN_FLIGHT`] records unacknowledged, the same record sent
+//! again after `QueueFull`, and acknowledgements taken whenever they arrived between
+//! transactions. The runtime runs on a thread named [`THREAD`], so that its CPU stands
+//! apart from librdkafka's `rdk:*` threads in /proc.
+//!
+//! Once every record is acknowledged it prints one JSON line on stdout
+//! (`{"send_secs":…,"value_bytes":…}`) and waits for stdin to close, so that the parent
+//! reads its CPU time, threads and peak RSS from /proc while the producer still exists;
+//! then it exits 0. A delivery error makes it exit nonzero.
+
+use std::io::{Read as _, Write as _};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use tailbox_kafka_sink::{Ack, EventMeta, KafkaSink, SendOutcome, SinkConfig};
+use tailbox_outbox::OutboxRecord;
+
+/// The hidden first argument that makes `tailbox-bench` this child.
+pub const SUBCOMMAND: &str = "produce-floor";
+
+/// The name of the thread that runs the runtime (sends, acknowledgements).
+pub const THREAD: &str = "producer";
+
+/// tailbox's default `--max-in-flight`.
+const MAX_IN_FLIGHT: u64 = 10_000;
+
+/// Distinct records built before the timed loop (one per aggregate of the load); the
+/// loop sends them in turn.
+const DISTINCT_RECORDS: u64 = 1_000;
+
+/// About the WAL of one bench row (440 MB per million rows): the step between
+/// consecutive transactions' commit LSNs.
+const WAL_BYTES_PER_ROW: u64 = 440;
+
+/// The child's settings.
+#[derive(Debug, Clone)]
+struct Args {
+    brokers: String,
+    topic: String,
+    rows: u64,
+    payload_bytes: u32,
+    txn_size: u64,
+    kafka_props: Vec<(String, String)>,
+}
+
+impl Args {
+    /// Parses the arguments after [`SUBCOMMAND`].
+    fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
+        let mut parsed = Args {
+            brokers: String::new(),
+            topic: String::new(),
+            rows: 0,
+            payload_bytes: 200,
+            txn_size: 100,
+            kafka_props: Vec::new(),
+        };
+        let mut args = args;
+        while let Some(flag) = args.next() {
+            let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+            let number = || -> Result<u64> {
+                value.parse().with_context(|| format!("{flag}: {value:?} is not a number"))
+            };
+            match flag.as_str() {
+                "--brokers" => parsed.brokers = value.clone(),
+                "--topic" => parsed.topic = value.clone(),
+                "--rows" => parsed.rows = number()?,
+                "--payload-bytes" => parsed.payload_bytes = u32::try_from(number()?)?,
+                "--txn-size" => parsed.txn_size = number()?.max(1),
+                "--kafka-prop" => {
+                    let (key, val) = value
+                        .split_once('=')
+                        .with_context(|| format!("--kafka-prop {value:?}: expected KEY=VALUE"))?;
+                    parsed.kafka_props.push((key.to_owned(), val.to_owned()));
+                }
+                other => bail!("{SUBCOMMAND}: unknown argument {other:?}"),
+            }
+        }
+        if parsed.brokers.is_empty() || parsed.topic.is_empty() || parsed.rows == 0 {
+            bail!("{SUBCOMMAND} needs --brokers, --topic and --rows");
+        }
+        Ok(parsed)
+    }
+}
+
+/// What the parent reads on the child's stdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    /// First send → last acknowledgement.
+    pub send_secs: f64,
+    /// Mean record value size.
+    pub value_bytes: f64,
+}
+
+impl Report {
+    fn to_line(self) -> String {
+        serde_json::json!({ "send_secs": self.send_secs, "value_bytes": self.value_bytes })
+            .to_string()
+    }
+
+    /// Parses the child's line.
+    pub fn parse(line: &str) -> Result<Report> {
+        let v: serde_json::Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("the producer's report {line:?}"))?;
+        let num = |key: &str| {
+            v[key].as_f64().with_context(|| format!("no {key} in the producer's report {line:?}"))
+        };
+        Ok(Report { send_secs: num("send_secs")?, value_bytes: num("value_bytes")? })
+    }
+}
+
+/// The child's `main`: `args` are the arguments after [`SUBCOMMAND`].
+pub fn child_main(args: impl Iterator<Item = String>) -> Result<()> {
+    let args = Args::parse(args)?;
+    let worker = std::thread::Builder::new()
+        .name(THREAD.to_owned())
+        .spawn(move || run(&args))
+        .context("starting the producer thread")?;
+    match worker.join() {
+        Ok(result) => result,
+        Err(_) => bail!("the producer thread panicked"),
+    }
+}
+
+/// Produces every record, reports on stdout, then waits for stdin to close: the parent
+/// reads /proc meanwhile, so this thread and the producer's must still exist.
+fn run(args: &Args) -> Result<()> {
+    let (report, sink) = produce_all(args)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", report.to_line()).context("writing the report")?;
+    stdout.flush().context("writing the report")?;
+    drop(stdout);
+    std::io::stdin().lock().read_to_end(&mut Vec::new()).context("waiting for stdin to close")?;
+    drop(sink);
+    Ok(())
+}
+
+/// Builds the sink and the records, then sends them all on a current-thread runtime.
+/// Returns the sink alive (its threads' CPU stays readable in /proc).
+fn produce_all(args: &Args) -> Result<(Report, KafkaSink)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let config = SinkConfig { brokers: args.brokers.clone(), properties: args.kafka_props.clone() };
+    let mut sink = KafkaSink::new(&config).context("creating the Kafka producer")?;
+    let records = build_records(args);
+    let value_bytes =
+        records.iter().map(|r| r.value.len() as f64).sum::<f64>() / records.len().max(1) as f64;
+    let send_secs = runtime.block_on(send_all(&mut sink, &records, args))?;
+    Ok((Report { send_secs, value_bytes }, sink))
+}
+
+/// Sends `args.rows` records (cycling through `records`) in "transactions" of
+/// `args.txn_size`, each with its own [`EventMeta`]; waits for every acknowledgement.
+/// Returns first send → last acknowledgement, in seconds.
+async fn send_all(sink: &mut KafkaSink, records: &[OutboxRecord], args: &Args) -> Result<f64> {
+    let mut meta = EventMeta::default();
+    let first_commit_us = unix_micros();
+    let mut in_flight = 0u64;
+    let start = Instant::now();
+    for i in 0..args.rows {
+        if i % args.txn_size == 0 {
+            // Between transactions, as tailbox's loop does between wake-ups: the
+            // acknowledgements that arrived meanwhile.
+            while let Some(ack) = sink.try_next_ack() {
+                take(ack, &mut in_flight)?;
+            }
+            let txn = i / args.txn_size;
+            let commit_lsn = 0x1_0000_0000 + (txn + 1) * args.txn_size * WAL_BYTES_PER_ROW;
+            let xid = u32::try_from(1_000 + txn % 4_000_000_000)?;
+            meta.reset(commit_lsn, xid, first_commit_us + i64::try_from(txn)?);
+        }
+        while in_flight >= MAX_IN_FLIGHT {
+            take(sink.next_ack().await, &mut in_flight)?;
+        }
+        let record = &records[(i % records.len() as u64) as usize];
+        send_one(sink, record, &meta, &mut in_flight).await?;
+    }
+    while in_flight > 0 {
+        take(sink.next_ack().await, &mut in_flight)?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Enqueues `record`, taking acknowledgements and trying again while librdkafka's
+/// queue is full (the same record, so order is kept).
+async fn send_one(
+    sink: &mut KafkaSink,
+    record: &OutboxRecord,
+    meta: &EventMeta,
+    in_flight: &mut u64,
+) -> Result<()> {
+    loop {
+        match sink.send(record, Some(meta)).context("producing a record")? {
+            SendOutcome::Enqueued(_) => {
+                *in_flight += 1;
+                return Ok(());
+            }
+            SendOutcome::QueueFull => {
+                tokio::select! {
+                    ack = sink.next_ack() => take(ack, in_flight)?,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Counts one acknowledgement; a delivery error ends the run.
+fn take(ack: Ack, in_flight: &mut u64) -> Result<()> {
+    if let Err(e) = ack.result {
+        bail!("record {} was not delivered: {e}", ack.seq);
+    }
+    *in_flight = in_flight.saturating_sub(1);
+    Ok(())
+}
+
+/// Records like the bench's rows as tailbox maps them: key = the aggregate id, value =
+/// `bench_payload(g, pad)`'s jsonb text (g spread over `0..rows` as
+/// `load::mean_payload_bytes` samples them, so the mean size matches), headers `id`,
+/// `type` and `timestamp` (the table's other non-NULL columns, in column order).
+fn build_records(args: &Args) -> Vec<OutboxRecord> {
+    let n = args.rows.min(DISTINCT_RECORDS);
+    let step = (args.rows / DISTINCT_RECORDS).max(1);
+    let pad = pad_for(args.payload_bytes);
+    let topic: Arc<str> = Arc::from(args.topic.as_str());
+    let (id, etype, timestamp): (Arc<str>, Arc<str>, Arc<str>) =
+        (Arc::from("id"), Arc::from("type"), Arc::from("timestamp"));
+    let now = unix_micros();
+    (0..n)
+        .map(|j| OutboxRecord {
+            topic: Arc::clone(&topic),
+            key: Bytes::from(format!("order-{j}")),
+            value: Bytes::from(payload_text(j * step, pad)),
+            headers: vec![
+                (Arc::clone(&id), Bytes::from(uuid_like(j ^ now.unsigned_abs()))),
+                (Arc::clone(&etype), Bytes::from_static(b"OrderCreated")),
+                (
+                    Arc::clone(&timestamp),
+                    Bytes::from(pg_timestamp(now + i64::try_from(j).unwrap_or(0))),
+                ),
+            ],
+        })
+        .collect()
+}
+
+/// `bench_payload(g, pad)::text` (tests/bench/load.rs): jsonb prints keys shortest
+/// first, then bytewise.
+fn payload_text(g: u64, pad: usize) -> String {
+    let cents = g % 100_000;
+    format!(
+        r#"{{"seq": {g}, "note": "{}", "amount": {}.{:02}, "currency": "EUR", "customer": "customer-{}"}}"#,
+        "x".repeat(pad),
+        cents / 100,
+        cents % 100,
+        g % 5_000
+    )
+}
+
+/// The padding that makes a payload about `bytes` long, as `load::pad_for` computes it.
+fn pad_for(bytes: u32) -> usize {
+    (bytes as usize).saturating_sub(payload_text(500_000, 0).len())
+}
+
+/// A version-4-looking UUID text (36 bytes) derived from `seed`.
+fn uuid_like(seed: u64) -> String {
+    let mix = |mut z: u64| {
+        // splitmix64
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let (a, b) = (mix(seed), mix(seed ^ 0xABCD));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48 & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// PostgreSQL's timestamptz text in UTC, e.g. `2026-11-24 10:11:12.345678+00`.
+fn pg_timestamp(unix_micros: i64) -> String {
+    let secs = unix_micros.div_euclid(1_000_000);
+    let micros = unix_micros.rem_euclid(1_000_000);
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{micros:06}+00",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_look_like_postgres_jsonb_text() {
+        assert_eq!(
+            payload_text(123_456, 3),
+            r#"{"seq": 123456, "note": "xxx", "amount": 234.56, "currency": "EUR", "customer": "customer-3456"}"#
+        );
+        assert_eq!(payload_text(500_000, pad_for(200)).len(), 200);
+    }
+
+    #[test]
+    fn timestamps_and_ids_have_postgres_shapes() {
+        assert_eq!(pg_timestamp(0), "1970-01-01 00:00:00.000000+00");
+        assert_eq!(pg_timestamp(1_795_947_072_345_678), "2026-11-29 10:11:12.345678+00");
+        assert_eq!(pg_timestamp(951_782_400_000_000), "2000-02-29 00:00:00.000000+00");
+        assert_eq!(uuid_like(7).len(), 36);
+    }
+
+    #[test]
+    fn args_parse() -> Result<()> {
+        let args = Args::parse(
+            ["--brokers", "b:1", "--topic", "t", "--rows", "5", "--kafka-prop", "linger.ms=1"]
+                .into_iter()
+                .map(str::to_owned),
+        )?;
+        assert_eq!((args.rows, args.txn_size, args.payload_bytes), (5, 100, 200));
+        assert_eq!(args.kafka_props, vec![("linger.ms".to_owned(), "1".to_owned())]);
+        assert!(Args::parse(["--rows", "5"].into_iter().map(str::to_owned)).is_err());
+        Ok(())
+    }
+}
