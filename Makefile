@@ -19,7 +19,7 @@ torture: deps
 	TAILBOX_TORTURE_CYCLES=$${TAILBOX_TORTURE_CYCLES:-40} cargo test -p tailbox-e2e --test torture -- --nocapture
 
 ## Throughput, cost and latency on throwaway PostgreSQL + Kafka, release build: reports in
-## target/bench/ (about 11 min; BENCH_QUICK=1 for a 4-minute version). BENCH_* variables
+## target/bench/ (about 6 min; BENCH_QUICK=1 for a 3-minute version). BENCH_* variables
 ## or BENCH_ARGS="--rows N ..." change the settings; see docs/benchmarks.md.
 bench: deps
 	TAILBOX_TEST_RELEASE=1 cargo run --release -p tailbox-e2e --bin tailbox-bench -- $(BENCH_ARGS)

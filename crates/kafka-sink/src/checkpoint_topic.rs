@@ -11,10 +11,11 @@
 use std::time::Duration;
 
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
+    ClientContext, Message, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer},
+    config::RDKafkaLogLevel,
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::KafkaError,
     types::RDKafkaErrorCode,
 };
@@ -100,13 +101,16 @@ impl CheckpointTopic {
             let context = context.to_owned();
             move |source| SinkError::Transient { context, source }
         };
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<ReaderContext> = config
             .shared_client_config()
             .set("group.id", "tailbox-checkpoint-reader")
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
-            .create()
+            // At the end of the partition the broker would hold the fetch for 500 ms
+            // (the default) before answering "no more": startup would wait for it.
+            .set("fetch.wait.max.ms", "10")
+            .create_with_context(ReaderContext)
             .map_err(SinkError::Config)?;
         let (low, high) = consumer
             .fetch_watermarks(&self.topic, 0, ROUND_TRIP_TIMEOUT)
@@ -135,14 +139,43 @@ impl CheckpointTopic {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
                 Some(Err(err)) => return Err(transient("reading the checkpoint topic")(err)),
-                Some(Ok(message)) if message.key() == Some(self.key()) => {
-                    last = message.payload().and_then(Self::decode).or(last);
+                Some(Ok(message)) => {
+                    if message.key() == Some(self.key()) {
+                        last = message.payload().and_then(Self::decode).or(last);
+                    }
+                    // The last record before the high watermark read at the start: done.
+                    // (After a Kafka transaction the last offset is a commit marker,
+                    // which is never delivered; then the end-of-partition event ends it.)
+                    if message.offset() + 1 >= high {
+                        return Ok(last);
+                    }
                 }
-                Some(Ok(_)) => {}
             }
         }
     }
 }
+
+/// The checkpoint reader's librdkafka callbacks: logs through `tracing` like the
+/// producer's, and the end-of-partition event it asks for is not an error.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::sink::log_librdkafka(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!("checkpoint topic read to its end: {reason}");
+        } else {
+            tracing::warn!(error = %error, "Kafka client error (checkpoint reader): {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
 
 #[cfg(test)]
 mod tests {

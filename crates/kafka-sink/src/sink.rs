@@ -126,19 +126,7 @@ pub(crate) struct SinkContext {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                error!(facility, "librdkafka: {message}");
-            }
-            RDKafkaLogLevel::Warning => warn!(facility, "librdkafka: {message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                info!(facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Debug => debug!(facility, "librdkafka: {message}"),
-        }
+        log_librdkafka(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -170,6 +158,19 @@ impl ProducerContext for SinkContext {
         // itself is intact.
         self.acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(ack);
         self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A librdkafka log line, through `tracing` at the matching level.
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => error!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Warning => warn!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Debug => debug!(facility, "librdkafka: {message}"),
     }
 }
 
