@@ -10,11 +10,14 @@
 //!
 //! The loop is a biased `select!`; branch priorities, highest first:
 //! 1. shutdown: stop reading at once;
-//! 2. acknowledgements: they free capacity and advance the checkpoint;
-//! 3. the checkpoint timer: write the checkpoint record, confirm the slot, publish
-//!    metrics;
+//! 2. acknowledgements (served from librdkafka's queue on this thread, see
+//!    `KafkaSink::next_ack`): they free capacity and advance the checkpoint;
+//! 3. the checkpoint timer: write the checkpoint record, send the slot a status update
+//!    with the confirmed position, publish metrics;
 //! 4. new WAL events, only while fewer than `max_in_flight` records are unacknowledged
-//!    (backpressure: the transport keeps answering keepalives meanwhile).
+//!    (backpressure: the timer keeps sending status updates meanwhile, so the
+//!    walsender does not time us out), and then every event the source already holds
+//!    before the next turn of the loop.
 //!
 //! # Exactly-once mode
 //! With `exactly_once`, records go out in Kafka transactions of a transactional
