@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
-use crate::env::Env;
+use crate::env::{Env, PhaseNames};
 use crate::latency::{LatencyConsumer, WARMUP_TYPE, quantile};
 use crate::load;
 use crate::measure::{self, CpuSnapshot, CpuWatch, ProcSample, TailboxProc, WalsenderWatch};
@@ -243,18 +243,27 @@ async fn wait_for(
     Ok(())
 }
 
-/// (4): latency at a fixed commit rate.
-pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
-    let names = env.names("steady", run);
+/// An empty table, a fresh topic and slot for `phase`, and tailbox streaming from the
+/// slot (for the phases that write while tailbox runs).
+async fn live_tailbox(
+    env: &Env,
+    cfg: &Config,
+    phase: &str,
+    run: u32,
+) -> Result<(PhaseNames, TailboxProc)> {
+    let names = env.names(phase, run);
     env.reset_table().await?;
     env.create_topic(&names.topic).await?;
     env.create_slot(&names.slot).await?;
-    let mut tb = TailboxProc::spawn(
-        &env.tailbox,
-        &env.tailbox_args(cfg, &names),
-        env.log_path("steady", run),
-    )?;
+    let mut tb =
+        TailboxProc::spawn(&env.tailbox, &env.tailbox_args(cfg, &names), env.log_path(phase, run))?;
     measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
+    Ok((names, tb))
+}
+
+/// (4): latency at a fixed commit rate.
+pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
+    let (names, mut tb) = live_tailbox(env, cfg, "steady", run).await?;
     let consumer = LatencyConsumer::start(env.kafka.bootstrap(), &names.topic, env.partitions)?;
     let url = env.pg.url();
 
@@ -343,16 +352,7 @@ pub async fn steady(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resul
 
 /// (5): one transaction of `huge_rows` rows, tailbox running while it commits.
 pub async fn huge(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
-    let names = env.names("huge", run);
-    env.reset_table().await?;
-    env.create_topic(&names.topic).await?;
-    env.create_slot(&names.slot).await?;
-    let mut tb = TailboxProc::spawn(
-        &env.tailbox,
-        &env.tailbox_args(cfg, &names),
-        env.log_path("huge", run),
-    )?;
-    measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
+    let (names, mut tb) = live_tailbox(env, cfg, "huge", run).await?;
 
     progress(&format!("run {run}: one transaction of {} rows", cfg.huge_rows));
     let mut client = env.pg.client().await?;
