@@ -31,7 +31,7 @@ use crate::{
     connection::PgConnectionConfig,
     error::ReplicationError,
     source::{WalEvent, WalSource},
-    wire::{PgWire, ReadBatch, ServerError, ServerErrorOr, protocol},
+    wire::{CommandFailure, PgWire, ReadBatch, ServerError, protocol},
 };
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -96,8 +96,8 @@ impl PgWalStream {
             Err(failure) => {
                 wire.close().await;
                 return Err(match failure {
-                    ServerErrorOr::Server(error) => classify_start_error(&settings.slot, error),
-                    ServerErrorOr::Other(error) => error,
+                    CommandFailure::Refused(error) => classify_start_error(&settings.slot, error),
+                    CommandFailure::Connection(error) => error,
                 });
             }
         }

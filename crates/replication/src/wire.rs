@@ -371,7 +371,7 @@ impl PgWire {
     }
 
     /// Sends `sql` (a `START_REPLICATION` command) and waits for `CopyBothResponse`.
-    pub(crate) async fn start_copy_both(&mut self, sql: &str) -> Result<(), ServerErrorOr> {
+    pub(crate) async fn start_copy_both(&mut self, sql: &str) -> Result<(), CommandFailure> {
         frontend::query(sql, &mut self.write).map_err(|e| io_error("encoding a query", e))?;
         self.flush().await?;
         loop {
@@ -386,7 +386,9 @@ impl PgWire {
                 {
                     // The server sends ReadyForQuery after it; the caller closes.
                     Some(Message::ErrorResponse(body)) => {
-                        return Err(ServerErrorOr::Server(ServerError::from_fields(body.fields())));
+                        return Err(CommandFailure::Refused(ServerError::from_fields(
+                            body.fields(),
+                        )));
                     }
                     Some(Message::NoticeResponse(body)) => log_notice(body.fields()),
                     Some(_) => {}
@@ -550,18 +552,18 @@ fn read_result(context: &str, read: io::Result<usize>) -> Result<(), Replication
     }
 }
 
-/// What starting a stream can end with besides success.
+/// Why `START_REPLICATION` failed: the caller words a refusal by what was refused.
 #[derive(Debug)]
-pub(crate) enum ServerErrorOr {
-    /// The server refused the command.
-    Server(ServerError),
-    /// Anything else (I/O, protocol).
-    Other(ReplicationError),
+pub(crate) enum CommandFailure {
+    /// The server answered with an error (missing slot, slot in use, …).
+    Refused(ServerError),
+    /// The connection failed (I/O, protocol).
+    Connection(ReplicationError),
 }
 
-impl From<ReplicationError> for ServerErrorOr {
+impl From<ReplicationError> for CommandFailure {
     fn from(error: ReplicationError) -> Self {
-        ServerErrorOr::Other(error)
+        CommandFailure::Connection(error)
     }
 }
 
