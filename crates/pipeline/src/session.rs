@@ -68,6 +68,12 @@ use crate::{
 /// a turn.
 const EVENTS_PER_WAKEUP: usize = 1024;
 
+/// At-least-once: a checkpoint record also goes out once this many records were
+/// acknowledged since the last one, not only on the status timer. A fault then makes
+/// tailbox republish about this many at most (plus what is in flight), however fast it
+/// was catching up, where one status interval of catch-up can hold tens of thousands.
+const CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
+
 /// How long a Kafka transaction call may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -144,6 +150,8 @@ pub struct Session<S: WalSource> {
     spare_meta: EventMeta,
     /// Highest LSN a checkpoint record was sent for.
     checkpoint_sent: u64,
+    /// `stats.published` when the last checkpoint record was sent.
+    published_at_checkpoint: u64,
     /// Checkpoint and dead-letter records in flight (a handful at most).
     special: SpecialRecords,
     /// Highest LSN confirmed to the source.
@@ -188,6 +196,7 @@ impl<S: WalSource> Session<S> {
             spare_meta: EventMeta::default(),
             // The checkpoint never moves backwards, also while we skip up to it.
             checkpoint_sent: start_lsn.max(skip_before),
+            published_at_checkpoint: 0,
             special: SpecialRecords::default(),
             confirmed: start_lsn,
             commit_times: VecDeque::new(),
@@ -306,6 +315,11 @@ impl<S: WalSource> Session<S> {
             next = self.sink.try_next_ack();
         }
         self.metrics.kafka_ok.store(true, Ordering::Relaxed);
+        if self.kafka_txn.is_none()
+            && self.stats.published - self.published_at_checkpoint >= CHECKPOINT_EVERY_RECORDS
+        {
+            self.write_checkpoint()?;
+        }
         self.confirm();
         Ok(())
     }
@@ -415,6 +429,7 @@ impl<S: WalSource> Session<S> {
         let lsn = self.tracker.durable_lsn();
         if !self.dry_run && lsn > self.checkpoint_sent && self.send_checkpoint(lsn)? {
             self.checkpoint_sent = lsn;
+            self.published_at_checkpoint = self.stats.published;
         }
         // A full queue: try again at the next tick.
         Ok(())
