@@ -8,19 +8,17 @@ mod harness;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Command, Output},
+    process::Output,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail, ensure};
 use harness::{
     Names, apply_sql_files,
-    process::{Tailbox, base_args},
-    slot_and_wal, wait_for_confirmed,
+    process::{Tailbox, base_args, run_command},
+    slot_and_wal, wait_for_confirmed, wait_streaming,
 };
-use tailbox_e2e::{
-    ConsumeOptions, PgServer, Subscription, consume, consume_pattern, shared_kafka, tailbox_bin,
-};
+use tailbox_e2e::{ConsumeOptions, PgServer, Subscription, consume, consume_pattern, shared_kafka};
 
 /// The outbox table and the least-privilege role; the slot and publication are left
 /// to `tailbox setup`.
@@ -32,16 +30,6 @@ fn prepare_database(pg: &PgServer) -> Result<()> {
             ("04_role.sql", vec!["password=tailbox-test".to_owned()]),
         ],
     )
-}
-
-/// Runs a short tailbox command (not `run`) to completion.
-fn tailbox(args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
-    let mut cmd = Command::new(tailbox_bin()?);
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().context("running tailbox")
 }
 
 fn text(output: &Output) -> (String, String) {
@@ -57,7 +45,7 @@ fn admin(pg: &PgServer, names: &Names, command: &[&str]) -> Result<Output> {
     let url = pg.url();
     let mut args = command.to_vec();
     args.extend(["--pg-url", &url, "--slot", &names.slot, "--publication", &names.publication]);
-    tailbox(&args, &[])
+    run_command(&args, &[])
 }
 
 fn status_json(pg: &PgServer, names: &Names) -> Result<serde_json::Value> {
@@ -340,7 +328,7 @@ max_in_flight = 1234
 "#,
     )?;
     let file_arg = file.to_string_lossy().into_owned();
-    let out = tailbox(
+    let out = run_command(
         &[
             "config",
             "check",
@@ -375,7 +363,7 @@ max_in_flight = 1234
     }
 
     // A property librdkafka refuses is named, its secret value not shown.
-    let out = tailbox(
+    let out = run_command(
         &[
             "config",
             "check",
@@ -401,7 +389,7 @@ max_in_flight = 1234
         &file,
         "pg_url = \"postgres://u@h/db\"\nkafka_brokers = \"k:9092\"\nmax_inflight = 5\n",
     )?;
-    let out = tailbox(&["config", "check", "--config", &file_arg], &[])?;
+    let out = run_command(&["config", "check", "--config", &file_arg], &[])?;
     let (_, stderr) = text(&out);
     ensure!(
         out.status.code() == Some(1)
@@ -411,7 +399,7 @@ max_in_flight = 1234
         "{stderr}"
     );
     // An invalid value from the environment names the variable, the value and the fix.
-    let out = tailbox(
+    let out = run_command(
         &["config", "check", "--pg-url", "postgres://u@h/db", "--kafka-brokers", "k:9092"],
         &[("TAILBOX_STATUS_INTERVAL_MS", "5")],
     )?;
@@ -443,18 +431,7 @@ async fn dry_run_publishes_nothing_and_never_confirms() -> Result<()> {
     let mut run = Tailbox::start(&args)?;
     wait_for_http(port, "/healthz", 200, &run).await?;
     // Streaming: the slot is held by tailbox's walsender.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let active = pg.psql(&format!(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
-            names.slot
-        ))?;
-        if active.trim() == "t" {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "never streamed:\n{}", run.log_text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_streaming(&pg, &names.slot, &run).await?;
     insert_events(&pg, "Agg0", 10).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
@@ -510,18 +487,7 @@ async fn heartbeats_keep_a_quiet_slot_advancing() -> Result<()> {
     let mut run = Tailbox::start(&args)?;
     let client = pg.client().await?;
     // Wait until streaming; nothing else writes to this database.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let active = pg.psql(&format!(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
-            names.slot
-        ))?;
-        if active.trim() == "t" {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "never streamed:\n{}", run.log_text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_streaming(&pg, &names.slot, &run).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (confirmed_before, wal_before) = slot_and_wal(&client, &names.slot).await?;
     tokio::time::sleep(Duration::from_secs(4)).await;

@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Result, anyhow, ensure};
 use harness::{
     Names, apply_sql,
-    process::{Tailbox, base_args},
+    process::{Tailbox, base_args, output_text, run_command},
     simple_events_arrive, write_simple_events,
 };
 use tailbox_e2e::{
@@ -278,17 +278,8 @@ async fn config_check_never_shows_kafka_secrets() -> Result<()> {
         ("the config file", vec!["--config", &config], vec![]),
     ];
     for (what, extra, envs) in cases {
-        let mut cmd = Command::new(tailbox_bin()?);
-        cmd.args(["config", "check"]).args(common).args(&extra);
-        for (k, v) in &envs {
-            cmd.env(k, v);
-        }
-        let out = cmd.output()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_command(&[&["config", "check"][..], &common, &extra].concat(), &envs)?;
+        let text = output_text(&out);
         ensure!(out.status.success(), "{what}: config check failed:\n{text}");
         ensure_not_in(&text, &secret, what)?;
         ensure!(

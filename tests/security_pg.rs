@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use harness::{
     Names, apply_sql, apply_sql_files,
-    process::{Tailbox, base_args, run_to_exit},
+    process::{Tailbox, base_args, output_text, run_command, run_to_exit},
     simple_events_arrive, write_simple_events,
 };
 use tailbox_e2e::{PgServer, PgTlsFiles, consume_pattern, scratch_dir, shared_kafka, tailbox_bin};
@@ -356,18 +356,9 @@ async fn config_check_never_shows_secrets() -> Result<()> {
     let query = format!("sslmode=verify-full&sslrootcert={}", tls.ca.display());
     let pw = password_file(&secret())?;
     let check = |args: &[&str], envs: &[(&str, &str)]| -> Result<(bool, String)> {
-        let mut cmd = Command::new(tailbox_bin()?);
-        cmd.args(["config", "check", "--kafka-brokers", "127.0.0.1:9"]).args(args);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let out = cmd.output()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok((out.status.success(), text))
+        let args = [&["config", "check", "--kafka-brokers", "127.0.0.1:9"][..], args].concat();
+        let out = run_command(&args, envs)?;
+        Ok((out.status.success(), output_text(&out)))
     };
     let in_url = url(&format!("tailbox:{}", secret()), "127.0.0.1", &pg, &query);
     let without = url("tailbox", "127.0.0.1", &pg, &query);

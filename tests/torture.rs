@@ -31,7 +31,7 @@ use harness::{
     Names, apply_sql,
     process::{Tailbox, base_args},
     verify::verify,
-    workload::EventId,
+    workload::{self, EventId},
 };
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
@@ -306,16 +306,7 @@ async fn write_txn(client: &mut tokio_postgres::Client, w: u32, t: u32, size: u3
     let tx = client.transaction().await?;
     tx.execute("INSERT INTO business (note) VALUES ('side effect')", &[]).await?;
     let (wi, ti, si, aggs) = (w as i32, t as i32, size as i32, AGGREGATES as i32);
-    tx.execute(
-        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
-         SELECT 'Agg' || (((($1::int * 7919) + ($2::int * 31) + i) % $4::int) % 2), \
-                'a' || ((($1::int * 7919) + ($2::int * 31) + i) % $4::int), \
-                'Happened', \
-                jsonb_build_object('w', $1::int, 't', $2::int, 'i', i, 'xid', pg_current_xact_id()::text) \
-         FROM generate_series(0, $3::int - 1) AS i",
-        &[&wi, &ti, &si, &aggs],
-    )
-    .await?;
+    tx.execute(workload::INSERT_EVENTS, &[&wi, &ti, &si, &aggs]).await?;
     tx.commit().await?;
     Ok(())
 }

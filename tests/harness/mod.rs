@@ -92,6 +92,23 @@ pub async fn wait_for_confirmed(
     }
 }
 
+/// Waits (up to 60 s) until `slot` is held by a walsender, i.e. `tailbox` streams;
+/// fails with tailbox's log otherwise.
+pub async fn wait_streaming(pg: &PgServer, slot: &str, tailbox: &process::Tailbox) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let active = pg
+            .psql(&format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"))?;
+        if active.trim() == "t" {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("never streamed:\n{}", tailbox.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Writes `n` outbox events in one transaction (aggregate type `Order`, payload `{"i": N}`).
 pub fn write_simple_events(pg: &PgServer, n: usize) -> Result<()> {
     pg.psql(&format!(

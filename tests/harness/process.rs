@@ -123,6 +123,23 @@ impl Drop for Tailbox {
     }
 }
 
+/// Runs a short tailbox command (not `run`: `config check`, `status`, …) to completion
+/// with `envs` added to the environment.
+pub fn run_command(args: &[&str], envs: &[(&str, &str)]) -> Result<std::process::Output> {
+    let mut cmd = Command::new(tailbox_bin()?);
+    cmd.args(args).envs(envs.iter().copied());
+    cmd.output().context("running tailbox")
+}
+
+/// A command's stdout and stderr, one after the other.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Runs tailbox to completion (for startup failures) and returns (exit code, stderr).
 pub fn run_to_exit(args: &[String], timeout: Duration) -> Result<(Option<i32>, String)> {
     let mut tailbox = Tailbox::start(args)?;

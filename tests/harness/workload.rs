@@ -6,6 +6,16 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result};
 use tailbox_e2e::PgServer;
 
+/// One transaction's outbox events: `$3` events with identity (w = `$1`, t = `$2`, i) and
+/// the writing transaction's xid in the payload, over `$4` aggregates in two aggregate
+/// types (so two topics).
+pub const INSERT_EVENTS: &str = "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
+     SELECT 'Agg' || (((($1::int * 7919) + ($2::int * 31) + i) % $4::int) % 2), \
+            'a' || ((($1::int * 7919) + ($2::int * 31) + i) % $4::int), \
+            'Happened', \
+            jsonb_build_object('w', $1::int, 't', $2::int, 'i', i, 'xid', pg_current_xact_id()::text) \
+     FROM generate_series(0, $3::int - 1) AS i";
+
 /// One event's identity: (writer, transaction, index in transaction).
 pub type EventId = (u32, u32, u32);
 
@@ -67,16 +77,7 @@ impl Workload {
     }
 
     async fn writer(self, mut client: tokio_postgres::Client, w: u32) -> Result<()> {
-        let insert = client
-            .prepare(
-                "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
-                 SELECT 'Agg' || (((($1::int * 7919) + ($2::int * 31) + i) % $4::int) % 2), \
-                        'a' || ((($1::int * 7919) + ($2::int * 31) + i) % $4::int), \
-                        'Happened', \
-                        jsonb_build_object('w', $1::int, 't', $2::int, 'i', i, 'xid', pg_current_xact_id()::text) \
-                 FROM generate_series(0, $3::int - 1) AS i",
-            )
-            .await?;
+        let insert = client.prepare(INSERT_EVENTS).await?;
         for t in (w..self.transactions).step_by(self.writers as usize) {
             let tx = client.transaction().await?;
             tx.execute("INSERT INTO business (note) VALUES ('side effect')", &[]).await?;
