@@ -1,5 +1,6 @@
-//! `tailbox status`, `tailbox setup`, `tailbox teardown`: PostgreSQL only, on a
-//! control connection.
+//! `tailbox status`, `tailbox setup`, `tailbox teardown`: PostgreSQL, on a control
+//! connection (status also asks the server's identity on a replication connection and,
+//! with Kafka configured, reads the checkpoint topic to say whose checkpoint it holds).
 //!
 //! setup and teardown run the statements of sql/02_publication.sql, sql/03_slot.sql
 //! and sql/99_teardown.sql themselves (built into the binary), so the scripts users
@@ -7,9 +8,11 @@
 
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
+use tailbox_kafka_sink::CheckpointTopic;
 use tailbox_pgoutput::format_lsn;
+use tailbox_pipeline::resume::{self, CheckpointOwner, Scan};
 use tailbox_replication::{
-    ControlClient,
+    ControlClient, ServerIdentity,
     control::{Change, PublicationReport, SlotReport},
 };
 
@@ -39,8 +42,10 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
             Some(s) => s.current_wal_lsn,
             None => control.server_wal_lsn().await?,
         };
+        let identity = IdentityStatus::gather(config).await;
         if as_json {
-            let value = status_json(&config.slot, &config.publication, slot.as_ref(), publication.as_ref(), current);
+            let mut value = status_json(&config.slot, &config.publication, slot.as_ref(), publication.as_ref(), current);
+            value["checkpoint"] = identity.json();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&value).context("encoding JSON")?
@@ -50,6 +55,7 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
                 "{}",
                 status_table(&config.slot, &config.publication, slot.as_ref(), publication.as_ref(), current)
             );
+            print!("{}", identity.table());
         }
         match (&slot, &publication) {
             (Some(_), Some(_)) => Ok(()),
@@ -194,6 +200,131 @@ pub fn status_table(
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
+}
+
+/// Whose checkpoint the checkpoint topic holds, next to this server's identity.
+pub struct IdentityStatus {
+    /// The checkpoint topic.
+    pub topic: String,
+    /// The server's identity (`IDENTIFY_SYSTEM`), or why it could not be asked.
+    pub server: Result<ServerIdentity, String>,
+    /// What the topic holds for this slot, or why it was not read; `None` without
+    /// Kafka settings.
+    pub checkpoint: Option<Result<Scan, String>>,
+}
+
+impl IdentityStatus {
+    async fn gather(config: &Config) -> Self {
+        let server = match config.pg() {
+            Ok(pg) => ServerIdentity::fetch(&pg).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let checkpoint = match (&server, config.kafka()) {
+            (_, Err(_)) => None,
+            (Err(_), Ok(_)) => Some(Err("the server's identity is unknown".into())),
+            (Ok(server), Ok(kafka)) => {
+                let owner = CheckpointOwner::new(server, &config.slot);
+                let read = CheckpointTopic::new(&config.checkpoint_topic).read(&kafka).await;
+                Some(read.map_err(|e| e.to_string()).map(|records| {
+                    resume::scan(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), &owner)
+                }))
+            }
+        };
+        Self { topic: config.checkpoint_topic.clone(), server, checkpoint }
+    }
+
+    /// Whether our checkpoint covers WAL this server has: `Ok(None)` when there is none.
+    fn verdict(&self) -> Option<Result<u64, String>> {
+        let (Ok(server), Some(Ok(scan))) = (&self.server, &self.checkpoint) else { return None };
+        let ours = scan.ours.as_ref()?;
+        Some(match resume::decide(Some(ours), server, false) {
+            Ok(_) => Ok(ours.lsn),
+            Err(divergence) => Err(divergence.to_string()),
+        })
+    }
+
+    /// The rows of the table form.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(&str, String)> = Vec::new();
+        rows.push((
+            "server",
+            match &self.server {
+                Ok(server) => server.to_string(),
+                Err(why) => format!("unknown ({why})"),
+            },
+        ));
+        let checkpoint = match &self.checkpoint {
+            None => "not read (no Kafka settings)".to_owned(),
+            Some(Err(why)) => format!("not read from {}: {why}", self.topic),
+            Some(Ok(scan)) => match (&scan.ours, self.verdict()) {
+                (Some(cp), Some(Ok(_))) => format!(
+                    "{} on timeline {}, of {} (matches this server)",
+                    format_lsn(cp.lsn),
+                    cp.owner.timeline,
+                    cp.owner
+                ),
+                (Some(cp), _) => format!(
+                    "{} on timeline {}, of {}: DOES NOT MATCH this server's WAL",
+                    format_lsn(cp.lsn),
+                    cp.owner.timeline,
+                    cp.owner
+                ),
+                (None, _) => format!("none of this slot of this server in {}", self.topic),
+            },
+        };
+        rows.push(("checkpoint", checkpoint));
+        if let Some(Err(problem)) = self.verdict() {
+            rows.push(("checkpoint problem", problem));
+        }
+        if let Some(Ok(scan)) = &self.checkpoint {
+            for why in &scan.ignored {
+                rows.push(("not ours", why.clone()));
+            }
+        }
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        rows.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
+    }
+
+    /// The `checkpoint` object of the JSON form.
+    pub fn json(&self) -> serde_json::Value {
+        let server = match &self.server {
+            Ok(s) => json!({
+                "system_id": s.system_id.to_string(),
+                "database": s.database,
+                "timeline": s.timeline,
+                "wal_flush_lsn": format_lsn(s.wal_flush_lsn),
+            }),
+            Err(why) => json!({ "error": why }),
+        };
+        let mut value = json!({ "topic": self.topic, "server": server });
+        match &self.checkpoint {
+            None => value["read"] = json!(false),
+            Some(Err(why)) => value["error"] = json!(why),
+            Some(Ok(scan)) => {
+                value["read"] = json!(true);
+                value["ours"] = match &scan.ours {
+                    Some(cp) => json!({
+                        "system_id": cp.owner.system_id.to_string(),
+                        "database": cp.owner.database,
+                        "slot": cp.owner.slot,
+                        "timeline": cp.owner.timeline,
+                        "lsn": format_lsn(cp.lsn),
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                value["matches_server"] = match self.verdict() {
+                    Some(Ok(_)) => json!(true),
+                    Some(Err(_)) => json!(false),
+                    None => serde_json::Value::Null,
+                };
+                if let Some(Err(problem)) = self.verdict() {
+                    value["problem"] = json!(problem);
+                }
+                value["ignored"] = json!(scan.ignored);
+            }
+        }
+        value
+    }
 }
 
 fn describe(change: Change, done: &str, already: &str) -> String {

@@ -178,6 +178,13 @@ pub struct RunArgs {
     #[arg(long, env = "TAILBOX_ACCEPT_SLOT_POSITION", num_args = 0..=1,
           require_equals = true, default_missing_value = "true")]
     pub accept_slot_position: Option<String>,
+    /// Start even though tailbox's checkpoint lies beyond the WAL this server shares with
+    /// it (after a restore to an earlier point or a promotion, once the events published
+    /// past that point were dealt with); skips only the shared part. Not accepted in the
+    /// config file.
+    #[arg(long, env = "TAILBOX_ACCEPT_CHECKPOINT_DIVERGENCE", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub accept_checkpoint_divergence: Option<String>,
     /// Prefix of transactional pg_logical_emit_message messages that carry table-less
     /// outbox events (JSON envelopes) [default: outbox].
     #[arg(long, env = "TAILBOX_MESSAGE_PREFIX")]
@@ -191,6 +198,10 @@ pub struct RunArgs {
     #[arg(long, env = "TAILBOX_EXACTLY_ONCE", num_args = 0..=1,
           require_equals = true, default_missing_value = "true")]
     pub exactly_once: Option<String>,
+    /// Kafka transactional.id of exactly-once mode [default: tailbox-<system
+    /// identifier>-<slot>-<database>, unique to this slot of this database].
+    #[arg(long, env = "TAILBOX_TRANSACTIONAL_ID")]
+    pub transactional_id: Option<String>,
     /// Decode and log what would be published; publish nothing and never confirm the
     /// slot (a dark launch beside an old relay). --dry-run=false turns it off.
     #[arg(long, env = "TAILBOX_DRY_RUN", num_args = 0..=1,

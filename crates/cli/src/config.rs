@@ -77,10 +77,12 @@ const KEYS: &[Key] = &[
     key("message_prefix", Some("outbox"), Kind::Text),
     key("payload_format", Some("raw"), Kind::Text),
     key("exactly_once", Some("false"), Kind::Bool),
+    key("transactional_id", None, Kind::Text),
     key("status_interval_ms", Some("1000"), Kind::Int),
     key("max_in_flight", Some("10000"), Kind::Int),
     key("shutdown_timeout_secs", Some("30"), Kind::Int),
     key("accept_slot_position", Some("false"), Kind::Bool),
+    key("accept_checkpoint_divergence", Some("false"), Kind::Bool),
     key("dry_run", Some("false"), Kind::Bool),
     key("heartbeat_interval_ms", Some("0"), Kind::Int),
     key("heartbeat_sql", Some(DEFAULT_HEARTBEAT_SQL), Kind::Text),
@@ -91,10 +93,16 @@ const KEYS: &[Key] = &[
 ];
 
 /// Keys refused in the file, with the reason and fix.
-const NOT_IN_FILE: &[(&str, &str)] = &[(
-    "accept_slot_position",
-    "it must be given once, deliberately, after a slot recreation and backfill; pass --accept-slot-position on the command line for one start",
-)];
+const NOT_IN_FILE: &[(&str, &str)] = &[
+    (
+        "accept_slot_position",
+        "it must be given once, deliberately, after a slot recreation and backfill; pass --accept-slot-position on the command line for one start",
+    ),
+    (
+        "accept_checkpoint_divergence",
+        "it must be given once, deliberately, after a restore or promotion left published events the server no longer has; pass --accept-checkpoint-divergence on the command line for one start",
+    ),
+];
 
 /// Property keys whose values are secrets (matched case-insensitively, as substrings):
 /// every property librdkafka itself treats as sensitive (`sasl.password`,
@@ -200,10 +208,13 @@ pub struct Config {
     pub message_prefix: String,
     pub payload_format: PayloadFormat,
     pub exactly_once: bool,
+    /// `None`: derived from the checkpoint's owner.
+    pub transactional_id: Option<String>,
     pub status_interval_ms: u64,
     pub max_in_flight: u64,
     pub shutdown_timeout_secs: u64,
     pub accept_slot_position: bool,
+    pub accept_checkpoint_divergence: bool,
     pub dry_run: bool,
     /// 0 = off.
     pub heartbeat_interval_ms: u64,
@@ -548,10 +559,22 @@ impl Config {
             PayloadFormat::Raw
         });
         let exactly_once = c.bool("exactly_once");
+        let transactional_id = c.text("transactional_id");
+        if let Some(id) = &transactional_id
+            && id.trim().is_empty()
+        {
+            c.fail(
+                "transactional_id",
+                id,
+                "empty",
+                "leave it unset (derived from the system identifier, slot and database) or give a name unique to this slot",
+            );
+        }
         let status_interval_ms = c.int("status_interval_ms", 10, 60_000, false);
         let max_in_flight = c.int("max_in_flight", 1, 1_000_000, false);
         let shutdown_timeout_secs = c.int("shutdown_timeout_secs", 0, 86_400, true);
         let accept_slot_position = c.bool("accept_slot_position");
+        let accept_checkpoint_divergence = c.bool("accept_checkpoint_divergence");
         let dry_run = c.bool("dry_run");
         let heartbeat_interval_ms = c.int("heartbeat_interval_ms", 100, 86_400_000, true);
         let heartbeat_sql = c.string("heartbeat_sql");
@@ -631,10 +654,12 @@ impl Config {
             message_prefix,
             payload_format,
             exactly_once,
+            transactional_id,
             status_interval_ms,
             max_in_flight,
             shutdown_timeout_secs,
             accept_slot_position,
+            accept_checkpoint_divergence,
             dry_run,
             heartbeat_interval_ms,
             heartbeat_sql,

@@ -1,14 +1,13 @@
-//! The checkpoint topic: a compacted Kafka topic holding, per slot, the last LSN whose
-//! events are all in Kafka.
+//! The checkpoint topic: a compacted Kafka topic holding, per key, the last checkpoint
+//! record written under it.
 //!
-//! Why it exists: the slot's `confirmed_flush_lsn` alone cannot tell us whether the slot
-//! is still the one we published from. A dropped-and-recreated slot starts at its
-//! creation point, silently skipping everything in between. We write the checkpoint
-//! *before* confirming the same LSN to the slot, so at any moment
-//! `checkpoint >= confirmed_flush_lsn` for a healthy slot. On startup, a slot that
-//! stands *ahead* of the checkpoint has moved without us, and tailbox refuses to run.
+//! This module stores and reads records; what a key and a value mean (whose checkpoint,
+//! which LSN on which timeline) and when a record may be trusted is the pipeline's
+//! business (`tailbox_pipeline::resume`). The pipeline writes a checkpoint *before*
+//! confirming the same LSN to the slot, so for a healthy slot the checkpoint is never
+//! behind `confirmed_flush_lsn`.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
@@ -19,24 +18,25 @@ use rdkafka::{
     error::KafkaError,
     types::RDKafkaErrorCode,
 };
-use tailbox_pgoutput::{format_lsn, parse_lsn};
 
 use crate::{config::SinkConfig, error::SinkError};
 
 /// How long one metadata or fetch round trip may take before we call Kafka unavailable.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The checkpoint record of one slot in one topic.
+/// The last record of each key, as read from the topic.
+pub type CheckpointRecords = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The checkpoint topic.
 #[derive(Debug, Clone)]
 pub struct CheckpointTopic {
     topic: String,
-    slot: String,
 }
 
 impl CheckpointTopic {
-    /// The checkpoint of `slot` in `topic`.
-    pub fn new(topic: impl Into<String>, slot: impl Into<String>) -> Self {
-        Self { topic: topic.into(), slot: slot.into() }
+    /// The checkpoint topic `topic`.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self { topic: topic.into() }
     }
 
     /// The topic name.
@@ -44,25 +44,18 @@ impl CheckpointTopic {
         &self.topic
     }
 
-    /// The record key: the slot name.
-    pub fn key(&self) -> &[u8] {
-        self.slot.as_bytes()
-    }
-
-    /// The record value for `lsn`.
-    pub fn encode(&self, lsn: u64) -> Vec<u8> {
-        serde_json::json!({ "slot": self.slot, "lsn": format_lsn(lsn) }).to_string().into_bytes()
-    }
-
-    fn decode(value: &[u8]) -> Option<u64> {
-        let value: serde_json::Value = serde_json::from_slice(value).ok()?;
-        parse_lsn(value.get("lsn")?.as_str()?)
-    }
-
     /// Creates the topic if it is missing (compacted, one partition) and returns the last
-    /// checkpoint written for this slot, if any.
-    pub async fn ensure_and_read(&self, config: &SinkConfig) -> Result<Option<u64>, SinkError> {
+    /// record of each key (as compaction would leave them).
+    pub async fn ensure_and_read(
+        &self,
+        config: &SinkConfig,
+    ) -> Result<CheckpointRecords, SinkError> {
         self.ensure_topic(config).await?;
+        self.read(config).await
+    }
+
+    /// The last record of each key, without creating the topic (for `tailbox status`).
+    pub async fn read(&self, config: &SinkConfig) -> Result<CheckpointRecords, SinkError> {
         let (this, config) = (self.clone(), config.clone());
         // The consumer API blocks; keep it off the pipeline's thread.
         tokio::task::spawn_blocking(move || this.read_last(&config)).await.unwrap_or_else(|join| {
@@ -96,7 +89,7 @@ impl CheckpointTopic {
         Ok(())
     }
 
-    fn read_last(&self, config: &SinkConfig) -> Result<Option<u64>, SinkError> {
+    fn read_last(&self, config: &SinkConfig) -> Result<CheckpointRecords, SinkError> {
         let transient = |context: &str| {
             let context = context.to_owned();
             move |source| SinkError::Transient { context, source }
@@ -115,15 +108,15 @@ impl CheckpointTopic {
         let (low, high) = consumer
             .fetch_watermarks(&self.topic, 0, ROUND_TRIP_TIMEOUT)
             .map_err(transient("reading the checkpoint topic's offsets"))?;
+        let mut last = CheckpointRecords::new();
         if high <= low {
-            return Ok(None);
+            return Ok(last);
         }
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(&self.topic, 0, Offset::Offset(low))
             .map_err(transient("assigning the checkpoint topic"))?;
         consumer.assign(&assignment).map_err(transient("assigning the checkpoint topic"))?;
-        let mut last = None;
         let deadline = std::time::Instant::now() + ROUND_TRIP_TIMEOUT * 3;
         loop {
             if std::time::Instant::now() > deadline {
@@ -140,8 +133,12 @@ impl CheckpointTopic {
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
                 Some(Err(err)) => return Err(transient("reading the checkpoint topic")(err)),
                 Some(Ok(message)) => {
-                    if message.key() == Some(self.key()) {
-                        last = message.payload().and_then(Self::decode).or(last);
+                    if let Some(key) = message.key() {
+                        // A tombstone (no value) deletes the key, as compaction does.
+                        match message.payload() {
+                            Some(value) => last.insert(key.to_vec(), value.to_vec()),
+                            None => last.remove(key),
+                        };
                     }
                     // The last record before the high watermark read at the start: done.
                     // (After a Kafka transaction the last offset is a commit marker,
@@ -176,15 +173,3 @@ impl ClientContext for ReaderContext {
 }
 
 impl ConsumerContext for ReaderContext {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_round_trips() {
-        let cp = CheckpointTopic::new("tailbox.checkpoints", "slot_a");
-        assert_eq!(CheckpointTopic::decode(&cp.encode(0x1_0000_00A0)), Some(0x1_0000_00A0));
-        assert_eq!(CheckpointTopic::decode(b"garbage"), None);
-    }
-}

@@ -20,7 +20,7 @@
 //! - [`config`]: the producer settings we insist on and the pass-through of any
 //!   librdkafka property.
 //! - [`sink`]: [`KafkaSink`], enqueueing records and delivering [`Ack`]s.
-//! - [`checkpoint_topic`]: the compacted topic holding each slot's last published LSN.
+//! - [`checkpoint_topic`]: the compacted topic holding the last checkpoint record per key.
 //! - [`transaction`]: Kafka transactions for exactly-once mode.
 //! - [`error`]: [`SinkError`], transient vs definite.
 
@@ -30,7 +30,7 @@ pub mod error;
 pub mod sink;
 pub mod transaction;
 
-pub use checkpoint_topic::CheckpointTopic;
+pub use checkpoint_topic::{CheckpointRecords, CheckpointTopic};
 pub use config::SinkConfig;
 pub use error::{DeliveryError, SinkError};
 pub use sink::{Ack, EventMeta, KafkaSink, RefusedRecord, SendOutcome};

@@ -24,7 +24,7 @@ use tailbox_replication::{
 };
 use tracing::{info, warn};
 
-use crate::{error::PipelineError, settings::PipelineSettings};
+use crate::{error::PipelineError, resume::CheckpointOwner, settings::PipelineSettings};
 
 /// Rows fetched per round trip.
 const FETCH_ROWS: usize = 1000;
@@ -194,11 +194,12 @@ async fn publish_snapshot(
 
     // The checkpoint says "everything before the consistent point is in Kafka", which
     // is what the snapshot just made true.
-    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
+    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic);
     checkpoint.ensure_and_read(&settings.kafka).await?;
-    let value = checkpoint.encode(snapshot.consistent_point);
+    let owner = CheckpointOwner::new(&snapshot.identity, &settings.slot);
+    let value = owner.encode(snapshot.consistent_point);
     loop {
-        match sink.send_plain(checkpoint.topic(), checkpoint.key(), &value) {
+        match sink.send_plain(checkpoint.topic(), owner.key(), &value) {
             Ok(SendOutcome::Enqueued(_)) => {
                 acks.sent += 1;
                 break;

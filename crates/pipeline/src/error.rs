@@ -6,6 +6,8 @@ use tailbox_outbox::MappingError;
 use tailbox_pgoutput::DecodeError;
 use tailbox_replication::ReplicationError;
 
+use crate::resume::Divergence;
+
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -60,6 +62,9 @@ pub enum PipelineError {
         /// Our checkpoint.
         checkpoint_lsn: String,
     },
+    /// Our checkpoint lies beyond the WAL this server shares with it (restore, promotion).
+    #[error(transparent)]
+    CheckpointDiverged(Box<Divergence>),
     /// A Kafka transaction call failed (exactly-once mode).
     #[error(transparent)]
     Transaction(#[from] TransactionError),
@@ -85,7 +90,8 @@ impl PipelineError {
             PipelineError::Transaction(e) => !matches!(e, TransactionError::Fatal(_)),
             PipelineError::Decode { .. }
             | PipelineError::Mapping { .. }
-            | PipelineError::SlotAhead { .. } => false,
+            | PipelineError::SlotAhead { .. }
+            | PipelineError::CheckpointDiverged(_) => false,
         }
     }
 }

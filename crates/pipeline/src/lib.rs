@@ -20,6 +20,7 @@
 //! - [`supervisor`]: startup checks, the slot-position check, restarts with backoff.
 //! - [`session`]: one replication session's event loop.
 //! - [`checkpoint`]: [`checkpoint::AckTracker`], the durable and confirmable LSNs.
+//! - [`resume`]: whose checkpoint a record is, and how much of the WAL it may skip.
 //! - [`metrics`]: [`metrics::PipelineMetrics`], counters and gauges for the exporters.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`error`]: [`PipelineError`], transient vs definite.
@@ -28,6 +29,7 @@ pub mod backfill;
 pub mod checkpoint;
 pub mod error;
 pub mod metrics;
+pub mod resume;
 pub mod session;
 pub mod settings;
 pub mod shutdown;

@@ -21,7 +21,8 @@
 //!
 //! # Exactly-once mode
 //! With `exactly_once`, records go out in Kafka transactions of a transactional
-//! producer (`transactional.id = tailbox-<slot>`). A Kafka transaction holds whole
+//! producer (`transactional.id` derived from the checkpoint's owner, see
+//! [`CheckpointOwner::transactional_id`]). A Kafka transaction holds whole
 //! PostgreSQL transactions only (a run of them, up to `status_interval` long) plus the
 //! checkpoint record for the last one's end LSN, and it is committed only between
 //! PostgreSQL transactions. The slot is confirmed only after the Kafka commit
@@ -60,6 +61,7 @@ use crate::{
     checkpoint::AckTracker,
     error::PipelineError,
     metrics::{ErrorKind, PipelineMetrics, TopicCounts},
+    resume::{CheckpointOwner, Resume},
     settings::PipelineSettings,
     shutdown::Shutdown,
 };
@@ -141,7 +143,12 @@ pub struct Session<S: WalSource> {
     source: S,
     sink: KafkaSink,
     mapper: OutboxMapper,
-    checkpoint: CheckpointTopic,
+    checkpoint_topic: CheckpointTopic,
+    /// Whose checkpoint records this session writes (their key and value).
+    checkpoint_owner: CheckpointOwner,
+    /// The stored checkpoint diverged from this server's WAL (accepted by the
+    /// operator): write one of this timeline before anything else.
+    rewrite_checkpoint: bool,
     tracker: AckTracker,
     /// Reused for every record.
     record: OutboxRecord,
@@ -175,27 +182,35 @@ pub struct Session<S: WalSource> {
 
 impl<S: WalSource> Session<S> {
     /// A session reading from `source` that starts at `start_lsn` (the slot's confirmed
-    /// position); transactions that committed before `skip_before` (the checkpoint) are
-    /// already in Kafka and are not published again.
+    /// position); transactions that committed before `resume.skip_before()` (our
+    /// checkpoint, where it provably covers this server's WAL) are already in Kafka and
+    /// are not published again. Checkpoint records go to `checkpoint_topic` as
+    /// `checkpoint_owner`'s.
     pub fn new(
         source: S,
         sink: KafkaSink,
-        checkpoint: CheckpointTopic,
+        checkpoint_topic: CheckpointTopic,
+        checkpoint_owner: CheckpointOwner,
         start_lsn: u64,
-        skip_before: u64,
+        resume: &Resume,
         settings: &PipelineSettings,
     ) -> Self {
+        let skip_before = resume.skip_before();
+        let rewrite_checkpoint = matches!(resume, Resume::Diverged { .. });
         Self {
             source,
             sink,
             mapper: OutboxMapper::new(settings.outbox.clone()),
-            checkpoint,
+            checkpoint_topic,
+            checkpoint_owner,
+            rewrite_checkpoint,
             tracker: AckTracker::new(start_lsn),
             record: OutboxRecord::default(),
             open: None,
             spare_meta: EventMeta::default(),
-            // The checkpoint never moves backwards, also while we skip up to it.
-            checkpoint_sent: start_lsn.max(skip_before),
+            // The checkpoint never moves backwards, also while we skip up to it; a
+            // diverged one is replaced at once.
+            checkpoint_sent: if rewrite_checkpoint { 0 } else { start_lsn.max(skip_before) },
             published_at_checkpoint: 0,
             special: SpecialRecords::default(),
             confirmed: start_lsn,
@@ -222,6 +237,9 @@ impl<S: WalSource> Session<S> {
         // One timer for the whole session, reset when it fires (not one per event).
         let tick = sleep_until(Instant::now() + self.status_interval);
         tokio::pin!(tick);
+        if self.rewrite_checkpoint {
+            self.on_tick().await?;
+        }
         loop {
             let reading = self.tracker.in_flight() < self.max_in_flight;
             let waiting_acks = self.tracker.in_flight() > 0;
@@ -437,8 +455,9 @@ impl<S: WalSource> Session<S> {
 
     /// Enqueues the checkpoint record for `lsn`; `Ok(false)` if librdkafka's queue is full.
     fn send_checkpoint(&mut self, lsn: u64) -> Result<bool, PipelineError> {
-        let value = self.checkpoint.encode(lsn);
-        match self.sink.send_plain(self.checkpoint.topic(), self.checkpoint.key(), &value) {
+        let value = self.checkpoint_owner.encode(lsn);
+        let topic = self.checkpoint_topic.topic();
+        match self.sink.send_plain(topic, self.checkpoint_owner.key(), &value) {
             Ok(SendOutcome::Enqueued(seq)) => {
                 self.tracker.on_checkpoint_sent(seq, lsn);
                 self.special.insert(seq, SpecialRecord::Checkpoint);

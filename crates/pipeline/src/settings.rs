@@ -32,6 +32,9 @@ pub struct PipelineSettings {
     /// Start even if the slot stands ahead of our checkpoint (after a deliberate
     /// slot recreation and backfill).
     pub accept_slot_position: bool,
+    /// Start even though our checkpoint lies beyond the WAL this server shares with it
+    /// (after a restore or promotion, once the operator dealt with the orphaned events).
+    pub accept_checkpoint_divergence: bool,
     /// First delay before reconnecting after a transient error.
     pub backoff_initial: Duration,
     /// Longest delay between reconnects.
@@ -43,6 +46,9 @@ pub struct PipelineSettings {
     /// Publish in Kafka transactions, confirming the slot only after each commit, and
     /// skip on restart what the checkpoint says is committed.
     pub exactly_once: bool,
+    /// Exactly-once `transactional.id`; `None`: derived from the checkpoint's owner
+    /// (system identifier, slot, database).
+    pub transactional_id: Option<String>,
     /// Decode and log what would be published; publish nothing, never confirm the slot.
     pub dry_run: bool,
     /// Emit a heartbeat this often so a quiet database's slot keeps advancing.

@@ -7,7 +7,9 @@
 //! 2. START_REPLICATION. From now on the slot is held by our walsender and cannot move
 //!    (a standby instance waits here).
 //! 3. Exactly-once: `init_transactions`, fencing older instances of this slot.
-//! 4. Read our checkpoint from Kafka (creating the topic if needed).
+//! 4. Read our checkpoint from Kafka (creating the topic if needed): the record of this
+//!    slot of this database of this cluster, judged against the server's timeline
+//!    history ([`crate::resume`]); another owner's record never skips anything.
 //! 5. Only now read the slot's `confirmed_flush_lsn` and compare it with the
 //!    checkpoint. Checking before step 2 would leave a window in which another client
 //!    could advance the slot and we would be fast-forwarded silently.
@@ -17,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tailbox_kafka_sink::{CheckpointTopic, KafkaSink};
+use tailbox_kafka_sink::{CheckpointRecords, CheckpointTopic, KafkaSink};
 use tailbox_pgoutput::format_lsn;
 use tailbox_replication::{
     ControlClient, PgWalStream, ReplicationError, control::slot_lost, stream::StreamSettings,
@@ -27,6 +29,7 @@ use tracing::{info, warn};
 use crate::{
     error::PipelineError,
     metrics::ErrorKind,
+    resume::{self, CheckpointOwner, Resume},
     session::{Session, SessionStats},
     settings::{DEFAULT_HEARTBEAT_SQL, PipelineSettings},
     shutdown::Shutdown,
@@ -44,14 +47,18 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> Result<SessionStats, PipelineError> {
     let mut backoff = settings.backoff_initial;
-    let mut accept_slot_position = settings.accept_slot_position;
+    let mut once = OncePerProcess {
+        accept_slot_position: settings.accept_slot_position,
+        accept_checkpoint_divergence: settings.accept_checkpoint_divergence,
+        warned_ignored_checkpoints: false,
+    };
     let mut totals = SessionStats::default();
     loop {
         if shutdown.is_requested() {
             return Ok(totals);
         }
         let started = Instant::now();
-        let result = run_session(&settings, shutdown.clone(), &mut accept_slot_position).await;
+        let result = run_session(&settings, shutdown.clone(), &mut once).await;
         settings.metrics.streaming.store(false, Ordering::Relaxed);
         if let Err(err) = &result {
             settings.metrics.record_error(error_kind(err), &err.to_string());
@@ -94,10 +101,20 @@ pub async fn run(
     }
 }
 
+/// What holds for the first session of this process only.
+struct OncePerProcess {
+    /// `--accept-slot-position`: given for one start, not for every reconnect.
+    accept_slot_position: bool,
+    /// `--accept-checkpoint-divergence`: likewise.
+    accept_checkpoint_divergence: bool,
+    /// Checkpoint records that could not be attributed were reported.
+    warned_ignored_checkpoints: bool,
+}
+
 async fn run_session(
     settings: &PipelineSettings,
     shutdown: Shutdown,
-    accept_slot_position: &mut bool,
+    once: &mut OncePerProcess,
 ) -> Result<SessionStats, PipelineError> {
     let table = settings.table_spec();
     let control = ControlClient::connect(&settings.pg).await?;
@@ -112,13 +129,17 @@ async fn run_session(
         },
     )
     .await?;
+    let server = stream.identity().clone();
+    let owner = CheckpointOwner::new(&server, &settings.slot);
 
     let sink = if settings.exactly_once && !settings.dry_run {
-        // One writer per slot: this fences any older instance and aborts its open
-        // transaction, so nothing it left half-written becomes visible. Only after we
-        // hold the slot: a standby waiting for it must not fence the active instance.
-        let sink =
-            KafkaSink::new_transactional(&settings.kafka, &format!("tailbox-{}", settings.slot))?;
+        // One writer per slot of this database of this cluster: this fences any older
+        // instance of the same and aborts its open transaction, so nothing it left
+        // half-written becomes visible. Only after we hold the slot: a standby waiting
+        // for it must not fence the active instance.
+        let transactional_id =
+            settings.transactional_id.clone().unwrap_or_else(|| owner.transactional_id());
+        let sink = KafkaSink::new_transactional(&settings.kafka, &transactional_id)?;
         sink.init_transactions(Duration::from_secs(60)).await?;
         sink
     } else {
@@ -129,30 +150,50 @@ async fn run_session(
     // transaction a killed predecessor left open, which would otherwise hold back what a
     // read_committed reader can see. A dry run writes nothing to Kafka, not even the
     // checkpoint topic.
-    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic, &settings.slot);
-    let published =
-        if settings.dry_run { None } else { checkpoint.ensure_and_read(&settings.kafka).await? };
+    let checkpoint_topic = CheckpointTopic::new(&settings.checkpoint_topic);
+    let records = if settings.dry_run {
+        CheckpointRecords::new()
+    } else {
+        checkpoint_topic.ensure_and_read(&settings.kafka).await?
+    };
+    let scan = resume::scan(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), &owner);
+    if !once.warned_ignored_checkpoints {
+        for why in &scan.ignored {
+            warn!(slot = %settings.slot, topic = %settings.checkpoint_topic, "checkpoint record not used: {why}");
+        }
+        once.warned_ignored_checkpoints = true;
+    }
+    let resume = resume::decide(scan.ours.as_ref(), &server, once.accept_checkpoint_divergence)
+        .map_err(|divergence| PipelineError::CheckpointDiverged(Box::new(divergence)))?;
+    if let Resume::Diverged { divergence, skip_before } = &resume {
+        warn!(slot = %settings.slot, skip_before = %format_lsn(*skip_before),
+              "starting despite a diverged checkpoint (--accept-checkpoint-divergence): {divergence}");
+    }
 
     // The slot is ours now; its position cannot move until we confirm.
     let slot = control.slot_position(&settings.slot).await?;
     if slot.wal_status.as_deref() == Some("lost") {
         return Err(slot_lost(&settings.slot).into());
     }
-    if let Some(published) = published
-        && slot.confirmed_flush_lsn > published
-        && !*accept_slot_position
+    if let Some(covered) = resume.covered()
+        && slot.confirmed_flush_lsn > covered
+        && !once.accept_slot_position
     {
         return Err(PipelineError::SlotAhead {
             slot: settings.slot.clone(),
             slot_lsn: format_lsn(slot.confirmed_flush_lsn),
-            checkpoint_lsn: format_lsn(published),
+            checkpoint_lsn: format_lsn(covered),
         });
     }
-    *accept_slot_position = false;
+    once.accept_slot_position = false;
+    once.accept_checkpoint_divergence = false;
     info!(
         slot = %settings.slot,
         lsn = %format_lsn(slot.confirmed_flush_lsn),
-        checkpoint = %published.map(format_lsn).unwrap_or_else(|| "none".into()),
+        checkpoint = %resume.covered().map(format_lsn).unwrap_or_else(|| "none".into()),
+        system_id = server.system_id,
+        database = %server.database,
+        timeline = server.timeline,
         "streaming"
     );
     settings.metrics.streaming.store(true, Ordering::Relaxed);
@@ -166,9 +207,10 @@ async fn run_session(
     let session = Session::new(
         stream,
         sink,
-        checkpoint,
+        checkpoint_topic,
+        owner,
         slot.confirmed_flush_lsn,
-        published.unwrap_or(0),
+        &resume,
         settings,
     );
     session.run(shutdown, settings.shutdown_timeout).await
@@ -206,6 +248,8 @@ fn error_kind(err: &PipelineError) -> ErrorKind {
             ErrorKind::Kafka
         }
         PipelineError::Mapping { .. } => ErrorKind::Mapping,
-        PipelineError::SlotAhead { .. } => ErrorKind::Postgres,
+        PipelineError::SlotAhead { .. } | PipelineError::CheckpointDiverged(_) => {
+            ErrorKind::Postgres
+        }
     }
 }

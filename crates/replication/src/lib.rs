@@ -15,6 +15,8 @@
 //! - `wire` (private): our replication-mode connection on `postgres-protocol`: TCP, Unix
 //!   socket or TLS, login (SCRAM-SHA-256, MD5, password), simple queries, CopyBoth
 //!   framing into one reusable read buffer.
+//! - [`identity`]: [`ServerIdentity`], which cluster, database and timeline (with its
+//!   history) the stream comes from (`IDENTIFY_SYSTEM`, `TIMELINE_HISTORY`).
 //! - [`connection`]: parsing a `postgres://` URL into what both clients need.
 //! - [`tls`]: TLS per libpq's `sslmode`, one rustls configuration for both connections.
 //! - [`control`]: the control plane on `tokio-postgres`: startup checks (wal_level, slot,
@@ -25,6 +27,7 @@
 pub mod connection;
 pub mod control;
 pub mod error;
+pub mod identity;
 pub mod snapshot;
 pub mod source;
 pub mod stream;
@@ -34,6 +37,7 @@ mod wire;
 pub use connection::PgConnectionConfig;
 pub use control::{ControlClient, OutboxTableSpec, SlotPosition};
 pub use error::{ReplicationError, StartupProblem};
+pub use identity::{ServerIdentity, TimelineHistory, TimelineSwitch};
 pub use source::{WalEvent, WalSource};
 pub use stream::{PgWalStream, StreamSettings};
 pub use tls::{SslMode, TlsOptions};

@@ -13,6 +13,7 @@ use tailbox_pgoutput::parse_lsn;
 use crate::{
     connection::PgConnectionConfig,
     error::ReplicationError,
+    identity::ServerIdentity,
     wire::{PgWire, ServerError},
 };
 
@@ -25,6 +26,8 @@ pub struct ExportedSnapshot {
     pub consistent_point: u64,
     /// For `SET TRANSACTION SNAPSHOT`.
     pub snapshot_name: String,
+    /// The server the slot was created on (whose checkpoint the backfill writes).
+    pub identity: ServerIdentity,
 }
 
 impl ExportedSnapshot {
@@ -32,6 +35,7 @@ impl ExportedSnapshot {
     pub async fn create(conn: &PgConnectionConfig, slot: &str) -> Result<Self, ReplicationError> {
         crate::control::validate_identifier("--slot", slot)?;
         let mut session = PgWire::connect(conn, &format!("tailbox-backfill/{slot}")).await?;
+        let identity = ServerIdentity::query(&mut session).await?;
         let rows = session
             .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT"))
             .await
@@ -54,7 +58,7 @@ impl ExportedSnapshot {
         let snapshot_name = column(2);
         match (consistent_point, snapshot_name) {
             (Some(consistent_point), Some(snapshot_name)) => {
-                Ok(Self { _session: session, consistent_point, snapshot_name })
+                Ok(Self { _session: session, consistent_point, snapshot_name, identity })
             }
             _ => Err(ReplicationError::Definite {
                 context: "CREATE_REPLICATION_SLOT returned no consistent point or snapshot".into(),

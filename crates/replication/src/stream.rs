@@ -30,6 +30,7 @@ use tracing::{debug, warn};
 use crate::{
     connection::PgConnectionConfig,
     error::ReplicationError,
+    identity::ServerIdentity,
     source::{WalEvent, WalSource},
     wire::{CommandFailure, PgWire, ReadBatch, ServerError, protocol},
 };
@@ -65,6 +66,8 @@ pub struct StreamSettings {
 /// A running logical replication stream.
 pub struct PgWalStream {
     wire: PgWire,
+    /// The server we stream from, asked on this connection before streaming.
+    identity: ServerIdentity,
     /// Highest LSN the pipeline confirmed (or the start position).
     confirmed: u64,
     /// The position in the last status update sent.
@@ -85,6 +88,13 @@ impl PgWalStream {
     ) -> Result<Self, ReplicationError> {
         crate::control::validate_identifier("--slot", &settings.slot)?;
         let mut wire = PgWire::connect(conn, &format!("tailbox/{}", settings.slot)).await?;
+        let identity = match ServerIdentity::query(&mut wire).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                wire.close().await;
+                return Err(error);
+            }
+        };
         let command = format!(
             "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{}', messages 'true')",
             settings.slot,
@@ -104,11 +114,18 @@ impl PgWalStream {
         debug!(slot = %settings.slot, start_lsn = settings.start_lsn, "replication started");
         Ok(Self {
             wire,
+            identity,
             confirmed: settings.start_lsn,
             reported: settings.start_lsn,
             last_status: Instant::now(),
             catching_up: false,
         })
+    }
+
+    /// The server this stream comes from: system identifier, database, timeline and its
+    /// history, as they were when the stream started.
+    pub fn identity(&self) -> &ServerIdentity {
+        &self.identity
     }
 
     /// Queues a standby status update for the confirmed position.
