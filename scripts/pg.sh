@@ -13,6 +13,13 @@
 #                                         role tailbox_cert by client certificate over TLS, every other
 #                                         role by SCRAM over TLS only (plain TCP rejected)
 #   scripts/pg.sh restart DIR [fast|immediate]   pg_ctl restart (default mode: fast)
+#   scripts/pg.sh copy SRC DIR [--standby]
+#                                         a cold copy of SRC's cluster (same system identifier, same
+#                                         slots, same WAL): SRC is stopped, its data copied to DIR/data,
+#                                         and SRC started again (same port); then the copy is started on
+#                                         a port of its own (--standby: with standby.signal, so it stays
+#                                         in recovery until `promote`); prints the copy's URL last
+#   scripts/pg.sh promote DIR             pg_ctl promote -w: the server leaves recovery on a new timeline
 #   scripts/pg.sh stop DIR                pg_ctl stop -m fast, then rm -rf DIR
 #   scripts/pg.sh status DIR              exit 0 if the server of DIR runs
 #
@@ -214,6 +221,37 @@ cmd_restart() {
   log "restarted ($mode), postgres pid $(postmaster_pid "$dir/data")"
 }
 
+cmd_copy() {
+  [[ $# -ge 2 && $# -le 3 ]] || usage
+  check_tools
+  local src="$1" dir="$2" standby="${3:-}"
+  [[ -z "$standby" || "$standby" == --standby ]] || usage
+  [[ -f "$src/data/PG_VERSION" ]] || die "no cluster in $src"
+  [[ ! -e "$dir/data" ]] || die "$dir/data exists already"
+  mkdir -p "$dir"
+  if [[ "$(id -u)" == 0 ]]; then
+    chown postgres: "$dir"
+    chmod 0700 "$dir"
+  fi
+  as_pg "$PG_BIN/pg_ctl" -D "$src/data" -m fast -w -t 60 -s stop >/dev/null ||
+    die "pg_ctl stop of $src failed"
+  as_pg cp -a "$src/data" "$dir/data"
+  # (SRC keeps the watchdog it has.)
+  TAILBOX_PG_PARENT_PID="" cmd_start "$src" >/dev/null
+  # The copy gets its own socket directory and port, and a log of its own.
+  as_pg rm -f "$dir/data/port.conf" "$dir/data/postmaster.pid"
+  as_pg sed -i "s|^unix_socket_directories = .*|unix_socket_directories = '$dir'|" "$dir/data/postgresql.conf"
+  [[ -z "$standby" ]] || as_pg touch "$dir/data/standby.signal"
+  cmd_start "$dir"
+}
+
+cmd_promote() {
+  [[ $# -eq 1 ]] || usage
+  check_tools
+  as_pg "$PG_BIN/pg_ctl" -D "$1/data" -w -t 60 -s promote >/dev/null || die "pg_ctl promote failed"
+  log "promoted $1"
+}
+
 cmd_stop() {
   [[ $# -eq 1 ]] || usage
   local dir="$1" wd pid
@@ -248,6 +286,8 @@ main() {
   start) cmd_start "$@" ;;
   start-tls) PG_TLS=1 cmd_start "$@" ;;
   restart) cmd_restart "$@" ;;
+  copy) cmd_copy "$@" ;;
+  promote) cmd_promote "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;
   *) usage ;;

@@ -40,9 +40,14 @@ impl Workload {
 
     /// Every event the workload writes.
     pub fn expected(&self) -> BTreeSet<EventId> {
+        self.expected_numbered(0)
+    }
+
+    /// Every event [`Workload::run_numbered`] writes with `first_writer`.
+    pub fn expected_numbered(&self, first_writer: u32) -> BTreeSet<EventId> {
         let mut all = BTreeSet::new();
         for t in 0..self.transactions {
-            let w = t % self.writers;
+            let w = first_writer + t % self.writers;
             for i in 0..Self::size(t) {
                 all.insert((w, t, i));
             }
@@ -58,6 +63,12 @@ impl Workload {
 
     /// [`Workload::run`] against a URL (for a spawned task, which cannot borrow the server).
     pub async fn run_at(&self, url: &str) -> Result<()> {
+        self.run_numbered(url, 0).await
+    }
+
+    /// [`Workload::run_at`] with writers numbered from `first_writer` (the payload's `w`),
+    /// so that the events of two databases sharing topics can be told apart.
+    pub async fn run_numbered(&self, url: &str, first_writer: u32) -> Result<()> {
         let setup = connect(url).await?;
         setup
             .batch_execute(
@@ -68,7 +79,7 @@ impl Workload {
         for w in 0..self.writers {
             let client = connect(url).await?;
             let this = *self;
-            tasks.push(tokio::spawn(async move { this.writer(client, w).await }));
+            tasks.push(tokio::spawn(async move { this.writer(client, w, first_writer).await }));
         }
         for task in tasks {
             task.await.context("writer task panicked")??;
@@ -76,13 +87,13 @@ impl Workload {
         Ok(())
     }
 
-    async fn writer(self, mut client: tokio_postgres::Client, w: u32) -> Result<()> {
+    async fn writer(self, mut client: tokio_postgres::Client, w: u32, first: u32) -> Result<()> {
         let insert = client.prepare(INSERT_EVENTS).await?;
         for t in (w..self.transactions).step_by(self.writers as usize) {
             let tx = client.transaction().await?;
             tx.execute("INSERT INTO business (note) VALUES ('side effect')", &[]).await?;
             let (wi, ti, size, aggs) =
-                (w as i32, t as i32, Self::size(t) as i32, self.aggregates as i32);
+                ((first + w) as i32, t as i32, Self::size(t) as i32, self.aggregates as i32);
             tx.execute(&insert, &[&wi, &ti, &size, &aggs]).await?;
             tx.commit().await?;
         }

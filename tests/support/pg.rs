@@ -61,19 +61,48 @@ impl PgServer {
         Ok((server, files))
     }
 
+    /// A cold copy of this cluster, started on a port of its own: the same system
+    /// identifier, slots and WAL, as a restored file-system backup has (`scripts/pg.sh
+    /// copy`). This server is stopped for the copy and started again. With `standby`,
+    /// the copy stays in recovery until [`PgServer::promote`].
+    pub fn cold_copy(&self, standby: bool) -> Result<PgServer> {
+        let source = self.dir.to_string_lossy().into_owned();
+        let mut args = vec!["copy", source.as_str()];
+        if standby {
+            args.push("--standby");
+        }
+        Self::start_in_new_dir(&args).context("copying PostgreSQL")
+    }
+
+    /// Ends recovery (`pg_ctl promote`): the server continues on a new timeline.
+    pub fn promote(&self) -> Result<()> {
+        run_script("pg.sh", &["promote", &self.dir.to_string_lossy()], &[])
+            .context("promoting PostgreSQL")?;
+        Ok(())
+    }
+
     fn start_with(command: &str) -> Result<PgServer> {
+        Self::start_in_new_dir(&[command]).context("starting PostgreSQL")
+    }
+
+    /// Runs `scripts/pg.sh ARGS… DIR` with a fresh DIR, which then holds the server.
+    fn start_in_new_dir(args: &[&str]) -> Result<PgServer> {
         let dir = scratch_dir("pg");
         let dir_s = dir.to_string_lossy().into_owned();
+        let mut args = args.to_vec();
+        // `copy SRC DIR [--standby]` takes DIR second; the others take it last.
+        let at = if args.first() == Some(&"copy") { 2 } else { args.len() };
+        args.insert(at, &dir_s);
         let url = match run_script(
             "pg.sh",
-            &[command, &dir_s],
+            &args,
             &[("TAILBOX_PG_PARENT_PID", std::process::id().to_string())],
         ) {
             Ok(url) => url,
             Err(e) => {
                 // best effort: don't leave a half-made cluster behind
                 let _ = run_script("pg.sh", &["stop", &dir_s], &[]);
-                return Err(e.context("starting PostgreSQL"));
+                return Err(e);
             }
         };
         let port = url

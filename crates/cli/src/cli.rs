@@ -35,7 +35,8 @@ pub enum Command {
     /// Delete outbox rows older than an age, in batches (for users who keep rows; the
     /// publication carries inserts only, so this never affects publishing).
     Cleanup(CleanupArgs),
-    /// Show the slot and publication: LSNs, retained WAL, lag, holder (reads PostgreSQL only).
+    /// Show the slot and publication (LSNs, retained WAL, lag, holder), the server's
+    /// identity and, with Kafka settings, whether the checkpoint is this server's.
     Status(StatusArgs),
     /// Create the publication and the slot unless they exist (sql/02 and sql/03).
     Setup(PgArgs),
@@ -89,6 +90,37 @@ pub struct StatusArgs {
     pub json: bool,
     #[command(flatten)]
     pub pg: PgArgs,
+    /// With Kafka settings, status also reads the checkpoint topic and says whether the
+    /// checkpoint there is this server's.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// What every command that talks to Kafka needs.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port…] (required for run).
+    #[arg(long, env = "TAILBOX_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Any librdkafka producer property, KEY=VALUE; repeatable (env: comma-separated).
+    /// Merged per key over the file's kafka_props table.
+    #[arg(
+        long = "kafka-prop",
+        id = "kafka_props",
+        env = "TAILBOX_KAFKA_PROPS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub kafka_props: Vec<String>,
+    /// File holding the Kafka SASL password (e.g. a mounted secret); becomes the
+    /// librdkafka property sasl.password, which kafka_props must then not set.
+    #[arg(long, env = "TAILBOX_KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<String>,
+    /// Compacted topic where tailbox keeps each slot's last published LSN, keyed by
+    /// the server's system identifier, the slot and the database
+    /// [default: tailbox.checkpoints].
+    #[arg(long, env = "TAILBOX_CHECKPOINT_TOPIC")]
+    pub checkpoint_topic: Option<String>,
 }
 
 /// What every command that talks to PostgreSQL needs.
@@ -134,31 +166,12 @@ pub struct PgArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub pg: PgArgs,
-    /// Kafka bootstrap servers, host:port[,host:port…] (required).
-    #[arg(long, env = "TAILBOX_KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
-    /// Any librdkafka producer property, KEY=VALUE; repeatable (env: comma-separated).
-    /// Merged per key over the file's kafka_props table.
-    #[arg(
-        long = "kafka-prop",
-        id = "kafka_props",
-        env = "TAILBOX_KAFKA_PROPS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub kafka_props: Vec<String>,
-    /// File holding the Kafka SASL password (e.g. a mounted secret); becomes the
-    /// librdkafka property sasl.password, which kafka_props must then not set.
-    #[arg(long, env = "TAILBOX_KAFKA_SASL_PASSWORD_FILE")]
-    pub kafka_sasl_password_file: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type
     /// [default: outbox.event.{aggregatetype}].
     #[arg(long, env = "TAILBOX_TOPIC_TEMPLATE")]
     pub topic_template: Option<String>,
-    /// Compacted topic where tailbox keeps each slot's last published LSN
-    /// [default: tailbox.checkpoints].
-    #[arg(long, env = "TAILBOX_CHECKPOINT_TOPIC")]
-    pub checkpoint_topic: Option<String>,
     /// Topic for events that cannot be published (poison rows) [default: outbox.dlq].
     #[arg(long, env = "TAILBOX_DLQ_TOPIC")]
     pub dlq_topic: Option<String>,
