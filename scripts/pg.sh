@@ -363,8 +363,10 @@ cmd_restart() {
 
 cmd_copy() {
   [[ $# -ge 2 && $# -le 3 ]] || usage
-  check_tools
   local src="$1" dir="$2" standby="${3:-}"
+  # the copy runs on SRC's binaries (cmd_start "$dir" below keeps the PG_BIN set here)
+  dir_bin "$src"
+  check_tools
   [[ -z "$standby" || "$standby" == --standby ]] || usage
   [[ -f "$src/data/PG_VERSION" ]] || die "no cluster in $src"
   [[ ! -e "$dir/data" ]] || die "$dir/data exists already"
@@ -387,6 +389,7 @@ cmd_copy() {
 
 cmd_promote() {
   [[ $# -eq 1 ]] || usage
+  dir_bin "$1"
   check_tools
   as_pg "$PG_BIN/pg_ctl" -D "$1/data" -w -t 60 -s promote >/dev/null || die "pg_ctl promote failed"
   log "promoted $1"
