@@ -328,10 +328,10 @@ impl PgWire {
         loop {
             match self.next_message("logging in").await? {
                 Message::ReadyForQuery(_) => return Ok(()),
-                Message::ParameterStatus(body) => {
-                    if body.name().is_ok_and(|name| name == "server_version") {
-                        self.server_version = body.value().ok().map(str::to_owned);
-                    }
+                Message::ParameterStatus(body)
+                    if body.name().is_ok_and(|name| name == "server_version") =>
+                {
+                    self.server_version = body.value().ok().map(str::to_owned);
                 }
                 Message::ErrorResponse(body) => {
                     return Err(login_error(cfg, ServerError::from_fields(body.fields())));
