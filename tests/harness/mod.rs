@@ -1,10 +1,11 @@
 //! Shared pieces of the end-to-end tests: a tailbox process, an outbox database set up
-//! with the scripts in sql/, a concurrent writer workload, and the checks on what a
-//! Kafka consumer received.
+//! with the scripts in sql/, a concurrent writer workload, the checks on what a Kafka
+//! consumer received, and the core scenarios every PostgreSQL major runs.
 
 #![allow(dead_code)]
 
 pub mod process;
+pub mod scenarios;
 pub mod verify;
 pub mod workload;
 
@@ -90,6 +91,14 @@ pub async fn wait_for_confirmed(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits (up to 120 s) until the slot confirmed everything written so far.
+pub async fn wait_caught_up(pg: &PgServer, names: &Names) -> Result<()> {
+    let client = pg.client().await?;
+    let (_, current) = slot_and_wal(&client, &names.slot).await?;
+    wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(120)).await?;
+    Ok(())
 }
 
 /// Waits (up to 60 s) until `slot` is held by a walsender, i.e. `tailbox` streams;

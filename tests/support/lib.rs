@@ -1,7 +1,9 @@
 //! Test-support library for tailbox's end-to-end tests: real servers, no mocks.
 //!
-//! - [`PgServer`]: a throwaway PostgreSQL 15 cluster (`wal_level = logical`) per
-//!   test, started by `scripts/pg.sh`, stopped and deleted on drop.
+//! - [`PgServer`]: a throwaway PostgreSQL cluster (`wal_level = logical`) per
+//!   test, started by `scripts/pg.sh`, stopped and deleted on drop: Debian's 15, or
+//!   the major in `TAILBOX_PG_MAJOR`, or one of [`OTHER_PG_MAJORS`] by name
+//!   ([`PgServer::start_major`]).
 //! - [`shared_kafka`]: one real Apache Kafka broker (KRaft) per test binary,
 //!   started by `scripts/kafka.sh` on first use (or `TAILBOX_TEST_KAFKA`);
 //!   [`KafkaBroker::start_owned`] gives a test its own broker that it can stop
@@ -30,5 +32,7 @@ pub use consume::{
 };
 pub use kafka::{KafkaBroker, KafkaSecureListeners, create_topic, shared_kafka, try_shared_kafka};
 pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
-pub use pg::{PgServer, PgTlsFiles, apply_sql_files};
+pub use pg::{
+    DEFAULT_PG_MAJOR, OTHER_PG_MAJORS, PgServer, PgTlsFiles, apply_sql_files, pg_major_from_env,
+};
 pub use proxy::TcpProxy;

@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL 15 cluster per test (`scripts/pg.sh`).
+//! A throwaway PostgreSQL cluster per test (`scripts/pg.sh`), of the major in
+//! `TAILBOX_PG_MAJOR` (Debian's 15 by default) or one the test names.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,24 @@ use anyhow::{Context, Result, bail};
 use crate::paths::scratch_dir;
 use crate::script::run_script;
 
-/// A PostgreSQL 15 cluster of its own: `wal_level = logical`, 20 replication
+/// The major `scripts/pg.sh` runs when nothing else is asked for: Debian's.
+pub const DEFAULT_PG_MAJOR: u32 = 15;
+/// The other supported majors, whose servers `scripts/pg.sh fetch` caches; the core
+/// end-to-end set runs on each of them (tests/pg_majors.rs).
+pub const OTHER_PG_MAJORS: [u32; 5] = [13, 14, 16, 17, 18];
+
+/// The major of `TAILBOX_PG_MAJOR`, else [`DEFAULT_PG_MAJOR`].
+pub fn pg_major_from_env() -> Result<u32> {
+    match std::env::var("TAILBOX_PG_MAJOR") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("TAILBOX_PG_MAJOR={text:?} is not a number (13..18)")),
+        Err(_) => Ok(DEFAULT_PG_MAJOR),
+    }
+}
+
+/// A PostgreSQL cluster of its own: `wal_level = logical`, 20 replication
 /// slots and WAL senders, trust authentication, listening on 127.0.0.1 only.
 /// Its files live in a fresh directory under the system temp dir. Dropping it
 /// stops the server and deletes the directory; if the test process dies
@@ -19,6 +37,7 @@ pub struct PgServer {
     dir: PathBuf,
     port: u16,
     url: String,
+    major: u32,
 }
 
 /// The files of a server started with [`PgServer::start_tls`] (`scripts/pg.sh start-tls`).
@@ -40,9 +59,16 @@ impl PgTlsFiles {
 }
 
 impl PgServer {
-    /// initdb + start (about a second). Errors carry `scripts/pg.sh`'s stderr.
+    /// initdb + start (about a second) of the major in `TAILBOX_PG_MAJOR` (default 15).
+    /// Errors carry `scripts/pg.sh`'s stderr.
     pub fn start() -> Result<PgServer> {
-        Self::start_with("start")
+        Self::start_with("start", pg_major_from_env()?)
+    }
+
+    /// [`PgServer::start`] of PostgreSQL `major` (13 to 18). A major not cached yet is
+    /// fetched first (`scripts/pg.sh fetch`); if that fails, so does this.
+    pub fn start_major(major: u32) -> Result<PgServer> {
+        Self::start_with("start", major)
     }
 
     /// Like [`PgServer::start`], but TLS and SCRAM only (`scripts/pg.sh start-tls`): its
@@ -50,7 +76,7 @@ impl PgServer {
     /// `postgres` (trusted, for the tests' own connections) must use TLS, with a SCRAM
     /// password or, for [`PgTlsFiles::CERT_USER`], a client certificate.
     pub fn start_tls() -> Result<(PgServer, PgTlsFiles)> {
-        let server = Self::start_with("start-tls")?;
+        let server = Self::start_with("start-tls", pg_major_from_env()?)?;
         let tls = server.dir.join("tls");
         let files = PgTlsFiles {
             ca: tls.join("ca.crt"),
@@ -63,15 +89,15 @@ impl PgServer {
 
     /// A cold copy of this cluster, started on a port of its own: the same system
     /// identifier, slots and WAL, as a restored file-system backup has (`scripts/pg.sh
-    /// copy`). This server is stopped for the copy and started again. With `standby`,
-    /// the copy stays in recovery until [`PgServer::promote`].
+    /// copy`), and the same major. This server is stopped for the copy and started again.
+    /// With `standby`, the copy stays in recovery until [`PgServer::promote`].
     pub fn cold_copy(&self, standby: bool) -> Result<PgServer> {
         let source = self.dir.to_string_lossy().into_owned();
         let mut args = vec!["copy", source.as_str()];
         if standby {
             args.push("--standby");
         }
-        Self::start_in_new_dir(&args).context("copying PostgreSQL")
+        Self::start_in_new_dir(&args, self.major).context("copying PostgreSQL")
     }
 
     /// Ends recovery (`pg_ctl promote`): the server continues on a new timeline.
@@ -81,12 +107,14 @@ impl PgServer {
         Ok(())
     }
 
-    fn start_with(command: &str) -> Result<PgServer> {
-        Self::start_in_new_dir(&[command]).context("starting PostgreSQL")
+    fn start_with(command: &str, major: u32) -> Result<PgServer> {
+        Self::start_in_new_dir(&[command], major)
+            .with_context(|| format!("starting PostgreSQL {major}"))
     }
 
-    /// Runs `scripts/pg.sh ARGS… DIR` with a fresh DIR, which then holds the server.
-    fn start_in_new_dir(args: &[&str]) -> Result<PgServer> {
+    /// Runs `scripts/pg.sh ARGS… DIR` with a fresh DIR, which then holds a server of
+    /// `major`.
+    fn start_in_new_dir(args: &[&str], major: u32) -> Result<PgServer> {
         let dir = scratch_dir("pg");
         let dir_s = dir.to_string_lossy().into_owned();
         let mut args = args.to_vec();
@@ -96,7 +124,10 @@ impl PgServer {
         let url = match run_script(
             "pg.sh",
             &args,
-            &[("TAILBOX_PG_PARENT_PID", std::process::id().to_string())],
+            &[
+                ("TAILBOX_PG_PARENT_PID", std::process::id().to_string()),
+                ("TAILBOX_PG_MAJOR", major.to_string()),
+            ],
         ) {
             Ok(url) => url,
             Err(e) => {
@@ -110,7 +141,17 @@ impl PgServer {
             .and_then(|rest| rest.split('/').next())
             .and_then(|p| p.parse::<u16>().ok())
             .with_context(|| format!("scripts/pg.sh printed an unexpected URL: {url:?}"))?;
-        Ok(PgServer { dir, port, url })
+        let mut server = PgServer { dir, port, url, major };
+        // What initdb wrote, so a TAILBOX_PG_BIN that overrides the major cannot mislead.
+        let version = std::fs::read_to_string(server.dir.join("data/PG_VERSION"))
+            .context("reading the cluster's PG_VERSION")?;
+        server.major = version.trim().parse().context("PG_VERSION is not a number")?;
+        Ok(server)
+    }
+
+    /// The server's major version (from its `PG_VERSION`), e.g. 13 or 18.
+    pub fn major(&self) -> u32 {
+        self.major
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`

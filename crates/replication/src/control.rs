@@ -183,7 +183,10 @@ impl ControlClient {
         let row = self
             .client
             .query_opt(
-                "SELECT plugin, slot_type, database FROM pg_replication_slots WHERE slot_name = $1",
+                // invalidation_reason exists from PostgreSQL 17 on: read through to_jsonb so
+                // that the same query runs on 13 to 16 (where it is NULL).
+                "SELECT plugin, slot_type, database, to_jsonb(s) ->> 'invalidation_reason' \
+                 FROM pg_replication_slots s WHERE slot_name = $1",
                 &[&slot],
             )
             .await
@@ -199,6 +202,7 @@ impl ControlClient {
         let plugin: Option<String> = row.get(0);
         let slot_type: String = row.get(1);
         let database: Option<String> = row.get(2);
+        let invalidation_reason: Option<String> = row.get(3);
         if slot_type != "logical" || plugin.as_deref() != Some("pgoutput") {
             return Err(ReplicationError::startup(
                 format!(
@@ -226,6 +230,9 @@ impl ControlClient {
             ));
         }
         let position = self.slot_position(slot).await?;
+        if let Some(reason) = invalidation_reason {
+            return Err(slot_invalidated(slot, &reason));
+        }
         if position.wal_status.as_deref() == Some("lost") {
             return Err(slot_lost(slot));
         }
@@ -367,9 +374,63 @@ pub fn slot_lost(slot: &str) -> ReplicationError {
     )
 }
 
+/// A slot PostgreSQL invalidated, by `pg_replication_slots.invalidation_reason` (17+; on
+/// older servers only `wal_status = lost` tells, which is `wal_removed`). It can never be
+/// streamed from again, so each case names its cause and the setting to change.
+pub fn slot_invalidated(slot: &str, reason: &str) -> ReplicationError {
+    match reason {
+        "wal_removed" => slot_lost(slot),
+        "idle_timeout" => ReplicationError::startup(
+            format!(
+                "replication slot {slot:?} was invalidated by idle_replication_slot_timeout (invalidation_reason = idle_timeout): it was unused for longer than the timeout and can no longer be streamed from; events written since its last confirmed position are not published"
+            ),
+            "drop and recreate the slot, backfill the outbox rows written meanwhile (tailbox backfill), and raise idle_replication_slot_timeout (or set it to 0, off) so that a stopped tailbox does not lose its slot",
+        ),
+        other => ReplicationError::startup(
+            format!(
+                "replication slot {slot:?} was invalidated (invalidation_reason = {other}) and can no longer be streamed from; events written since its last confirmed position are not published"
+            ),
+            "drop and recreate the slot and backfill the outbox rows written meanwhile (tailbox backfill)",
+        ),
+    }
+}
+
+/// [`slot_invalidated`] for a START_REPLICATION refusal, whose detail names the reason
+/// from PostgreSQL 18 on (`This replication slot has been invalidated due to "idle_timeout".`);
+/// without one the slot ran out of WAL ([`slot_lost`]).
+pub(crate) fn slot_invalidated_by_detail(slot: &str, detail: Option<&str>) -> ReplicationError {
+    let reason = detail
+        .and_then(|d| d.split_once("invalidated due to \""))
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(reason, _)| reason);
+    match reason {
+        Some(reason) => slot_invalidated(slot, reason),
+        None => slot_lost(slot),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalidated_slots_name_their_cause_and_fix() {
+        let idle = slot_invalidated_by_detail(
+            "s",
+            Some("This replication slot has been invalidated due to \"idle_timeout\"."),
+        )
+        .to_string();
+        assert!(idle.contains("idle_replication_slot_timeout"), "{idle}");
+        let lost = slot_invalidated_by_detail(
+            "s",
+            Some("This slot has been invalidated because it exceeded the maximum reserved size."),
+        )
+        .to_string();
+        assert!(lost.contains("max_slot_wal_keep_size"), "{lost}");
+        assert_eq!(slot_invalidated("s", "wal_removed").to_string(), slot_lost("s").to_string());
+        let other = slot_invalidated("s", "rows_removed").to_string();
+        assert!(other.contains("rows_removed"), "{other}");
+    }
 
     #[test]
     fn identifiers_are_checked() {

@@ -11,7 +11,9 @@
 //! # Layout
 //! - [`source`]: the [`WalSource`] trait the pipeline reads from, and its [`WalEvent`]s.
 //! - [`stream`]: [`PgWalStream`], the implementation (a logical slot, plugin
-//!   `pgoutput`, `proto_version '1'`, `messages 'true'`), read by the pipeline's own task.
+//!   `pgoutput`, `proto_version '1'`, `messages 'true'` from PostgreSQL 14 on), read by the
+//!   pipeline's own task.
+//! - [`server_version`]: what the server offers by its major (13–18), in one place.
 //! - `wire` (private): our replication-mode connection on `postgres-protocol`: TCP, Unix
 //!   socket or TLS, login (SCRAM-SHA-256, MD5, password), simple queries, CopyBoth
 //!   framing into one reusable read buffer.
@@ -28,6 +30,7 @@ pub mod connection;
 pub mod control;
 pub mod error;
 pub mod identity;
+pub mod server_version;
 pub mod snapshot;
 pub mod source;
 pub mod stream;

@@ -96,10 +96,11 @@ impl PgWalStream {
             }
         };
         let command = format!(
-            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{}', messages 'true')",
+            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{}'{})",
             settings.slot,
             tailbox_pgoutput::format_lsn(settings.start_lsn),
             settings.publication.replace('\'', "''"),
+            crate::server_version::extra_pgoutput_options(wire.server_version()),
         );
         match wire.start_copy_both(&command).await {
             Ok(()) => {}
@@ -227,8 +228,8 @@ fn classify_start_error(slot: &str, error: ServerError) -> ReplicationError {
             .and_then(|p| p.parse().ok());
         return ReplicationError::SlotInUse { slot: slot.to_owned(), pid };
     }
-    if text.contains("can no longer get changes") || text.contains("has been invalidated") {
-        return crate::control::slot_lost(slot);
+    if text.contains("can no longer") || text.contains("has been invalidated") {
+        return crate::control::slot_invalidated_by_detail(slot, error.detail.as_deref());
     }
     error.into_error("starting replication")
 }

@@ -206,6 +206,8 @@ pub(crate) struct PgWire {
     write: BytesMut,
     /// The socket's SO_RCVLOWAT (1: wake on any byte).
     low_water: i32,
+    /// The `server_version` the server announced at login.
+    server_version: Option<String>,
 }
 
 impl PgWire {
@@ -240,6 +242,7 @@ impl PgWire {
             read: BytesMut::with_capacity(READ_CHUNK),
             write: BytesMut::with_capacity(1024),
             low_water: 1,
+            server_version: None,
         };
         let params = [
             ("user", cfg.user()),
@@ -320,11 +323,16 @@ impl PgWire {
         }
     }
 
-    /// Reads the session parameters until `ReadyForQuery`.
+    /// Reads the session parameters until `ReadyForQuery`; keeps `server_version`.
     async fn wait_ready(&mut self, cfg: &PgConnectionConfig) -> Result<(), ReplicationError> {
         loop {
             match self.next_message("logging in").await? {
                 Message::ReadyForQuery(_) => return Ok(()),
+                Message::ParameterStatus(body)
+                    if body.name().is_ok_and(|name| name == "server_version") =>
+                {
+                    self.server_version = body.value().ok().map(str::to_owned);
+                }
                 Message::ErrorResponse(body) => {
                     return Err(login_error(cfg, ServerError::from_fields(body.fields())));
                 }
@@ -332,6 +340,11 @@ impl PgWire {
                 _ => {}
             }
         }
+    }
+
+    /// The `server_version` the server announced at login, if it did.
+    pub(crate) fn server_version(&self) -> Option<&str> {
+        self.server_version.as_deref()
     }
 
     /// Runs one command with the simple query protocol; returns its rows as text.
@@ -653,7 +666,13 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair()?;
         a.set_nonblocking(true)?;
         let transport = Transport::Unix(UnixStream::from_std(a)?);
-        Ok(PgWire { transport, read: BytesMut::from(bytes), write: BytesMut::new(), low_water: 1 })
+        Ok(PgWire {
+            transport,
+            read: BytesMut::from(bytes),
+            write: BytesMut::new(),
+            low_water: 1,
+            server_version: None,
+        })
     }
 
     #[tokio::test]
