@@ -8,7 +8,7 @@
 //!
 //! Like tailbox: a current-thread tokio runtime, mimalloc (the binary's global
 //! allocator), at most [`MAX_IN_FLIGHT`] records unacknowledged, the same record sent
-//! again after `QueueFull`, and acknowledgements taken whenever they arrived between
+//! again after `Blocked`, and acknowledgements taken whenever they arrived between
 //! transactions. The runtime runs on a thread named [`THREAD`], so that its CPU stands
 //! apart from librdkafka's `rdk:*` threads in /proc.
 //!
@@ -23,8 +23,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use tailbox_kafka_sink::{Ack, EventMeta, KafkaSink, SendOutcome, SinkConfig};
+use tailbox_kafka_sink::{KafkaSink, SinkConfig};
 use tailbox_outbox::OutboxRecord;
+use tailbox_sink::{Ack, EventMeta, SendOutcome, Sink};
 
 /// The hidden first argument that makes `tailbox-bench` this child.
 pub const SUBCOMMAND: &str = "produce-floor";
@@ -153,7 +154,8 @@ fn produce_all(args: &Args) -> Result<(Report, KafkaSink)> {
         .build()
         .context("starting the tokio runtime")?;
     let config = SinkConfig { brokers: args.brokers.clone(), properties: args.kafka_props.clone() };
-    let mut sink = KafkaSink::new(&config).context("creating the Kafka producer")?;
+    let mut sink = KafkaSink::new(&config, "tailbox.bench.checkpoints")
+        .context("creating the Kafka producer")?;
     let records = build_records(args);
     let value_bytes =
         records.iter().map(|r| r.value.len() as f64).sum::<f64>() / records.len().max(1) as f64;
@@ -207,7 +209,7 @@ async fn send_one(
                 *in_flight += 1;
                 return Ok(());
             }
-            SendOutcome::QueueFull => {
+            SendOutcome::Blocked => {
                 tokio::select! {
                     ack = sink.next_ack() => take(ack, in_flight)?,
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}

@@ -7,7 +7,7 @@
 //! confirming the same LSN to the slot, so for a healthy slot the checkpoint is never
 //! behind `confirmed_flush_lsn`.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
@@ -19,13 +19,15 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::{config::SinkConfig, error::SinkError};
+use tailbox_sink::{CheckpointRecords, SinkError};
+
+use crate::{
+    config::SinkConfig,
+    error::{config_error, transient},
+};
 
 /// How long one metadata or fetch round trip may take before we call Kafka unavailable.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The last record of each key, as read from the topic.
-pub type CheckpointRecords = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// The checkpoint topic.
 #[derive(Debug, Clone)]
@@ -59,30 +61,28 @@ impl CheckpointTopic {
         let (this, config) = (self.clone(), config.clone());
         // The consumer API blocks; keep it off the pipeline's thread.
         tokio::task::spawn_blocking(move || this.read_last(&config)).await.unwrap_or_else(|join| {
-            Err(SinkError::Transient {
-                context: format!("checkpoint reader task failed: {join}"),
-                source: KafkaError::Canceled,
-            })
+            Err(transient(format!("checkpoint reader task failed: {join}"), KafkaError::Canceled))
         })
     }
 
     async fn ensure_topic(&self, config: &SinkConfig) -> Result<(), SinkError> {
         let admin: AdminClient<DefaultClientContext> =
-            config.shared_client_config().create().map_err(SinkError::Config)?;
+            config.shared_client_config().create().map_err(config_error)?;
         let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(ROUND_TRIP_TIMEOUT));
-        let results = admin.create_topics([&topic], &options).await.map_err(|source| {
-            SinkError::Transient { context: "creating the checkpoint topic".into(), source }
-        })?;
+        let results = admin
+            .create_topics([&topic], &options)
+            .await
+            .map_err(|source| transient("creating the checkpoint topic", source))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(SinkError::Transient {
-                        context: format!("creating checkpoint topic {name}"),
-                        source: KafkaError::AdminOp(code),
-                    });
+                    return Err(transient(
+                        format!("creating checkpoint topic {name}"),
+                        KafkaError::AdminOp(code),
+                    ));
                 }
             }
         }
@@ -90,10 +90,7 @@ impl CheckpointTopic {
     }
 
     fn read_last(&self, config: &SinkConfig) -> Result<CheckpointRecords, SinkError> {
-        let transient = |context: &str| {
-            let context = context.to_owned();
-            move |source| SinkError::Transient { context, source }
-        };
+        let failed = |context: &'static str| move |source| transient(context, source);
         let consumer: BaseConsumer<ReaderContext> = config
             .shared_client_config()
             .set("group.id", "tailbox-checkpoint-reader")
@@ -104,10 +101,10 @@ impl CheckpointTopic {
             // (the default) before answering "no more": startup would wait for it.
             .set("fetch.wait.max.ms", "10")
             .create_with_context(ReaderContext)
-            .map_err(SinkError::Config)?;
+            .map_err(config_error)?;
         let (low, high) = consumer
             .fetch_watermarks(&self.topic, 0, ROUND_TRIP_TIMEOUT)
-            .map_err(transient("reading the checkpoint topic's offsets"))?;
+            .map_err(failed("reading the checkpoint topic's offsets"))?;
         let mut last = CheckpointRecords::new();
         if high <= low {
             return Ok(last);
@@ -115,15 +112,15 @@ impl CheckpointTopic {
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(&self.topic, 0, Offset::Offset(low))
-            .map_err(transient("assigning the checkpoint topic"))?;
-        consumer.assign(&assignment).map_err(transient("assigning the checkpoint topic"))?;
+            .map_err(failed("assigning the checkpoint topic"))?;
+        consumer.assign(&assignment).map_err(failed("assigning the checkpoint topic"))?;
         let deadline = std::time::Instant::now() + ROUND_TRIP_TIMEOUT * 3;
         loop {
             if std::time::Instant::now() > deadline {
-                return Err(SinkError::Transient {
-                    context: "reading the checkpoint topic timed out".into(),
-                    source: KafkaError::MessageConsumption(RDKafkaErrorCode::RequestTimedOut),
-                });
+                return Err(transient(
+                    "reading the checkpoint topic timed out",
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::RequestTimedOut),
+                ));
             }
             // Read to the end of the partition (for read_committed: the last stable
             // offset). With exactly-once the log ends in transaction markers, which are
@@ -131,7 +128,7 @@ impl CheckpointTopic {
             match consumer.poll(Duration::from_millis(200)) {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
-                Some(Err(err)) => return Err(transient("reading the checkpoint topic")(err)),
+                Some(Err(err)) => return Err(transient("reading the checkpoint topic", err)),
                 Some(Ok(message)) => {
                     if let Some(key) = message.key() {
                         // A tombstone (no value) deletes the key, as compaction does.

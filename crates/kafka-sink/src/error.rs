@@ -1,36 +1,10 @@
-//! Sink errors, split by what the caller must do.
+//! librdkafka's errors, classified into the sink-neutral errors of `tailbox-sink`.
 
 use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+use tailbox_sink::{DeliveryError, SinkError, TransactionError};
 
-/// Errors creating or using the producer.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The configuration was refused by librdkafka (names the property).
-    #[error("invalid Kafka configuration: {0}")]
-    Config(#[source] KafkaError),
-    /// Talking to Kafka failed in a way that may pass: retry with backoff.
-    #[error("Kafka unavailable: {context}")]
-    Transient {
-        /// What we were doing.
-        context: String,
-        /// The cause.
-        #[source]
-        source: KafkaError,
-    },
-}
-
-/// Why a record was not delivered.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DeliveryError {
-    /// Kafka refused this record for good (too large, invalid topic, not authorised …):
-    /// retrying the same record gives the same answer.
-    #[error("Kafka refused the record: {0}")]
-    Refused(#[source] KafkaError),
-    /// Delivery failed for a reason that may pass (timeout, broker down, fenced …):
-    /// replay from the last checkpoint.
-    #[error("delivery failed: {0}")]
-    Failed(#[source] KafkaError),
-}
+/// The destination's name in error messages.
+pub(crate) const KAFKA: &str = "Kafka";
 
 /// Error codes that mean "this record can never be written", after Vector's list.
 pub fn is_permanent(code: RDKafkaErrorCode) -> bool {
@@ -48,17 +22,33 @@ pub fn is_permanent(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-impl DeliveryError {
-    /// librdkafka's queue stayed full: transient.
-    pub fn queue_full() -> Self {
-        DeliveryError::Failed(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
-    }
-
-    /// Classifies a delivery or enqueue error.
-    pub fn classify(err: KafkaError) -> Self {
-        match err.rdkafka_error_code() {
-            Some(code) if is_permanent(code) => DeliveryError::Refused(err),
-            _ => DeliveryError::Failed(err),
+/// Classifies a delivery or enqueue error: refused for good, or worth a replay.
+pub fn delivery_error(err: KafkaError) -> DeliveryError {
+    match err.rdkafka_error_code() {
+        Some(code) if is_permanent(code) => {
+            DeliveryError::Refused { destination: KAFKA, source: Box::new(err) }
         }
+        _ => DeliveryError::Failed { source: Box::new(err) },
+    }
+}
+
+/// A configuration librdkafka refused (names the property).
+pub(crate) fn config_error(err: KafkaError) -> SinkError {
+    SinkError::Config { destination: KAFKA, source: Box::new(err) }
+}
+
+/// Talking to Kafka failed in a way that may pass.
+pub(crate) fn transient(context: impl Into<String>, err: KafkaError) -> SinkError {
+    SinkError::Transient { destination: KAFKA, context: context.into(), source: Box::new(err) }
+}
+
+/// Classifies a failed transactional call.
+pub(crate) fn transaction_error(err: KafkaError) -> TransactionError {
+    match &err {
+        KafkaError::Transaction(e) if e.is_fatal() => TransactionError::Fatal(Box::new(err)),
+        KafkaError::Transaction(e) if e.txn_requires_abort() => {
+            TransactionError::Abortable(Box::new(err))
+        }
+        _ => TransactionError::Retriable(Box::new(err)),
     }
 }

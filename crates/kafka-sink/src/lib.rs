@@ -1,5 +1,6 @@
-//! The Kafka side of tailbox: an ordered, idempotent producer whose acknowledgements
-//! come back tagged with the sequence number of the record they belong to.
+//! The Kafka sink of tailbox: an ordered, idempotent producer whose acknowledgements
+//! come back tagged with the sequence number of the record they belong to; it
+//! implements `tailbox_sink::Sink`.
 //!
 //! Place in the data path:
 //!
@@ -22,7 +23,8 @@
 //! - [`sink`]: [`KafkaSink`], enqueueing records and delivering [`Ack`]s.
 //! - [`checkpoint_topic`]: the compacted topic holding the last checkpoint record per key.
 //! - [`transaction`]: Kafka transactions for exactly-once mode.
-//! - [`error`]: [`SinkError`], transient vs definite.
+//! - [`error`]: librdkafka's errors classified into `tailbox-sink`'s (refused for good
+//!   vs worth a replay, transient vs definite).
 
 pub mod checkpoint_topic;
 pub mod config;
@@ -30,8 +32,6 @@ pub mod error;
 pub mod sink;
 pub mod transaction;
 
-pub use checkpoint_topic::{CheckpointRecords, CheckpointTopic};
+pub use checkpoint_topic::CheckpointTopic;
 pub use config::SinkConfig;
-pub use error::{DeliveryError, SinkError};
-pub use sink::{Ack, EventMeta, KafkaSink, RefusedRecord, SendOutcome};
-pub use transaction::TransactionError;
+pub use sink::KafkaSink;

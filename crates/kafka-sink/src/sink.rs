@@ -1,19 +1,20 @@
 //! [`KafkaSink`]: enqueue records in order, get acknowledgements back by sequence number.
 //!
 //! The producer is a `BaseProducer` served by the pipeline's own thread: asking for
-//! acknowledgements ([`KafkaSink::try_next_ack`]) serves librdkafka's delivery-report
+//! acknowledgements (`Sink::try_next_ack`) serves librdkafka's delivery-report
 //! queue, whose callback appends `(seq, result)` to a queue the sink then hands out.
 //! There is no polling thread and no wake-up per delivery batch: the pipeline asks
 //! when it is awake anyway, and at least every [`ACK_POLL_INTERVAL`] while it waits
 //! for acknowledgements; a task on the same runtime serves the queue every
-//! [`HOUSEKEEPING_INTERVAL`] regardless, for librdkafka's error events. The sequence number travels as librdkafka's per-message opaque
-//! pointer value, so nothing is allocated per record for tracking.
+//! [`HOUSEKEEPING_INTERVAL`] regardless, for librdkafka's error events. The sequence
+//! number travels as librdkafka's per-message opaque pointer value, so nothing is
+//! allocated per record for tracking.
 
 use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -25,84 +26,25 @@ use rdkafka::{
     message::{DeliveryResult, Header, OwnedHeaders},
     producer::{BaseProducer, BaseRecord, Producer, ProducerContext},
 };
-use tailbox_outbox::OutboxRecord;
+use tailbox_outbox::{OutboxRecord, headers};
+use tailbox_sink::{
+    Ack, CheckpointRecords, DeliveryError, EventMeta, RefusedRecord, SendOutcome, Sink, SinkError,
+    TransactionError,
+};
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    checkpoint_topic::CheckpointTopic,
     config::SinkConfig,
-    error::{DeliveryError, SinkError},
+    error::{config_error, delivery_error},
 };
-
-/// The outcome of one record.
-#[derive(Debug)]
-pub struct Ack {
-    /// The sequence number [`KafkaSink::send`] returned.
-    pub seq: u64,
-    /// Delivered, or why not.
-    pub result: Result<(), DeliveryError>,
-    /// For a record Kafka refused for good: a copy of it, for the dead-letter topic.
-    pub refused: Option<Box<RefusedRecord>>,
-}
-
-/// A copy of a record Kafka refused, taken in the delivery callback (rare, so the copy
-/// costs nothing on the hot path).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RefusedRecord {
-    /// The topic it was meant for.
-    pub topic: String,
-    /// Its key.
-    pub key: Option<Vec<u8>>,
-    /// Its value.
-    pub value: Option<Vec<u8>>,
-    /// Its headers.
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
-/// Per-transaction facts that go into every record's headers. Built once per
-/// transaction, borrowed by each record.
-#[derive(Debug, Clone, Default)]
-pub struct EventMeta {
-    /// Commit LSN in PostgreSQL's `X/X` form (header `lsn`).
-    pub lsn: String,
-    /// Transaction id (header `xid`).
-    pub xid: String,
-    /// Commit time, µs since the Unix epoch (header `commit_ts`).
-    pub commit_ts: String,
-    /// Commit time, ms since the Unix epoch: the record's timestamp.
-    pub timestamp_ms: i64,
-}
-
-impl EventMeta {
-    /// Fills in a new transaction's facts, reusing the strings' buffers (no allocation
-    /// per transaction once they have grown).
-    pub fn reset(&mut self, commit_lsn: u64, xid: u32, commit_unix_micros: i64) {
-        use std::fmt::Write;
-        self.lsn.clear();
-        tailbox_pgoutput::write_lsn(&mut self.lsn, commit_lsn);
-        self.xid.clear();
-        let _ = write!(self.xid, "{xid}");
-        self.commit_ts.clear();
-        let _ = write!(self.commit_ts, "{commit_unix_micros}");
-        self.timestamp_ms = commit_unix_micros / 1000;
-    }
-}
-
-/// What happened to a record handed to [`KafkaSink::send`].
-#[derive(Debug)]
-pub enum SendOutcome {
-    /// Enqueued with this sequence number; its [`Ack`] follows.
-    Enqueued(u64),
-    /// librdkafka's queue is full: wait for acknowledgements, then send the same
-    /// record again.
-    QueueFull,
-}
 
 /// How often a pipeline waiting for acknowledgements serves the delivery reports.
 /// Acknowledgements only gate the checkpoint and the in-flight window, never when a
 /// record reaches Kafka, so a few milliseconds here cost no latency that consumers see.
 pub const ACK_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
-/// Delivery-report events served per [`KafkaSink::try_next_ack`] at most (each holds
+/// Delivery-report events served per `try_next_ack` at most (each holds
 /// the records of one produce response).
 const EVENTS_PER_SERVE: usize = 64;
 
@@ -121,7 +63,6 @@ pub(crate) struct SinkContext {
     /// Acknowledgements produced so far: tells [`KafkaSink::serve`] whether the last
     /// poll handled a delivery report.
     delivered: AtomicU64,
-    fatal: Arc<AtomicBool>,
 }
 
 impl ClientContext for SinkContext {
@@ -131,7 +72,6 @@ impl ClientContext for SinkContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            self.fatal.store(true, Ordering::Release);
             error!(error = %error, "Kafka producer hit a fatal error: {reason}");
         } else {
             warn!(error = %error, "Kafka client error: {reason}");
@@ -147,9 +87,8 @@ impl ProducerContext for SinkContext {
             Ok(_) => (Ok(()), None),
             Err((err, message)) => {
                 warn!(topic = message.topic(), error = %err, "record not delivered");
-                let error = DeliveryError::classify(err.clone());
-                let refused = matches!(error, DeliveryError::Refused(_))
-                    .then(|| Box::new(copy_refused(message)));
+                let error = delivery_error(err.clone());
+                let refused = error.is_refused().then(|| Box::new(copy_refused(message)));
                 (Err(error), refused)
             }
         };
@@ -205,39 +144,45 @@ fn copy_refused(message: &rdkafka::message::BorrowedMessage<'_>) -> RefusedRecor
     }
 }
 
-/// An ordered, idempotent Kafka producer.
+/// An ordered, idempotent Kafka producer, with the checkpoint topic beside it.
 pub struct KafkaSink {
     producer: Arc<BaseProducer<SinkContext>>,
     /// Serves the queue every [`HOUSEKEEPING_INTERVAL`] (when created on a runtime).
     housekeeping: Option<tokio::task::JoinHandle<()>>,
     /// Acknowledgements taken from the context's queue, handed out in order.
     ready: VecDeque<Ack>,
-    fatal: Arc<AtomicBool>,
     next_seq: u64,
+    /// Where checkpoint records go, and the settings to read them back with.
+    checkpoints: CheckpointTopic,
+    config: SinkConfig,
+    /// Created with a `transactional.id`.
+    transactional: bool,
 }
 
 impl KafkaSink {
-    /// Creates the producer (no network round trip yet: brokers are contacted lazily).
-    pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
-        Self::create(config, None)
+    /// Creates the producer (no network round trip yet: brokers are contacted lazily);
+    /// checkpoint records go to `checkpoint_topic`.
+    pub fn new(config: &SinkConfig, checkpoint_topic: &str) -> Result<Self, SinkError> {
+        Self::create(config, checkpoint_topic, None)
     }
 
     /// Creates a transactional producer with `transactional_id`; call
     /// [`KafkaSink::init_transactions`] before sending.
     pub fn new_transactional(
         config: &SinkConfig,
+        checkpoint_topic: &str,
         transactional_id: &str,
     ) -> Result<Self, SinkError> {
-        Self::create(config, Some(transactional_id))
+        Self::create(config, checkpoint_topic, Some(transactional_id))
     }
 
-    fn create(config: &SinkConfig, transactional_id: Option<&str>) -> Result<Self, SinkError> {
-        let fatal = Arc::new(AtomicBool::new(false));
-        let context = SinkContext {
-            acks: Mutex::new(VecDeque::new()),
-            delivered: AtomicU64::new(0),
-            fatal: Arc::clone(&fatal),
-        };
+    fn create(
+        config: &SinkConfig,
+        checkpoint_topic: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<Self, SinkError> {
+        let context =
+            SinkContext { acks: Mutex::new(VecDeque::new()), delivered: AtomicU64::new(0) };
         let mut client_config = config.producer_config();
         if let Some(id) = transactional_id {
             client_config.set("transactional.id", id);
@@ -247,7 +192,7 @@ impl KafkaSink {
                 client_config.set("transaction.timeout.ms", "900000");
             }
         }
-        let producer = client_config.create_with_context(context).map_err(SinkError::Config)?;
+        let producer = client_config.create_with_context(context).map_err(config_error)?;
         let producer = Arc::new(producer);
         let housekeeping = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let producer = Arc::downgrade(&producer);
@@ -261,13 +206,21 @@ impl KafkaSink {
                 }
             })
         });
-        Ok(Self { producer, housekeeping, ready: VecDeque::new(), fatal, next_seq: 0 })
+        Ok(Self {
+            producer,
+            housekeeping,
+            ready: VecDeque::new(),
+            next_seq: 0,
+            checkpoints: CheckpointTopic::new(checkpoint_topic),
+            config: config.clone(),
+            transactional: transactional_id.is_some(),
+        })
     }
 
     /// Enqueues one record; with `meta`, adds the transaction's headers (`lsn`, `xid`,
-    /// `commit_ts`) and timestamp. Never blocks; `QueueFull` means try the same record
+    /// `commit_ts`) and timestamp. Never blocks; `Blocked` means try the same record
     /// again after some acknowledgements arrived.
-    pub fn send(
+    fn send_record(
         &mut self,
         record: &OutboxRecord,
         meta: Option<&EventMeta>,
@@ -278,9 +231,9 @@ impl KafkaSink {
         }
         if let Some(meta) = meta {
             headers = headers
-                .insert(Header { key: "lsn", value: Some(meta.lsn.as_bytes()) })
-                .insert(Header { key: "xid", value: Some(meta.xid.as_bytes()) })
-                .insert(Header { key: "commit_ts", value: Some(meta.commit_ts.as_bytes()) });
+                .insert(Header { key: headers::LSN, value: Some(meta.lsn.as_bytes()) })
+                .insert(Header { key: headers::XID, value: Some(meta.xid.as_bytes()) })
+                .insert(Header { key: headers::COMMIT_TS, value: Some(meta.commit_ts.as_bytes()) });
         }
         let mut base = BaseRecord::with_opaque_to(&record.topic, self.next_seq as usize)
             .key(record.key.as_ref())
@@ -293,7 +246,7 @@ impl KafkaSink {
     }
 
     /// Enqueues a record with no headers (checkpoints and the like).
-    pub fn send_plain(
+    fn send_plain(
         &mut self,
         topic: &str,
         key: &[u8],
@@ -315,9 +268,9 @@ impl KafkaSink {
                 Ok(SendOutcome::Enqueued(seq))
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                Ok(SendOutcome::QueueFull)
+                Ok(SendOutcome::Blocked)
             }
-            Err((err, _)) => Err(DeliveryError::classify(err)),
+            Err((err, _)) => Err(delivery_error(err)),
         }
     }
 
@@ -332,19 +285,8 @@ impl KafkaSink {
         serve(&self.producer);
     }
 
-    /// The next acknowledgement, waiting for it (serving the queue every
-    /// [`ACK_POLL_INTERVAL`]). Cancel-safe.
-    pub async fn next_ack(&mut self) -> Ack {
-        loop {
-            if let Some(ack) = self.try_next_ack() {
-                return ack;
-            }
-            tokio::time::sleep(ACK_POLL_INTERVAL).await;
-        }
-    }
-
-    /// An acknowledgement if one arrived (serves the queue first if none is waiting).
-    pub fn try_next_ack(&mut self) -> Option<Ack> {
+    /// Delivery reports that arrived, in the order librdkafka reported them.
+    fn take_arrived(&mut self) {
         if self.ready.is_empty() {
             self.serve();
             let mut arrived = self
@@ -355,25 +297,58 @@ impl KafkaSink {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             std::mem::swap(&mut *arrived, &mut self.ready);
         }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn send(
+        &mut self,
+        record: &OutboxRecord,
+        meta: Option<&EventMeta>,
+    ) -> Result<SendOutcome, DeliveryError> {
+        self.send_record(record, meta)
+    }
+
+    fn send_checkpoint(&mut self, key: &[u8], value: &[u8]) -> Result<SendOutcome, DeliveryError> {
+        let topic = self.checkpoints.topic().to_owned();
+        self.send_plain(&topic, key, value)
+    }
+
+    /// Waits for the next acknowledgement, serving the queue every
+    /// [`ACK_POLL_INTERVAL`]. Cancel-safe.
+    async fn next_ack(&mut self) -> Ack {
+        loop {
+            if let Some(ack) = self.try_next_ack() {
+                return ack;
+            }
+            tokio::time::sleep(ACK_POLL_INTERVAL).await;
+        }
+    }
+
+    /// Serves the queue first if no acknowledgement is waiting.
+    fn try_next_ack(&mut self) -> Option<Ack> {
+        self.take_arrived();
         self.ready.pop_front()
     }
 
-    /// Whether the producer hit a fatal error (it must be recreated).
-    pub fn is_fatal(&self) -> bool {
-        self.fatal.load(Ordering::Acquire)
+    async fn read_checkpoints(&mut self) -> Result<CheckpointRecords, SinkError> {
+        self.checkpoints.ensure_and_read(&self.config).await
     }
 
-    /// Records enqueued but not yet acknowledged, as librdkafka counts them.
-    pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
+    fn supports_transactions(&self) -> bool {
+        self.transactional
     }
 
-    /// Waits (blocking this thread, bounded) until librdkafka has no records left.
-    pub fn flush(&self, timeout: std::time::Duration) -> Result<(), SinkError> {
-        self.producer.flush(timeout).map_err(|source| SinkError::Transient {
-            context: "flushing the producer".into(),
-            source,
-        })
+    fn begin_transaction(&mut self) -> Result<(), TransactionError> {
+        self.begin()
+    }
+
+    async fn commit_transaction(&mut self, timeout: Duration) -> Result<(), TransactionError> {
+        self.commit(timeout).await
+    }
+
+    async fn abort_transaction(&mut self, timeout: Duration) -> Result<(), TransactionError> {
+        self.abort(timeout).await
     }
 }
 

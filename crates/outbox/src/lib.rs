@@ -24,9 +24,13 @@
 //! - [`mapper`]: [`OutboxMapper`], which follows Relation messages and maps inserts.
 //! - [`envelope`]: the table-less outbox (`pg_logical_emit_message` envelopes).
 //! - [`record`]: [`OutboxRecord`], the reusable record the mapper fills.
+//! - [`headers`]: the header names tailbox writes, in one place.
+//! - [`dead_letter`]: dead-letter records, built in one place.
 
 pub mod config;
+pub mod dead_letter;
 pub mod envelope;
+pub mod headers;
 pub mod mapper;
 pub mod record;
 pub mod topic;

@@ -152,9 +152,9 @@ impl OutboxMapper {
                 } else if name == cols.payload {
                     (ColumnRole::Payload, Arc::from(name))
                 } else if name == cols.id {
-                    (ColumnRole::Header, Arc::from("id"))
+                    (ColumnRole::Header, Arc::from(crate::headers::ID))
                 } else if name == cols.event_type {
-                    (ColumnRole::Header, Arc::from("type"))
+                    (ColumnRole::Header, Arc::from(crate::headers::TYPE))
                 } else {
                     (ColumnRole::Header, Arc::from(name))
                 }

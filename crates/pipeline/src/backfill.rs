@@ -16,12 +16,17 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use tailbox_kafka_sink::{CheckpointTopic, EventMeta, KafkaSink, SendOutcome};
-use tailbox_outbox::{OutboxMapper, OutboxRecord};
+use tailbox_kafka_sink::KafkaSink;
+use tailbox_outbox::{
+    OutboxMapper, OutboxRecord,
+    dead_letter::{self, DeadLetterReason},
+    headers,
+};
 use tailbox_pgoutput::{ColumnValue, Insert, Relation, RelationColumn, TupleData, format_lsn};
 use tailbox_replication::{
     ControlClient, OutboxTableSpec, ReplicationError, snapshot::ExportedSnapshot,
 };
+use tailbox_sink::{EventMeta, SendOutcome, Sink};
 use tracing::{info, warn};
 
 use crate::{error::PipelineError, resume::CheckpointOwner, settings::PipelineSettings};
@@ -146,7 +151,7 @@ async fn publish_snapshot(
         timestamp_ms: now_us / 1000,
     };
     let dlq_topic: Arc<str> = Arc::from(settings.dlq_topic.as_str());
-    let mut sink = KafkaSink::new(&settings.kafka)?;
+    let mut sink = KafkaSink::new(&settings.kafka, &settings.checkpoint_topic)?;
     let mut acks = Acks::default();
     let mut record = OutboxRecord::default();
     let mut stats = BackfillStats::default();
@@ -179,14 +184,17 @@ async fn publish_snapshot(
                 Err(err) => {
                     warn!(error = %err, topic = %dlq_topic, "backfilled row dead-lettered");
                     mapper.dead_letter(&insert, &dlq_topic, &mut record);
-                    record.headers.push((Arc::from("error"), Bytes::from(err.to_string())));
-                    record
-                        .headers
-                        .push((Arc::from("source_table"), Bytes::from(mapper.table_name())));
+                    let (error, table) = (err.to_string(), mapper.table_name());
+                    let why = DeadLetterReason {
+                        error: &error,
+                        source_lsn: &meta.lsn,
+                        source_table: &table,
+                    };
+                    dead_letter::mark(&mut record, &dlq_topic, why);
                     stats.dead_lettered += 1;
                 }
             }
-            record.headers.push((Arc::from("backfill"), Bytes::from_static(b"true")));
+            record.headers.push((Arc::from(headers::BACKFILL), Bytes::from_static(b"true")));
             send(&mut sink, &record, &meta, &mut acks).await?;
         }
     }
@@ -194,17 +202,16 @@ async fn publish_snapshot(
 
     // The checkpoint says "everything before the consistent point is in Kafka", which
     // is what the snapshot just made true.
-    let checkpoint = CheckpointTopic::new(&settings.checkpoint_topic);
-    checkpoint.ensure_and_read(&settings.kafka).await?;
+    sink.read_checkpoints().await?;
     let owner = CheckpointOwner::new(&snapshot.identity, &settings.slot);
     let value = owner.encode(snapshot.consistent_point);
     loop {
-        match sink.send_plain(checkpoint.topic(), owner.key(), &value) {
+        match sink.send_checkpoint(owner.key(), &value) {
             Ok(SendOutcome::Enqueued(_)) => {
                 acks.sent += 1;
                 break;
             }
-            Ok(SendOutcome::QueueFull) => acks.wait_one(&mut sink).await?,
+            Ok(SendOutcome::Blocked) => acks.wait_one(&mut sink).await?,
             Err(error) => return Err(delivery(error)),
         }
     }
@@ -227,13 +234,13 @@ async fn send(
                 acks.sent += 1;
                 return Ok(());
             }
-            Ok(SendOutcome::QueueFull) => acks.wait_one(sink).await?,
+            Ok(SendOutcome::Blocked) => acks.wait_one(sink).await?,
             Err(error) => return Err(delivery(error)),
         }
     }
 }
 
-fn delivery(error: tailbox_kafka_sink::DeliveryError) -> PipelineError {
+fn delivery(error: tailbox_sink::DeliveryError) -> PipelineError {
     PipelineError::delivery(error, "", "backfill")
 }
 

@@ -3,7 +3,7 @@
 //!
 //! # The invariant
 //! We confirm an LSN to the slot only when every record of every transaction that
-//! committed before it has been acknowledged by Kafka. PostgreSQL then never sends
+//! committed before it has been acknowledged by the sink. PostgreSQL then never sends
 //! those transactions again, so confirming earlier could lose events; confirming later
 //! only costs duplicates after a crash.
 //!
@@ -128,6 +128,11 @@ impl AckTracker {
     /// The checkpoint topic holds at least this LSN: it may be confirmed to the slot.
     pub fn confirmable_lsn(&self) -> u64 {
         self.confirmable_lsn
+    }
+
+    /// Every record with a smaller sequence number is acknowledged.
+    pub fn acked_prefix(&self) -> u64 {
+        self.acked_prefix
     }
 
     /// Records enqueued and not yet acknowledged.

@@ -1,10 +1,10 @@
 //! Pipeline errors: transient ones restart the session from the slot, definite ones stop
 //! tailbox with a message a person can act on.
 
-use tailbox_kafka_sink::{DeliveryError, SinkError, TransactionError};
 use tailbox_outbox::MappingError;
 use tailbox_pgoutput::DecodeError;
 use tailbox_replication::ReplicationError;
+use tailbox_sink::{DeliveryError, SinkError, TransactionError};
 
 use crate::resume::Divergence;
 
@@ -14,7 +14,7 @@ pub enum PipelineError {
     /// PostgreSQL side.
     #[error(transparent)]
     Replication(#[from] ReplicationError),
-    /// Kafka side, before or outside deliveries.
+    /// The sink, before or outside deliveries.
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// A record could not be delivered.
@@ -65,7 +65,7 @@ pub enum PipelineError {
     /// Our checkpoint lies beyond the WAL this server shares with it (restore, promotion).
     #[error(transparent)]
     CheckpointDiverged(Box<Divergence>),
-    /// A Kafka transaction call failed (exactly-once mode).
+    /// A sink transaction call failed (exactly-once mode).
     #[error(transparent)]
     Transaction(#[from] TransactionError),
     /// The replication stream ended without being asked to.
@@ -83,9 +83,8 @@ impl PipelineError {
     pub fn is_transient(&self) -> bool {
         match self {
             PipelineError::Replication(e) => e.is_transient(),
-            PipelineError::Sink(SinkError::Transient { .. }) => true,
-            PipelineError::Sink(SinkError::Config(_)) => false,
-            PipelineError::Delivery { error, .. } => matches!(**error, DeliveryError::Failed(_)),
+            PipelineError::Sink(e) => e.is_transient(),
+            PipelineError::Delivery { error, .. } => !error.is_refused(),
             PipelineError::StreamEnded => true,
             PipelineError::Transaction(e) => !matches!(e, TransactionError::Fatal(_)),
             PipelineError::Decode { .. }

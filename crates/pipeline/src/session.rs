@@ -2,43 +2,54 @@
 //! advance the checkpoint, until shutdown or an error.
 //!
 //! ```text
-//!  WalSource ──event──▶ decode ──▶ OutboxMapper ──record──▶ KafkaSink
+//!  WalSource ──event──▶ decode ──▶ OutboxMapper ──record──▶ Sink
 //!      ▲                   poison rows ──▶ dead-letter record ──┘ │ ack(seq)
 //!      └──── confirm(confirmable) ◀── AckTracker ◀────────────────┘
-//!                         │ durable → checkpoint record ──▶ KafkaSink
+//!                         │ durable → checkpoint record ──▶ Sink
 //! ```
 //!
 //! The loop is a biased `select!`; branch priorities, highest first:
 //! 1. shutdown: stop reading at once;
-//! 2. acknowledgements (served from librdkafka's queue on this thread, see
-//!    `KafkaSink::next_ack`): they free capacity and advance the checkpoint;
-//! 3. the checkpoint timer: write the checkpoint record, send the slot a status update
-//!    with the confirmed position, publish metrics;
+//! 2. acknowledgements (`Sink::next_ack`): they free capacity, advance the checkpoint,
+//!    and offer a blocked record to the sink again;
+//! 3. the checkpoint timer, the one place that decides when status updates go out:
+//!    write the checkpoint record, send the slot a status update with the confirmed
+//!    position, publish metrics;
 //! 4. new WAL events, only while fewer than `max_in_flight` records are unacknowledged
-//!    (backpressure: the timer keeps sending status updates meanwhile, so the
-//!    walsender does not time us out), and then every event the source already holds
-//!    before the next turn of the loop.
+//!    and no record waits for room in the sink (backpressure: the timer keeps sending
+//!    status updates meanwhile, so the walsender does not time us out), and then every
+//!    event the source already holds before the next turn of the loop.
+//!
+//! # Backpressure
+//! A sink whose buffer is full answers `Blocked`: the record stays in `self.record`,
+//! the session stops reading WAL, and the record is offered again after the next
+//! acknowledgement (or timer tick) before anything else is read, so order is kept.
 //!
 //! # Exactly-once mode
-//! With `exactly_once`, records go out in Kafka transactions of a transactional
-//! producer (`transactional.id` derived from the checkpoint's owner, see
-//! [`CheckpointOwner::transactional_id`]). A Kafka transaction holds whole
-//! PostgreSQL transactions only (a run of them, up to `status_interval` long) plus the
-//! checkpoint record for the last one's end LSN, and it is committed only between
-//! PostgreSQL transactions. The slot is confirmed only after the Kafka commit
+//! In [`DeliveryMode::ExactlyOnce`], records go out in the sink's transactions (Kafka:
+//! a transactional producer whose `transactional.id` is derived from the checkpoint's
+//! owner, see [`crate::resume::CheckpointOwner::transactional_id`]). A sink transaction
+//! holds whole PostgreSQL transactions only (a run of them, up to `status_interval`
+//! long) plus the checkpoint record for the last one's end LSN, and it is committed only
+//! between PostgreSQL transactions. The slot is confirmed only after the commit
 //! succeeded; an abort or a crash replays from the slot, and every PostgreSQL
 //! transaction whose commit lies before the checkpoint read at startup (with
 //! `read_committed`) is skipped, so `read_committed` consumers see each event once.
 //!
 //! # Poison events never stall the stream, and are never skipped
 //! A row that cannot become a record (NULL aggregate type, id or payload; a topic name
-//! Kafka cannot accept) and a record Kafka refuses for good (too large, not
-//! authorised) go to the dead-letter topic with the original bytes and headers plus
-//! `error`, `source_lsn`, `source_table`. The dead-letter record takes the original's
-//! place in the sequence: its transaction becomes durable only once the dead-letter
-//! record is acknowledged, so the slot never moves past an event that was not durably
-//! handed on somewhere. Transient errors never go to the dead-letter topic: they end
-//! the session, which restarts from the slot with backoff.
+//! the destination cannot accept) and a record the destination refuses for good (too
+//! large, not authorised) go to the dead-letter topic with the original bytes and
+//! headers plus `error`, `source_lsn`, `source_table` (built in one place,
+//! [`tailbox_outbox::dead_letter`]). The dead-letter record takes the original's place
+//! in the sequence: its transaction becomes durable only once the dead-letter record is
+//! acknowledged, so the slot never moves past an event that was not durably handed on
+//! somewhere. Transient errors never go to the dead-letter topic: they end the session,
+//! which restarts from the slot with backoff.
+//!
+//! # Not durable, never confirmed
+//! A sink that is not durable (the dry run) acknowledges without storing anything: the
+//! session then never confirms the slot.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -47,13 +58,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use tailbox_kafka_sink::{
-    Ack, CheckpointTopic, DeliveryError, EventMeta, KafkaSink, RefusedRecord, SendOutcome,
-    TransactionError,
+use tailbox_outbox::{
+    OutboxMapper, OutboxRecord,
+    dead_letter::{self, DeadLetterReason},
 };
-use tailbox_outbox::{OutboxMapper, OutboxRecord};
 use tailbox_pgoutput::{Insert, Message, format_lsn};
 use tailbox_replication::{WalEvent, WalSource};
+use tailbox_sink::{
+    Ack, DeliveryError, EventMeta, RefusedRecord, SendOutcome, Sink, TransactionError,
+};
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
@@ -76,7 +89,7 @@ const EVENTS_PER_WAKEUP: usize = 1024;
 /// was catching up, where one status interval of catch-up can hold tens of thousands.
 const CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
 
-/// How long a Kafka transaction call may take.
+/// How long a sink transaction call may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
@@ -85,18 +98,39 @@ const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 /// Counters of one session.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SessionStats {
-    /// Outbox records acknowledged by Kafka (dead-lettered ones included).
+    /// Outbox records acknowledged by the sink (dead-lettered ones included).
     pub published: u64,
     /// Transactions seen.
     pub transactions: u64,
 }
 
+/// How records are delivered.
+#[derive(Debug)]
+pub enum DeliveryMode {
+    /// Each record on its own; the checkpoint follows the acknowledgements.
+    AtLeastOnce,
+    /// Whole PostgreSQL transactions in sink transactions, with the checkpoint inside.
+    ExactlyOnce(SinkTransaction),
+}
+
+/// The sink transaction of exactly-once mode.
+#[derive(Debug, Default)]
+pub struct SinkTransaction {
+    /// When the open sink transaction began (`None`: none is open).
+    started: Option<Instant>,
+    /// End LSN of the last PostgreSQL transaction read completely inside it.
+    last_commit_end: u64,
+}
+
 /// The transaction being read.
 struct OpenTransaction {
     meta: EventMeta,
+    /// Its commit LSN and xid (also in `meta`, as header text).
+    commit_lsn: u64,
+    xid: u32,
     /// Records sent for it so far.
     records: u64,
-    /// Already in Kafka according to the checkpoint read at startup: publish nothing.
+    /// Already published according to the checkpoint read at startup: publish nothing.
     skip: bool,
     /// Commit time, µs since the Unix epoch.
     commit_us: i64,
@@ -127,31 +161,46 @@ impl SpecialRecords {
     }
 }
 
-/// The Kafka transaction of exactly-once mode.
-#[derive(Debug, Default)]
-struct KafkaTransaction {
-    /// A Kafka transaction is open.
-    open: bool,
-    /// When it was opened.
-    started: Option<Instant>,
-    /// End LSN of the last PostgreSQL transaction read completely inside it.
-    last_commit_end: u64,
+/// Which transaction a record in flight belongs to: the first sequence number of each
+/// transaction with records in flight, with its commit LSN and xid, in order.
+#[derive(Default)]
+struct InFlightTransactions(VecDeque<(u64, u64, u32)>);
+
+impl InFlightTransactions {
+    fn push(&mut self, first_seq: u64, commit_lsn: u64, xid: u32) {
+        self.0.push_back((first_seq, commit_lsn, xid));
+    }
+
+    /// The commit LSN and xid of the transaction record `seq` belongs to.
+    fn of(&self, seq: u64) -> Option<(u64, u32)> {
+        let at = self.0.partition_point(|(first, ..)| *first <= seq);
+        at.checked_sub(1).and_then(|i| self.0.get(i)).map(|&(_, lsn, xid)| (lsn, xid))
+    }
+
+    /// Forgets transactions all of whose records are below `acked_prefix`.
+    fn forget_below(&mut self, acked_prefix: u64) {
+        while self.0.get(1).is_some_and(|(first, ..)| *first <= acked_prefix) {
+            self.0.pop_front();
+        }
+    }
 }
 
 /// The state of one session.
-pub struct Session<S: WalSource> {
+pub struct Session<S: WalSource, K: Sink> {
     source: S,
-    sink: KafkaSink,
+    sink: K,
     mapper: OutboxMapper,
-    checkpoint_topic: CheckpointTopic,
     /// Whose checkpoint records this session writes (their key and value).
     checkpoint_owner: CheckpointOwner,
     /// The stored checkpoint diverged from this server's WAL (accepted by the
     /// operator): write one of this timeline before anything else.
     rewrite_checkpoint: bool,
     tracker: AckTracker,
-    /// Reused for every record.
+    /// Reused for every record; while `blocked`, it holds the record the sink had no
+    /// room for.
     record: OutboxRecord,
+    /// `self.record` waits for room in the sink: read nothing until it is enqueued.
+    blocked: bool,
     open: Option<OpenTransaction>,
     /// The last transaction's headers, reused for the next one.
     spare_meta: EventMeta,
@@ -161,6 +210,8 @@ pub struct Session<S: WalSource> {
     published_at_checkpoint: u64,
     /// Checkpoint and dead-letter records in flight (a handful at most).
     special: SpecialRecords,
+    /// Which transaction each record in flight belongs to.
+    in_flight_txns: InFlightTransactions,
     /// Highest LSN confirmed to the source.
     confirmed: u64,
     /// Commit LSN and time of transactions with records that are not durable yet.
@@ -171,25 +222,22 @@ pub struct Session<S: WalSource> {
     message_prefix: Arc<str>,
     status_interval: Duration,
     max_in_flight: u64,
-    dry_run: bool,
-    /// `Some` in exactly-once mode.
-    kafka_txn: Option<KafkaTransaction>,
-    /// Transactions that committed before this LSN are in Kafka already (checkpoint).
+    mode: DeliveryMode,
+    /// Transactions that committed before this LSN are published already (checkpoint).
     skip_before: u64,
     metrics: Arc<PipelineMetrics>,
     stats: SessionStats,
 }
 
-impl<S: WalSource> Session<S> {
+impl<S: WalSource, K: Sink> Session<S, K> {
     /// A session reading from `source` that starts at `start_lsn` (the slot's confirmed
     /// position); transactions that committed before `resume.skip_before()` (our
-    /// checkpoint, where it provably covers this server's WAL) are already in Kafka and
-    /// are not published again. Checkpoint records go to `checkpoint_topic` as
-    /// `checkpoint_owner`'s.
+    /// checkpoint, where it provably covers this server's WAL) are already published
+    /// and are not published again. Checkpoint records are `checkpoint_owner`'s.
     pub fn new(
         source: S,
-        sink: KafkaSink,
-        checkpoint_topic: CheckpointTopic,
+        sink: K,
+        mode: DeliveryMode,
         checkpoint_owner: CheckpointOwner,
         start_lsn: u64,
         resume: &Resume,
@@ -201,11 +249,11 @@ impl<S: WalSource> Session<S> {
             source,
             sink,
             mapper: OutboxMapper::new(settings.outbox.clone()),
-            checkpoint_topic,
             checkpoint_owner,
             rewrite_checkpoint,
             tracker: AckTracker::new(start_lsn),
             record: OutboxRecord::default(),
+            blocked: false,
             open: None,
             spare_meta: EventMeta::default(),
             // The checkpoint never moves backwards, also while we skip up to it; a
@@ -213,6 +261,7 @@ impl<S: WalSource> Session<S> {
             checkpoint_sent: if rewrite_checkpoint { 0 } else { start_lsn.max(skip_before) },
             published_at_checkpoint: 0,
             special: SpecialRecords::default(),
+            in_flight_txns: InFlightTransactions::default(),
             confirmed: start_lsn,
             commit_times: VecDeque::new(),
             topic_counts: HashMap::new(),
@@ -220,8 +269,7 @@ impl<S: WalSource> Session<S> {
             message_prefix: Arc::from(settings.message_prefix.as_str()),
             status_interval: settings.status_interval,
             max_in_flight: settings.max_in_flight.max(1),
-            dry_run: settings.dry_run,
-            kafka_txn: settings.exactly_once.then(KafkaTransaction::default),
+            mode,
             skip_before,
             metrics: Arc::clone(&settings.metrics),
             stats: SessionStats::default(),
@@ -241,13 +289,17 @@ impl<S: WalSource> Session<S> {
             self.on_tick().await?;
         }
         loop {
-            let reading = self.tracker.in_flight() < self.max_in_flight;
+            let reading = !self.blocked && self.tracker.in_flight() < self.max_in_flight;
             let waiting_acks = self.tracker.in_flight() > 0;
             tokio::select! {
                 biased;
                 () = shutdown.requested() => break,
-                ack = self.sink.next_ack(), if waiting_acks => self.on_ack(ack)?,
+                ack = self.sink.next_ack(), if waiting_acks => {
+                    self.on_ack(ack)?;
+                    self.offer_blocked()?;
+                }
                 () = &mut tick => {
+                    self.offer_blocked()?;
                     self.on_tick().await?;
                     self.source.send_status().await?;
                     self.publish_metrics();
@@ -256,8 +308,8 @@ impl<S: WalSource> Session<S> {
                 event = self.source.recv(), if reading => {
                     match event? {
                         Some(event) => {
-                            self.on_event(event, &mut shutdown).await?;
-                            self.on_buffered_events(&mut shutdown).await?;
+                            self.on_event(event).await?;
+                            self.on_buffered_events(&shutdown).await?;
                         }
                         None => return Err(PipelineError::StreamEnded),
                     }
@@ -268,18 +320,18 @@ impl<S: WalSource> Session<S> {
     }
 
     /// Handles the events the source already holds (the rest of one socket read), up to
-    /// [`EVENTS_PER_WAKEUP`] and while there is room in flight, without going back to
-    /// the `select!`: one wake-up publishes a batch instead of one event.
-    async fn on_buffered_events(&mut self, shutdown: &mut Shutdown) -> Result<(), PipelineError> {
+    /// [`EVENTS_PER_WAKEUP`] and while there is room, without going back to the
+    /// `select!`: one wake-up publishes a batch instead of one event.
+    async fn on_buffered_events(&mut self, shutdown: &Shutdown) -> Result<(), PipelineError> {
         if shutdown.is_requested() {
             return Ok(());
         }
         for _ in 0..EVENTS_PER_WAKEUP {
-            if self.tracker.in_flight() >= self.max_in_flight {
+            if self.blocked || self.tracker.in_flight() >= self.max_in_flight {
                 break;
             }
             match self.source.try_recv()? {
-                Some(event) => self.on_event(event, shutdown).await?,
+                Some(event) => self.on_event(event).await?,
                 None => break,
             }
         }
@@ -291,13 +343,14 @@ impl<S: WalSource> Session<S> {
     async fn drain(mut self, timeout: Duration) -> Result<SessionStats, PipelineError> {
         let deadline = Instant::now() + timeout;
         info!(in_flight = self.tracker.in_flight(), "shutting down: waiting for in-flight records");
-        if self.kafka_txn.is_some() {
-            self.finish_kafka_transaction().await?;
-        } else {
-            self.wait_for_acks(deadline).await?;
-            self.write_checkpoint()?;
-            self.wait_for_acks(deadline).await?;
-            self.confirm();
+        match self.mode {
+            DeliveryMode::ExactlyOnce(_) => self.finish_sink_transaction().await?,
+            DeliveryMode::AtLeastOnce => {
+                self.wait_for_acks(deadline).await?;
+                self.write_checkpoint()?;
+                self.wait_for_acks(deadline).await?;
+                self.confirm();
+            }
         }
         self.publish_metrics();
         if self.tracker.in_flight() > 0 {
@@ -333,7 +386,7 @@ impl<S: WalSource> Session<S> {
             next = self.sink.try_next_ack();
         }
         self.metrics.kafka_ok.store(true, Ordering::Relaxed);
-        if self.kafka_txn.is_none()
+        if matches!(self.mode, DeliveryMode::AtLeastOnce)
             && self.stats.published - self.published_at_checkpoint >= CHECKPOINT_EVERY_RECORDS
         {
             self.write_checkpoint()?;
@@ -358,60 +411,73 @@ impl<S: WalSource> Session<S> {
                     self.tracker.on_ack(original);
                 }
             }
-            // An outbox record Kafka refuses for good: its copy goes to the dead-letter
-            // topic, and the original counts as handed on once that copy is acknowledged.
-            (Err(error @ DeliveryError::Refused(_)), None)
-                if ack.refused.is_some() && self.kafka_txn.is_none() =>
+            // An outbox record the destination refuses for good: its copy goes to the
+            // dead-letter topic, and the original counts as handed on once that copy is
+            // acknowledged. (In a sink transaction the refusal aborts it: replay.)
+            (Err(error), None)
+                if error.is_refused()
+                    && matches!(self.mode, DeliveryMode::AtLeastOnce)
+                    && ack.refused.is_some() =>
             {
                 let refused = ack.refused.map(|r| *r).unwrap_or_default();
                 self.dead_letter_refused(ack.seq, refused, &error)?;
             }
-            (Err(error), _) => return Err(self.delivery_failed(error)),
+            (Err(error), _) => {
+                let (lsn, xid) = self.in_flight_txns.of(ack.seq).unwrap_or_default();
+                return Err(PipelineError::delivery(error, format_lsn(lsn), xid.to_string()));
+            }
         }
         Ok(())
     }
 
-    /// The status timer: write the checkpoint (at-least-once), or commit the Kafka
+    /// Offers the record the sink had no room for again.
+    fn offer_blocked(&mut self) -> Result<(), PipelineError> {
+        if self.blocked {
+            self.blocked = false;
+            self.send_record()?;
+        }
+        Ok(())
+    }
+
+    /// The status timer: write the checkpoint (at-least-once), or commit the sink
     /// transaction if we are between PostgreSQL transactions (exactly-once).
     async fn on_tick(&mut self) -> Result<(), PipelineError> {
-        match &self.kafka_txn {
-            None => self.write_checkpoint(),
-            Some(_) if self.open.is_some() => Ok(()),
-            Some(_) => self.finish_kafka_transaction().await,
+        match &self.mode {
+            DeliveryMode::AtLeastOnce => self.write_checkpoint(),
+            DeliveryMode::ExactlyOnce(_) if self.open.is_some() => Ok(()),
+            DeliveryMode::ExactlyOnce(_) => self.finish_sink_transaction().await,
         }
     }
 
-    /// Exactly-once: commits the open Kafka transaction with a checkpoint record for the
+    /// Exactly-once: commits the open sink transaction with a checkpoint record for the
     /// last PostgreSQL transaction read completely, or, with none open but the durable
     /// position moved (idle keepalives, transactions without outbox rows), commits one
     /// holding only the checkpoint. Then confirms that position to the slot. Must be
     /// called between PostgreSQL transactions.
-    async fn finish_kafka_transaction(&mut self) -> Result<(), PipelineError> {
-        let Some(txn) = self.kafka_txn.as_ref() else { return Ok(()) };
-        if self.dry_run {
-            return Ok(());
-        }
+    async fn finish_sink_transaction(&mut self) -> Result<(), PipelineError> {
+        let DeliveryMode::ExactlyOnce(txn) = &self.mode else { return Ok(()) };
+        let open = txn.started.is_some();
         if self.open.is_some() {
             // Mid-transaction (shutdown): never commit part of a PostgreSQL transaction.
-            if txn.open {
+            if open {
                 self.sink.abort_transaction(TXN_TIMEOUT).await?;
             }
             return Ok(());
         }
-        let lsn = if txn.open {
+        let lsn = if open {
             txn.last_commit_end.max(self.tracker.durable_lsn())
         } else {
             self.tracker.durable_lsn()
         };
-        if !txn.open && lsn <= self.checkpoint_sent {
+        if !open && lsn <= self.checkpoint_sent {
             return Ok(());
         }
-        if !txn.open {
+        if !open {
             self.sink.begin_transaction()?;
         }
         if !self.send_checkpoint(lsn)? {
-            // Inside a transaction a full queue cannot drain by waiting here: replay.
-            return Err(PipelineError::delivery(DeliveryError::queue_full(), format_lsn(lsn), ""));
+            // Inside a transaction a full buffer cannot drain by waiting here: replay.
+            return Err(PipelineError::delivery(DeliveryError::buffer_full(), format_lsn(lsn), ""));
         }
         if let Err(err) = self.sink.commit_transaction(TXN_TIMEOUT).await {
             if matches!(err, TransactionError::Abortable(_)) {
@@ -419,24 +485,22 @@ impl<S: WalSource> Session<S> {
             }
             return Err(err.into());
         }
-        if let Some(txn) = self.kafka_txn.as_mut() {
-            txn.open = false;
+        if let DeliveryMode::ExactlyOnce(txn) = &mut self.mode {
             txn.started = None;
         }
         self.checkpoint_sent = lsn;
         self.metrics.kafka_ok.store(true, Ordering::Relaxed);
-        debug!(lsn = %format_lsn(lsn), "Kafka transaction committed");
+        debug!(lsn = %format_lsn(lsn), "sink transaction committed");
         self.confirm_lsn(lsn);
         Ok(())
     }
 
-    /// Exactly-once: opens a Kafka transaction before the first record of a batch.
-    fn ensure_kafka_transaction(&mut self) -> Result<(), PipelineError> {
-        if let Some(txn) = self.kafka_txn.as_mut()
-            && !txn.open
+    /// Exactly-once: opens a sink transaction before the first record of a batch.
+    fn ensure_sink_transaction(&mut self) -> Result<(), PipelineError> {
+        if let DeliveryMode::ExactlyOnce(txn) = &mut self.mode
+            && txn.started.is_none()
         {
             self.sink.begin_transaction()?;
-            txn.open = true;
             txn.started = Some(Instant::now());
         }
         Ok(())
@@ -445,39 +509,38 @@ impl<S: WalSource> Session<S> {
     /// Writes a checkpoint record for the durable LSN if it moved (at-least-once).
     fn write_checkpoint(&mut self) -> Result<(), PipelineError> {
         let lsn = self.tracker.durable_lsn();
-        if !self.dry_run && lsn > self.checkpoint_sent && self.send_checkpoint(lsn)? {
+        if lsn > self.checkpoint_sent && self.send_checkpoint(lsn)? {
             self.checkpoint_sent = lsn;
             self.published_at_checkpoint = self.stats.published;
         }
-        // A full queue: try again at the next tick.
+        // A full buffer: try again at the next tick.
         Ok(())
     }
 
-    /// Enqueues the checkpoint record for `lsn`; `Ok(false)` if librdkafka's queue is full.
+    /// Enqueues the checkpoint record for `lsn`; `Ok(false)` if the sink is full.
     fn send_checkpoint(&mut self, lsn: u64) -> Result<bool, PipelineError> {
         let value = self.checkpoint_owner.encode(lsn);
-        let topic = self.checkpoint_topic.topic();
-        match self.sink.send_plain(topic, self.checkpoint_owner.key(), &value) {
+        match self.sink.send_checkpoint(self.checkpoint_owner.key(), &value) {
             Ok(SendOutcome::Enqueued(seq)) => {
                 self.tracker.on_checkpoint_sent(seq, lsn);
                 self.special.insert(seq, SpecialRecord::Checkpoint);
                 Ok(true)
             }
-            Ok(SendOutcome::QueueFull) => Ok(false),
+            Ok(SendOutcome::Blocked) => Ok(false),
             Err(error) => Err(PipelineError::delivery(error, format_lsn(lsn), "")),
         }
     }
 
     /// Confirms what the ack tracker says is confirmable (at-least-once mode; in
-    /// exactly-once mode only a committed Kafka transaction confirms).
+    /// exactly-once mode only a committed sink transaction confirms).
     fn confirm(&mut self) {
-        if self.kafka_txn.is_none() {
+        if matches!(self.mode, DeliveryMode::AtLeastOnce) {
             self.confirm_lsn(self.tracker.confirmable_lsn());
         }
     }
 
     fn confirm_lsn(&mut self, lsn: u64) {
-        if lsn > self.confirmed && !self.dry_run {
+        if lsn > self.confirmed && self.sink.is_durable() {
             self.confirmed = lsn;
             self.source.confirm(lsn);
             self.metrics.confirmed_lsn.store(lsn, Ordering::Relaxed);
@@ -495,97 +558,89 @@ impl<S: WalSource> Session<S> {
             self.metrics.last_acked_commit_us.store(commit_us, Ordering::Relaxed);
             self.commit_times.pop_front();
         }
+        self.in_flight_txns.forget_below(self.tracker.acked_prefix());
         for (topic, counts) in self.topic_counts.drain() {
             self.metrics.add_published(&topic, counts.events, counts.bytes);
         }
         self.metrics.in_flight.store(self.tracker.in_flight(), Ordering::Relaxed);
     }
 
-    async fn on_event(
-        &mut self,
-        event: WalEvent,
-        shutdown: &mut Shutdown,
-    ) -> Result<(), PipelineError> {
-        match event {
-            WalEvent::Begin { final_lsn, xid, commit_ts } => {
-                let unix_micros = commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
-                let mut meta = std::mem::take(&mut self.spare_meta);
-                meta.reset(final_lsn, xid, unix_micros);
-                self.open = Some(OpenTransaction {
-                    meta,
-                    records: 0,
-                    commit_us: unix_micros,
-                    skip: final_lsn < self.skip_before,
-                });
-                self.metrics.last_read_commit_us.store(unix_micros, Ordering::Relaxed);
-            }
-            WalEvent::Change(bytes) => self.on_change(bytes, shutdown).await?,
-            WalEvent::Commit { end_lsn, .. } => {
-                if let Some(open) = self.open.take() {
-                    if open.records > 0 {
-                        self.commit_times.push_back((end_lsn, open.commit_us));
-                    }
-                    self.spare_meta = open.meta;
-                }
-                self.stats.transactions += 1;
-                self.tracker.on_commit(end_lsn);
-                if end_lsn <= self.skip_before {
-                    // Skipped: the checkpoint already covers it, so the slot may move,
-                    // in either mode (no Kafka transaction holds anything of it).
-                    self.tracker.on_covered_by_checkpoint(end_lsn);
-                    if self.kafka_txn.as_ref().is_some_and(|t| !t.open) {
-                        self.confirm_lsn(self.tracker.confirmable_lsn());
-                    }
-                }
-                self.confirm();
-                if let Some(txn) = self.kafka_txn.as_mut()
-                    && txn.open
-                {
-                    txn.last_commit_end = end_lsn;
-                    if txn.started.is_some_and(|t| t.elapsed() >= self.status_interval) {
-                        self.finish_kafka_transaction().await?;
-                    }
-                }
-            }
+    async fn on_event(&mut self, event: WalEvent) -> Result<(), PipelineError> {
+        let bytes = match event {
+            WalEvent::Data(bytes) => bytes,
             WalEvent::KeepAlive { wal_end } => {
                 self.metrics.server_wal_end.fetch_max(wal_end, Ordering::Relaxed);
                 if self.open.is_none() {
                     self.tracker.on_idle_position(wal_end);
                 }
+                return Ok(());
             }
-            WalEvent::Message { transactional, prefix, content, .. }
-                if prefix == *self.message_prefix =>
-            {
-                self.on_outbox_message(transactional, content, shutdown).await?;
-            }
-            // Heartbeats and other applications' messages.
-            WalEvent::Message { .. } => {}
-        }
-        Ok(())
-    }
-
-    async fn on_change(
-        &mut self,
-        bytes: Bytes,
-        shutdown: &mut Shutdown,
-    ) -> Result<(), PipelineError> {
+        };
         let message = Message::decode(&bytes)
             .map_err(|source| PipelineError::Decode { lsn: self.open_ids().0, source })?;
         match message {
+            Message::Begin(begin) => {
+                let unix_micros = begin.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
+                let mut meta = std::mem::take(&mut self.spare_meta);
+                meta.reset(begin.final_lsn, begin.xid, unix_micros);
+                self.open = Some(OpenTransaction {
+                    meta,
+                    commit_lsn: begin.final_lsn,
+                    xid: begin.xid,
+                    records: 0,
+                    commit_us: unix_micros,
+                    skip: begin.final_lsn < self.skip_before,
+                });
+                self.metrics.last_read_commit_us.store(unix_micros, Ordering::Relaxed);
+            }
+            Message::Commit(commit) => self.on_commit(commit.end_lsn).await?,
             Message::Relation(relation) => self.mapper.on_relation(&relation),
             Message::Insert(insert) => match self.mapper.map_insert(&insert, &mut self.record) {
                 Ok(false) => {}
-                Ok(true) => self.publish_record(shutdown).await?,
+                Ok(true) => self.publish_record()?,
                 Err(source) if source.is_poison() => {
-                    self.dead_letter_row(&insert, &source.to_string(), shutdown).await?
+                    self.dead_letter_row(&insert, &source.to_string())?
                 }
                 Err(source) => {
                     let (lsn, xid) = self.open_ids();
                     return Err(PipelineError::Mapping { lsn, xid, source });
                 }
             },
-            // The publication publishes inserts only; anything else is not ours.
+            Message::Message(message) if message.prefix == *self.message_prefix => {
+                self.on_outbox_message(message.transactional, message.content)?;
+            }
+            // Heartbeats and other applications' messages; and anything else the
+            // publication sends (it publishes inserts only).
             _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_commit(&mut self, end_lsn: u64) -> Result<(), PipelineError> {
+        if let Some(open) = self.open.take() {
+            if open.records > 0 {
+                self.commit_times.push_back((end_lsn, open.commit_us));
+            }
+            self.spare_meta = open.meta;
+        }
+        self.stats.transactions += 1;
+        self.tracker.on_commit(end_lsn);
+        if end_lsn <= self.skip_before {
+            // Skipped: the checkpoint already covers it, so the slot may move, in either
+            // mode (no sink transaction holds anything of it).
+            self.tracker.on_covered_by_checkpoint(end_lsn);
+            if matches!(&self.mode, DeliveryMode::ExactlyOnce(t) if t.started.is_none()) {
+                self.confirm_lsn(self.tracker.confirmable_lsn());
+            }
+        }
+        self.confirm();
+        if let DeliveryMode::ExactlyOnce(txn) = &mut self.mode
+            && let Some(started) = txn.started
+        {
+            txn.last_commit_end = end_lsn;
+            if started.elapsed() >= self.status_interval {
+                self.finish_sink_transaction().await?;
+            }
         }
         Ok(())
     }
@@ -594,11 +649,10 @@ impl<S: WalSource> Session<S> {
     /// inside their transaction, at its commit, and are checkpointed with it, so a
     /// restart never publishes them twice. A non-transactional one has no commit to
     /// order it by.
-    async fn on_outbox_message(
+    fn on_outbox_message(
         &mut self,
         transactional: bool,
         content: Bytes,
-        shutdown: &mut Shutdown,
     ) -> Result<(), PipelineError> {
         if !transactional || self.open.is_none() {
             warn!(prefix = %self.message_prefix, "non-transactional outbox message not published; \
@@ -607,39 +661,43 @@ impl<S: WalSource> Session<S> {
             return Ok(());
         }
         match self.mapper.map_message(&content, &mut self.record) {
-            Ok(()) => self.publish_record(shutdown).await,
+            Ok(()) => self.publish_record(),
             Err(source) => {
                 let reason = source.to_string();
-                let (lsn, xid) = self.open_ids();
-                warn!(lsn = %lsn, xid = %xid, topic = %self.dlq_topic, error = %reason, "outbox message dead-lettered");
-                self.metrics.record_error(ErrorKind::Mapping, &reason);
-                self.record.topic = Arc::clone(&self.dlq_topic);
+                self.record.topic = Arc::from("");
                 self.record.key = Bytes::new();
                 self.record.value = content;
                 self.record.headers.clear();
-                self.add_dead_letter_headers(&reason, lsn);
-                self.publish_record(shutdown).await
+                self.dead_letter_current(
+                    &reason,
+                    ErrorKind::Mapping,
+                    "outbox message dead-lettered",
+                );
+                self.publish_record()
             }
         }
     }
 
     /// Sends a row the mapper refused to the dead-letter topic, in its place.
-    async fn dead_letter_row(
-        &mut self,
-        insert: &Insert,
-        reason: &str,
-        shutdown: &mut Shutdown,
-    ) -> Result<(), PipelineError> {
-        let (lsn, xid) = self.open_ids();
-        warn!(lsn = %lsn, xid = %xid, topic = %self.dlq_topic, error = reason, "outbox row dead-lettered");
-        self.metrics.record_error(ErrorKind::Mapping, reason);
+    fn dead_letter_row(&mut self, insert: &Insert, reason: &str) -> Result<(), PipelineError> {
         self.mapper.dead_letter(insert, &self.dlq_topic, &mut self.record);
-        self.add_dead_letter_headers(reason, lsn);
-        self.publish_record(shutdown).await
+        self.dead_letter_current(reason, ErrorKind::Mapping, "outbox row dead-lettered");
+        self.publish_record()
     }
 
-    /// Sends the copy of a record Kafka refused to the dead-letter topic; the original
-    /// (`seq`) is acknowledged once the copy is.
+    /// Turns `self.record` into its dead-letter record (one place for every path that
+    /// starts from the current transaction), logging and counting why.
+    fn dead_letter_current(&mut self, reason: &str, kind: ErrorKind, what: &'static str) {
+        let (lsn, xid) = self.open_ids();
+        warn!(lsn = %lsn, xid = %xid, topic = %self.dlq_topic, source_topic = %self.record.topic, error = reason, "{what}");
+        self.metrics.record_error(kind, reason);
+        let table = self.mapper.table_name();
+        let why = DeadLetterReason { error: reason, source_lsn: &lsn, source_table: &table };
+        dead_letter::mark(&mut self.record, &self.dlq_topic, why);
+    }
+
+    /// Sends the copy of a record the destination refused after enqueueing it to the
+    /// dead-letter topic; the original (`seq`) is acknowledged once the copy is.
     fn dead_letter_refused(
         &mut self,
         seq: u64,
@@ -647,15 +705,12 @@ impl<S: WalSource> Session<S> {
         error: &DeliveryError,
     ) -> Result<(), PipelineError> {
         let reason = error.to_string();
-        let source_lsn = refused
-            .headers
-            .iter()
-            .find(|(k, _)| k == "lsn")
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-        warn!(lsn = source_lsn.as_deref().unwrap_or(""), topic = %refused.topic, error = %reason, "record refused by Kafka dead-lettered");
+        let (lsn, xid) = self.in_flight_txns.of(seq).unwrap_or_default();
+        let lsn = format_lsn(lsn);
+        warn!(lsn = %lsn, xid, topic = %refused.topic, error = %reason, "record refused by the destination dead-lettered");
         self.metrics.record_error(ErrorKind::Refused, &reason);
         let mut record = OutboxRecord {
-            topic: Arc::clone(&self.dlq_topic),
+            topic: Arc::from(refused.topic.as_str()),
             key: refused.key.map(Bytes::from).unwrap_or_default(),
             value: refused.value.map(Bytes::from).unwrap_or_default(),
             headers: refused
@@ -664,107 +719,86 @@ impl<S: WalSource> Session<S> {
                 .map(|(k, v)| (Arc::from(k.as_str()), Bytes::from(v)))
                 .collect(),
         };
-        record.headers.push((Arc::from("source_topic"), Bytes::from(refused.topic)));
-        record.headers.push((Arc::from("error"), Bytes::from(reason)));
-        record.headers.push((Arc::from("source_table"), self.source_table()));
+        let table = self.mapper.table_name();
+        let why = DeadLetterReason { error: &reason, source_lsn: &lsn, source_table: &table };
+        dead_letter::mark(&mut record, &self.dlq_topic, why);
         match self.sink.send(&record, None) {
             Ok(SendOutcome::Enqueued(dlq_seq)) => {
                 self.tracker.on_sent(dlq_seq);
                 self.special.insert(dlq_seq, SpecialRecord::DeadLetterFor(seq));
                 Ok(())
             }
-            Ok(SendOutcome::QueueFull) => Err(PipelineError::delivery(
-                DeliveryError::queue_full(),
-                source_lsn.unwrap_or_default(),
-                "",
-            )),
-            Err(error) => Err(PipelineError::delivery(error, source_lsn.unwrap_or_default(), "")),
+            Ok(SendOutcome::Blocked) => {
+                Err(PipelineError::delivery(DeliveryError::buffer_full(), lsn, xid.to_string()))
+            }
+            Err(error) => Err(PipelineError::delivery(error, lsn, xid.to_string())),
         }
     }
 
-    fn add_dead_letter_headers(&mut self, reason: &str, lsn: String) {
-        let table = self.source_table();
-        let headers = &mut self.record.headers;
-        headers.push((Arc::from("error"), Bytes::copy_from_slice(reason.as_bytes())));
-        headers.push((Arc::from("source_lsn"), Bytes::from(lsn)));
-        headers.push((Arc::from("source_table"), table));
-    }
-
-    fn source_table(&self) -> Bytes {
-        Bytes::from(self.mapper.table_name())
-    }
-
-    /// Enqueues `self.record` (or, in a dry run, logs it), waiting for acknowledgements
-    /// while librdkafka's queue is full. The same record is retried, so order is kept.
-    /// A record Kafka refuses at once (too large for `message.max.bytes`) is
-    /// dead-lettered in its place.
-    async fn publish_record(&mut self, shutdown: &mut Shutdown) -> Result<(), PipelineError> {
-        if self.dry_run {
-            let (lsn, xid) = self.open_ids();
-            info!(topic = %self.record.topic, lsn = %lsn, xid = %xid, key_bytes = self.record.key.len(),
-                  value_bytes = self.record.value.len(), "dry run: would publish");
-            return Ok(());
-        }
+    /// Publishes `self.record` for the open transaction (unless the checkpoint says it
+    /// is published already).
+    fn publish_record(&mut self) -> Result<(), PipelineError> {
         if self.open.as_ref().is_some_and(|t| t.skip) {
             return Ok(());
         }
-        self.ensure_kafka_transaction()?;
+        self.ensure_sink_transaction()?;
+        self.send_record()
+    }
+
+    /// Enqueues `self.record`; if the sink has no room, keeps it and marks the session
+    /// blocked. A record the destination refuses at once (too large) is dead-lettered in
+    /// its place.
+    fn send_record(&mut self) -> Result<(), PipelineError> {
         loop {
-            let outcome = match self.sink.send(&self.record, self.open.as_ref().map(|t| &t.meta)) {
+            let meta = self.open.as_ref().map(|t| &t.meta);
+            let outcome = match self.sink.send(&self.record, meta) {
                 Ok(outcome) => outcome,
-                Err(error @ DeliveryError::Refused(_)) if !self.is_dead_letter() => {
+                Err(error) if error.is_refused() && !self.is_dead_letter() => {
                     let reason = error.to_string();
-                    let (lsn, _) = self.open_ids();
-                    warn!(lsn = %lsn, topic = %self.record.topic, error = %reason, "record refused by Kafka dead-lettered");
-                    self.metrics.record_error(ErrorKind::Refused, &reason);
-                    self.record.headers.push((
-                        Arc::from("source_topic"),
-                        Bytes::from(self.record.topic.to_string()),
-                    ));
-                    self.record.topic = Arc::clone(&self.dlq_topic);
-                    // Too large for Kafka: the dead-letter record can only carry the reason.
+                    self.dead_letter_current(
+                        &reason,
+                        ErrorKind::Refused,
+                        "record refused by the destination dead-lettered",
+                    );
+                    // Too large for the destination: the dead-letter record can only carry the reason.
                     self.record.value = Bytes::new();
-                    self.add_dead_letter_headers(&reason, lsn);
                     continue;
                 }
                 Err(error) => return Err(self.delivery_failed(error)),
             };
             match outcome {
                 SendOutcome::Enqueued(seq) => {
-                    self.tracker.on_sent(seq);
-                    if self.is_dead_letter() {
-                        self.special.insert(seq, SpecialRecord::DeadLetterFor(seq));
-                    }
-                    if let Some(open) = self.open.as_mut() {
-                        open.records += 1;
-                    }
-                    let bytes = (self.record.key.len() + self.record.value.len()) as u64;
-                    // The topic is usually known: no Arc clone per event.
-                    let counts = match self.topic_counts.get_mut(&self.record.topic) {
-                        Some(counts) => counts,
-                        None => {
-                            self.topic_counts.entry(Arc::clone(&self.record.topic)).or_default()
-                        }
-                    };
-                    counts.events += 1;
-                    counts.bytes += bytes;
-                    self.record.release();
+                    self.on_enqueued(seq);
                     return Ok(());
                 }
-                SendOutcome::QueueFull => {
-                    tokio::select! {
-                        biased;
-                        () = shutdown.requested() => return Ok(()),
-                        ack = self.sink.next_ack() => self.on_ack(ack)?,
-                        // The main loop's status timer does not run while we wait
-                        // here: keep the walsender hearing from us.
-                        () = tokio::time::sleep(Duration::from_millis(50)) => {
-                            self.source.send_status().await?;
-                        }
-                    }
+                SendOutcome::Blocked => {
+                    self.blocked = true;
+                    return Ok(());
                 }
             }
         }
+    }
+
+    fn on_enqueued(&mut self, seq: u64) {
+        self.tracker.on_sent(seq);
+        if self.is_dead_letter() {
+            self.special.insert(seq, SpecialRecord::DeadLetterFor(seq));
+        }
+        if let Some(open) = self.open.as_mut() {
+            if open.records == 0 {
+                self.in_flight_txns.push(seq, open.commit_lsn, open.xid);
+            }
+            open.records += 1;
+        }
+        let bytes = (self.record.key.len() + self.record.value.len()) as u64;
+        // The topic is usually known: no Arc clone per event.
+        let counts = match self.topic_counts.get_mut(&self.record.topic) {
+            Some(counts) => counts,
+            None => self.topic_counts.entry(Arc::clone(&self.record.topic)).or_default(),
+        };
+        counts.events += 1;
+        counts.bytes += bytes;
+        self.record.release();
     }
 
     /// Whether `self.record` is a dead-letter record (its topic is the very `Arc` every
@@ -783,3 +817,6 @@ impl<S: WalSource> Session<S> {
         self.open.as_ref().map(|t| (t.meta.lsn.clone(), t.meta.xid.clone())).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;

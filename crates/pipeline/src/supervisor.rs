@@ -19,18 +19,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tailbox_kafka_sink::{CheckpointRecords, CheckpointTopic, KafkaSink};
+use tailbox_kafka_sink::KafkaSink;
 use tailbox_pgoutput::format_lsn;
 use tailbox_replication::{
     ControlClient, PgWalStream, ReplicationError, control::slot_lost, stream::StreamSettings,
 };
+use tailbox_sink::{DryRunSink, Sink};
 use tracing::{info, warn};
 
 use crate::{
     error::PipelineError,
     metrics::ErrorKind,
     resume::{self, CheckpointOwner, Resume},
-    session::{Session, SessionStats},
+    session::{DeliveryMode, Session, SessionStats, SinkTransaction},
     settings::{DEFAULT_HEARTBEAT_SQL, PipelineSettings},
     shutdown::Shutdown,
 };
@@ -129,33 +130,61 @@ async fn run_session(
         },
     )
     .await?;
-    let server = stream.identity().clone();
-    let owner = CheckpointOwner::new(&server, &settings.slot);
+    let owner = CheckpointOwner::new(stream.identity(), &settings.slot);
 
-    let sink = if settings.exactly_once && !settings.dry_run {
+    if settings.dry_run {
+        // Logs what would be published; stores nothing, confirms nothing.
+        let sink = DryRunSink::new();
+        return stream_into(
+            settings,
+            control,
+            stream,
+            sink,
+            DeliveryMode::AtLeastOnce,
+            owner,
+            shutdown,
+            once,
+        )
+        .await;
+    }
+    if settings.exactly_once {
         // One writer per slot of this database of this cluster: this fences any older
         // instance of the same and aborts its open transaction, so nothing it left
         // half-written becomes visible. Only after we hold the slot: a standby waiting
         // for it must not fence the active instance.
         let transactional_id =
             settings.transactional_id.clone().unwrap_or_else(|| owner.transactional_id());
-        let sink = KafkaSink::new_transactional(&settings.kafka, &transactional_id)?;
+        let sink = KafkaSink::new_transactional(
+            &settings.kafka,
+            &settings.checkpoint_topic,
+            &transactional_id,
+        )?;
         sink.init_transactions(Duration::from_secs(60)).await?;
-        sink
-    } else {
-        KafkaSink::new(&settings.kafka)?
-    };
+        let mode = DeliveryMode::ExactlyOnce(SinkTransaction::default());
+        return stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await;
+    }
+    let sink = KafkaSink::new(&settings.kafka, &settings.checkpoint_topic)?;
+    stream_into(settings, control, stream, sink, DeliveryMode::AtLeastOnce, owner, shutdown, once)
+        .await
+}
 
+/// Reads our checkpoint from `sink`, checks the slot against it, and runs the session.
+#[allow(clippy::too_many_arguments)]
+async fn stream_into<K: Sink>(
+    settings: &PipelineSettings,
+    control: ControlClient,
+    stream: PgWalStream,
+    mut sink: K,
+    mode: DeliveryMode,
+    owner: CheckpointOwner,
+    shutdown: Shutdown,
+    once: &mut OncePerProcess,
+) -> Result<SessionStats, PipelineError> {
+    let server = stream.identity().clone();
     // Read the checkpoint only now: in exactly-once mode the fencing above aborted any
     // transaction a killed predecessor left open, which would otherwise hold back what a
-    // read_committed reader can see. A dry run writes nothing to Kafka, not even the
-    // checkpoint topic.
-    let checkpoint_topic = CheckpointTopic::new(&settings.checkpoint_topic);
-    let records = if settings.dry_run {
-        CheckpointRecords::new()
-    } else {
-        checkpoint_topic.ensure_and_read(&settings.kafka).await?
-    };
+    // read_committed reader can see.
+    let records = sink.read_checkpoints().await?;
     let scan = resume::scan(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), &owner);
     if !once.warned_ignored_checkpoints {
         for why in &scan.ignored {
@@ -204,15 +233,8 @@ async fn run_session(
         AbortOnDrop(tokio::spawn(heartbeat(control, interval, sql)))
     });
 
-    let session = Session::new(
-        stream,
-        sink,
-        checkpoint_topic,
-        owner,
-        slot.confirmed_flush_lsn,
-        &resume,
-        settings,
-    );
+    let session =
+        Session::new(stream, sink, mode, owner, slot.confirmed_flush_lsn, &resume, settings);
     session.run(shutdown, settings.shutdown_timeout).await
 }
 

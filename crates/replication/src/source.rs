@@ -7,42 +7,12 @@ use crate::error::ReplicationError;
 
 /// One event of the logical replication stream, in WAL order.
 ///
-/// `Begin`, `Commit` and `Message` are the pgoutput messages of the same names, already
-/// split out by the transport; every other pgoutput message (`Relation`, `Insert`, …)
-/// arrives as [`WalEvent::Change`] with its raw bytes for the pgoutput decoder.
+/// The stream does not decode pgoutput: each message arrives whole, as a [`Bytes`]
+/// slice of the read buffer, and the pipeline decodes it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalEvent {
-    /// A transaction starts; its commit record is at `final_lsn`.
-    Begin {
-        /// LSN of the commit record (equals the commit's `commit_lsn`).
-        final_lsn: u64,
-        /// Transaction id.
-        xid: u32,
-        /// Commit time, µs since 2000-01-01.
-        commit_ts: i64,
-    },
-    /// Any other pgoutput message (`R`, `I`, `U`, `D`, `T`, `Y`, `O`), undecoded.
-    Change(Bytes),
-    /// A `pg_logical_emit_message` message.
-    Message {
-        /// Emitted inside a transaction (delivered at its commit) or not (delivered at once).
-        transactional: bool,
-        /// LSN of the message.
-        lsn: u64,
-        /// The prefix given to `pg_logical_emit_message`.
-        prefix: String,
-        /// The content.
-        content: Bytes,
-    },
-    /// The transaction that began last commits.
-    Commit {
-        /// LSN of the commit record.
-        commit_lsn: u64,
-        /// LSN just past the commit record: the position to confirm once it is published.
-        end_lsn: u64,
-        /// Commit time, µs since 2000-01-01.
-        commit_ts: i64,
-    },
+    /// One pgoutput message (`B`, `C`, `R`, `I`, `M`, …), undecoded.
+    Data(Bytes),
     /// The server's keepalive: everything before `wal_end` has been sent to us.
     KeepAlive {
         /// The last WAL position the walsender has sent.

@@ -23,8 +23,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tailbox_pgoutput::Message;
+use bytes::{Buf, BytesMut};
 use tracing::{debug, warn};
 
 use crate::{
@@ -157,11 +156,10 @@ impl PgWalStream {
                 }
                 let send_time = i64::from_be_bytes(body[17..25].try_into().unwrap_or_default());
                 body.advance(XLOG_DATA_HEADER);
-                let event = wal_event(body.freeze())?;
-                if let WalEvent::Begin { commit_ts, .. } = event {
+                if let Some(commit_ts) = begin_commit_ts(&body) {
                     self.catching_up = send_time.saturating_sub(commit_ts) > CATCHING_UP_LAG_MICROS;
                 }
-                Ok(Some(event))
+                Ok(Some(WalEvent::Data(body.freeze())))
             }
             Some(b'k') => {
                 let Some(fields) = body.get(1..18) else {
@@ -178,35 +176,13 @@ impl PgWalStream {
     }
 }
 
-/// Splits Begin, Commit and Message out of a pgoutput payload; everything else goes to
-/// the pipeline undecoded.
-fn wal_event(payload: Bytes) -> Result<WalEvent, ReplicationError> {
-    let decode = |payload: &Bytes| {
-        Message::decode(payload).map_err(|e| ReplicationError::Definite {
-            context: "decoding a pgoutput message".into(),
-            source: Box::new(e),
-        })
-    };
-    Ok(match payload.first() {
-        Some(b'B') | Some(b'C') | Some(b'M') => match decode(&payload)? {
-            Message::Begin(b) => {
-                WalEvent::Begin { final_lsn: b.final_lsn, xid: b.xid, commit_ts: b.commit_ts }
-            }
-            Message::Commit(c) => WalEvent::Commit {
-                commit_lsn: c.commit_lsn,
-                end_lsn: c.end_lsn,
-                commit_ts: c.commit_ts,
-            },
-            Message::Message(m) => WalEvent::Message {
-                transactional: m.transactional,
-                lsn: m.lsn,
-                prefix: m.prefix,
-                content: m.content,
-            },
-            _ => WalEvent::Change(payload),
-        },
-        _ => WalEvent::Change(payload),
-    })
+/// The commit time of a pgoutput Begin message (`B`, final LSN, commit time, xid),
+/// read in place: the only field the stream itself looks at.
+fn begin_commit_ts(payload: &[u8]) -> Option<i64> {
+    if payload.first() != Some(&b'B') {
+        return None;
+    }
+    Some(i64::from_be_bytes(payload.get(9..17)?.try_into().ok()?))
 }
 
 /// "Slot is active for another PID" is worth retrying (an old session is going away);

@@ -275,14 +275,16 @@ async fn stream_one_row(pg: &PgServer, cfg: &PgConnectionConfig, payload: &str) 
             .await
             .context("no commit within 20 s")??;
         match event {
-            Some(tailbox_replication::WalEvent::Change(bytes)) if bytes.first() == Some(&b'I') => {
+            Some(tailbox_replication::WalEvent::Data(bytes)) if bytes.first() == Some(&b'I') => {
                 ensure!(
                     bytes.windows(payload.len()).any(|w| w == payload.as_bytes()),
                     "the insert does not carry {payload:?}"
                 );
                 inserts += 1;
             }
-            Some(tailbox_replication::WalEvent::Commit { .. }) => break,
+            Some(tailbox_replication::WalEvent::Data(bytes)) if bytes.first() == Some(&b'C') => {
+                break;
+            }
             Some(_) => {}
             None => bail!("stream ended"),
         }

@@ -1,0 +1,133 @@
+//! The [`Sink`] trait and what travels through it.
+
+use std::{collections::BTreeMap, future::Future, time::Duration};
+
+use tailbox_outbox::OutboxRecord;
+
+use crate::error::{DeliveryError, SinkError, TransactionError};
+
+/// The last checkpoint record of each key, as the sink stores them.
+pub type CheckpointRecords = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The outcome of one record.
+#[derive(Debug)]
+pub struct Ack {
+    /// The sequence number [`Sink::send`] returned.
+    pub seq: u64,
+    /// Delivered, or why not.
+    pub result: Result<(), DeliveryError>,
+    /// For a record refused for good after it was enqueued: a copy of it, for the
+    /// dead letters.
+    pub refused: Option<Box<RefusedRecord>>,
+}
+
+/// A copy of a record the destination refused, taken when the refusal came back (rare,
+/// so the copy costs nothing on the hot path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefusedRecord {
+    /// The topic (stream, URL) it was meant for.
+    pub topic: String,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+    /// Its headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Per-transaction facts that go into every record's headers. Built once per
+/// transaction, borrowed by each record.
+#[derive(Debug, Clone, Default)]
+pub struct EventMeta {
+    /// Commit LSN in PostgreSQL's `X/X` form (header `lsn`).
+    pub lsn: String,
+    /// Transaction id (header `xid`).
+    pub xid: String,
+    /// Commit time, µs since the Unix epoch (header `commit_ts`).
+    pub commit_ts: String,
+    /// Commit time, ms since the Unix epoch: the record's timestamp.
+    pub timestamp_ms: i64,
+}
+
+impl EventMeta {
+    /// Fills in a new transaction's facts, reusing the strings' buffers (no allocation
+    /// per transaction once they have grown).
+    pub fn reset(&mut self, commit_lsn: u64, xid: u32, commit_unix_micros: i64) {
+        use std::fmt::Write;
+        self.lsn.clear();
+        tailbox_pgoutput::write_lsn(&mut self.lsn, commit_lsn);
+        self.xid.clear();
+        let _ = write!(self.xid, "{xid}");
+        self.commit_ts.clear();
+        let _ = write!(self.commit_ts, "{commit_unix_micros}");
+        self.timestamp_ms = commit_unix_micros / 1000;
+    }
+}
+
+/// What happened to a record handed to [`Sink::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Enqueued with this sequence number; its [`Ack`] follows.
+    Enqueued(u64),
+    /// The sink's buffer is full: offer the same record again once an acknowledgement
+    /// arrived. Nothing was enqueued and no sequence number was used.
+    Blocked,
+}
+
+/// A destination of outbox records. See the crate docs for the contract.
+pub trait Sink {
+    /// Enqueues one record; with `meta`, the destination also carries the
+    /// transaction's `lsn`, `xid` and `commit_ts` (as headers or fields) and its commit
+    /// time. Never waits.
+    fn send(
+        &mut self,
+        record: &OutboxRecord,
+        meta: Option<&EventMeta>,
+    ) -> Result<SendOutcome, DeliveryError>;
+
+    /// Enqueues a checkpoint record under `key` (acknowledged like any record).
+    fn send_checkpoint(&mut self, key: &[u8], value: &[u8]) -> Result<SendOutcome, DeliveryError>;
+
+    /// The next acknowledgement, waiting for it. Must be cancel-safe: the pipeline
+    /// polls it in a `select!`.
+    fn next_ack(&mut self) -> impl Future<Output = Ack>;
+
+    /// An acknowledgement if one already arrived.
+    fn try_next_ack(&mut self) -> Option<Ack>;
+
+    /// Reads the checkpoint records (creating their store if needed).
+    fn read_checkpoints(&mut self) -> impl Future<Output = Result<CheckpointRecords, SinkError>>;
+
+    /// Whether an acknowledgement means the destination holds the record durably. A
+    /// sink that is not durable (the dry run) never lets the slot move.
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    /// Whether [`Sink::begin_transaction`] and friends work (exactly-once mode).
+    fn supports_transactions(&self) -> bool {
+        false
+    }
+
+    /// Opens a transaction: what is sent until the commit becomes visible atomically.
+    fn begin_transaction(&mut self) -> Result<(), TransactionError> {
+        Err(TransactionError::Fatal("this sink has no transactions".into()))
+    }
+
+    /// Commits the open transaction: once `Ok`, every record sent in it is durable and
+    /// visible.
+    fn commit_transaction(
+        &mut self,
+        _timeout: Duration,
+    ) -> impl Future<Output = Result<(), TransactionError>> {
+        std::future::ready(Err(TransactionError::Fatal("this sink has no transactions".into())))
+    }
+
+    /// Aborts the open transaction.
+    fn abort_transaction(
+        &mut self,
+        _timeout: Duration,
+    ) -> impl Future<Output = Result<(), TransactionError>> {
+        std::future::ready(Err(TransactionError::Fatal("this sink has no transactions".into())))
+    }
+}
