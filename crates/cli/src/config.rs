@@ -405,25 +405,10 @@ fn scalar_text(value: &toml::Value) -> Option<String> {
 /// The known key closest to a misspelt one (edit distance ≤ 3).
 fn closest_key(name: &str) -> Option<&'static str> {
     KEYS.iter()
-        .map(|k| (edit_distance(name, k.name), k.name))
+        .map(|k| (strsim::levenshtein(name, k.name), k.name))
         .filter(|(d, _)| *d <= 3)
         .min()
         .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Flag > environment > file > default, per key; `kafka_props` per property.
@@ -1384,7 +1369,7 @@ mod tests {
 
     #[test]
     fn edit_distance_works() {
-        assert_eq!(edit_distance("slto", "slot"), 2);
+        assert_eq!(strsim::levenshtein("slto", "slot"), 2);
         assert_eq!(closest_key("kafka_broker"), Some("kafka_brokers"));
         assert_eq!(closest_key("zzzzzzzzzz"), None);
     }
