@@ -928,14 +928,24 @@ fn pg_connection(c: &mut Checker<'_>) -> Option<PgConnectionConfig> {
 }
 
 /// A library message with each configuration field it names in backticks
-/// (`` `accept_slot_position` ``) replaced by its flag, so the operator reads what to
-/// type. Library crates name fields, never flags; this is where a field becomes a flag.
+/// (`` `pg_password_file` ``) replaced by its flag, environment variable and file key,
+/// so the operator reads what to type. Library crates name fields, never flags; this is where a field becomes a flag.
 pub fn name_fields(text: &str) -> String {
     let mut out = text.to_owned();
     for spec in KEYS {
         let quoted = format!("`{}`", spec.name);
         if out.contains(&quoted) {
-            out = out.replace(&quoted, &Source::Flag.label(spec.name));
+            let file = if NOT_IN_FILE.iter().any(|(k, _)| *k == spec.name) {
+                String::new()
+            } else {
+                format!(", {} in the config file", spec.name)
+            };
+            let named = format!(
+                "{} ({}{file})",
+                Source::Flag.label(spec.name),
+                Source::Env.label(spec.name)
+            );
+            out = out.replace(&quoted, &named);
         }
     }
     out
@@ -1248,7 +1258,8 @@ mod tests {
     fn library_fields_become_flags() {
         assert_eq!(
             name_fields("then start once with `accept_slot_position`; `slot` and `nonesuch`"),
-            "then start once with --accept-slot-position; --slot and `nonesuch`"
+            "then start once with --accept-slot-position (TAILBOX_ACCEPT_SLOT_POSITION); \
+             --slot (TAILBOX_SLOT, slot in the config file) and `nonesuch`"
         );
     }
 
