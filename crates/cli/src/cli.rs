@@ -128,7 +128,8 @@ pub struct KafkaArgs {
 pub struct PgArgs {
     /// PostgreSQL URL, e.g. postgres://tailbox:secret@db:5432/app (for `run`, the role
     /// needs LOGIN REPLICATION and SELECT on the outbox table; `setup`/`teardown` need
-    /// the table's owner or a superuser).
+    /// the table's owner or a superuser). Several hosts (postgres://h1,h2:5433/app) are
+    /// tried in order; ?target_session_attrs=read-write passes over standbys.
     #[arg(long, env = "TAILBOX_PG_URL", hide_env_values = true)]
     pub pg_url: Option<String>,
     /// File holding the PostgreSQL password (e.g. a mounted secret); pg_url must then

@@ -101,7 +101,7 @@ fn fail(err: &anyhow::Error) -> ExitCode {
                 eprintln!("tailbox: error: {line}");
             }
         }
-        None => eprintln!("tailbox: error: {err:#}"),
+        None => eprintln!("tailbox: error: {}", config::name_fields(&format!("{err:#}"))),
     }
     ExitCode::FAILURE
 }

@@ -58,14 +58,14 @@ impl SinkConfig {
     }
 }
 
-/// Parses `key=value`, naming the flag on error.
+/// Parses `key=value`; the error names the field (`kafka_props`), the CLI its flag.
 pub fn parse_property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_owned(), value.to_owned()))
         }
         _ => Err(format!(
-            "invalid --kafka-prop {text:?}: expected KEY=VALUE, e.g. --kafka-prop linger.ms=10"
+            "invalid kafka_props entry {text:?}: expected KEY=VALUE, e.g. linger.ms=10"
         )),
     }
 }

@@ -69,7 +69,7 @@ impl PayloadFormat {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field} {value:?}: {reason}; fix: {fix}")]
 pub struct ConfigError {
-    /// The option, e.g. `--outbox-table`.
+    /// The configuration field, e.g. `outbox_table` (the CLI names its flag).
     pub field: &'static str,
     /// The value given.
     pub value: String,
@@ -93,18 +93,18 @@ impl OutboxConfig {
         };
         if schema.is_empty() || table.is_empty() || table.contains('.') {
             return Err(ConfigError {
-                field: "--outbox-table",
+                field: "outbox_table",
                 value: qualified_table.into(),
                 reason: "expected SCHEMA.TABLE or TABLE".into(),
-                fix: "e.g. --outbox-table public.outbox".into(),
+                fix: "e.g. public.outbox".into(),
             });
         }
         for (field, name) in [
-            ("--column-id", &columns.id),
-            ("--column-aggregate-type", &columns.aggregate_type),
-            ("--column-aggregate-id", &columns.aggregate_id),
-            ("--column-type", &columns.event_type),
-            ("--column-payload", &columns.payload),
+            ("column_id", &columns.id),
+            ("column_aggregate_type", &columns.aggregate_type),
+            ("column_aggregate_id", &columns.aggregate_id),
+            ("column_type", &columns.event_type),
+            ("column_payload", &columns.payload),
         ] {
             if name.is_empty() {
                 return Err(ConfigError {
@@ -148,6 +148,6 @@ mod tests {
     #[test]
     fn bad_table_names_the_field() {
         let err = OutboxConfig::new("a.b.c", ColumnNames::default(), "x").err();
-        assert!(err.is_some_and(|e| e.to_string().contains("--outbox-table")));
+        assert!(err.is_some_and(|e| e.to_string().contains("outbox_table")));
     }
 }

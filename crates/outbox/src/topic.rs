@@ -21,7 +21,7 @@ impl TopicTemplate {
     pub fn parse(template: &str) -> Result<Self, ConfigError> {
         let error = |reason: String| {
             ConfigError {
-            field: "--topic-template",
+            field: "topic_template",
             value: template.into(),
             reason,
             fix: "use letters, digits, '.', '_', '-' and at most one {aggregatetype}, e.g. outbox.event.{aggregatetype}".into(),

@@ -52,7 +52,7 @@ pub enum PipelineError {
     #[error(
         "replication slot {slot:?} is at {slot_lsn}, ahead of the last position tailbox published ({checkpoint_lsn}): \
          the slot was dropped and recreated or advanced by another client, and events in between were never published; \
-         fix: backfill the outbox rows committed between those positions, then start once with --accept-slot-position"
+         fix: backfill the outbox rows committed between those positions, then start once with `accept_slot_position`"
     )]
     SlotAhead {
         /// The slot.

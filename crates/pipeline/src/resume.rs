@@ -243,7 +243,7 @@ impl std::fmt::Display for Divergence {
              {checkpoint} were published from WAL this server does not have (it was restored to an \
              earlier point, or a standby that had not received them was promoted); fix: find the \
              events published from past {shared} (their lsn header is higher) and decide what to do \
-             with them, then start once with --accept-checkpoint-divergence (tailbox then skips only \
+             with them, then start once with `accept_checkpoint_divergence` (tailbox then skips only \
              what lies before {shared} and publishes the rest from the slot's position)",
             self.owner,
             self.checkpoint_timeline,
@@ -380,7 +380,7 @@ mod tests {
         let refused = decide(Some(&checkpoint(1, 0x600)), &s, false).expect_err("diverged");
         assert_eq!(refused.shared_end, Some(0x500));
         let text = refused.to_string();
-        for needle in ["0/600", "0/500", "timeline 1", "--accept-checkpoint-divergence"] {
+        for needle in ["0/600", "0/500", "timeline 1", "`accept_checkpoint_divergence`"] {
             assert!(text.contains(needle), "{needle} missing in: {text}");
         }
     }

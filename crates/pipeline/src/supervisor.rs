@@ -196,7 +196,7 @@ async fn stream_into<K: Sink>(
         .map_err(|divergence| PipelineError::CheckpointDiverged(Box::new(divergence)))?;
     if let Resume::Diverged { divergence, skip_before } = &resume {
         warn!(slot = %settings.slot, skip_before = %format_lsn(*skip_before),
-              "starting despite a diverged checkpoint (--accept-checkpoint-divergence): {divergence}");
+              "starting despite a diverged checkpoint (accept_checkpoint_divergence): {divergence}");
     }
 
     // The slot is ours now; its position cannot move until we confirm.

@@ -1,48 +1,89 @@
-//! One `postgres://` URL, read once, handed to both PostgreSQL clients: the control
-//! connection (`tokio-postgres`) and the replication connection ([`crate::wire`]).
+//! One `postgres://` URL, parsed once into a `tokio_postgres::Config` and handed to
+//! both PostgreSQL clients: the control connection (`tokio-postgres`) and the
+//! replication connection ([`crate::wire`]).
 //!
 //! libpq's TLS parameters (`sslmode` with all five values, `sslrootcert`, `sslcert`,
 //! `sslkey`) are read here, not by `tokio-postgres` (which knows only three `sslmode`
 //! values and none of the files): they are taken out of the URL before the rest goes to
 //! `tokio_postgres::Config`, and become one [`TlsOptions`] that both connections use
 //! (see [`crate::tls`]).
+//!
+//! The password is held as a [`SecretString`] (zeroed on drop, never in `Debug`) and
+//! put into a copy of the `tokio_postgres::Config` only for the moment of connecting.
+//! [`PgConnectionConfig::redacted`] renders the parsed configuration back as a URL with
+//! the password replaced, for logs and `tailbox config check`.
+//!
+//! Several hosts (`postgres://h1,h2:5433/db`, as libpq) are tried in order by both
+//! clients; `target_session_attrs=read-write` skips a host whose sessions are read-only
+//! (a standby).
+//!
+//! Errors name the configuration *field* (`pg_url`), never a flag: the CLI says which
+//! flag, variable or file key that was.
 
-use std::{path::PathBuf, str::FromStr};
+use std::{fmt::Write as _, path::PathBuf, str::FromStr, time::Duration};
 
-use tokio_postgres::config::{ChannelBinding, Host, SslMode as PgSslMode, SslNegotiation};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::config::{
+    ChannelBinding, Host, SslMode as PgSslMode, SslNegotiation, TargetSessionAttrs,
+};
 
 use crate::{
     error::ReplicationError,
     tls::{self, RootCert, SslMode, TlsOptions},
 };
 
+/// The configuration field this module reads, as errors name it.
+pub const PG_URL_FIELD: &str = "pg_url";
+
+/// Shown instead of a password.
+pub const REDACTED: &str = "REDACTED";
+
 /// Where and how to connect to PostgreSQL.
 #[derive(Clone)]
 pub struct PgConnectionConfig {
+    /// As parsed, TLS parameters taken out; the password lives in `password` only.
     control: tokio_postgres::Config,
-    host: String,
-    port: u16,
-    user: String,
-    password: String,
-    database: String,
+    password: Option<SecretString>,
     tls: TlsOptions,
+    /// The TLS parameters as given (for the redacted view).
+    tls_params: Vec<(String, String)>,
+    /// The one host a replication connection attempt goes to (index into
+    /// [`Self::endpoints`]); `None`: the first.
+    pinned: Option<usize>,
+}
+
+/// One host of the URL, with its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name, address, or Unix socket directory.
+    pub host: String,
+    /// The port (5432 unless given).
+    pub port: u16,
+    /// Whether `host` is a Unix socket directory.
+    pub unix: bool,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
 }
 
 impl std::fmt::Debug for PgConnectionConfig {
     // The password never reaches a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgConnectionConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("database", &self.database)
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
+        f.debug_struct("PgConnectionConfig").field("url", &self.redacted()).finish()
     }
 }
 
 /// The URL parameters tailbox reads itself.
 const TLS_PARAMS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword"];
+
+/// The password was given twice (in the URL and from a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("pg_url already carries a password")]
+pub struct PasswordGivenTwice;
 
 fn invalid_url(err: tokio_postgres::Error) -> ReplicationError {
     // "invalid connection string" alone does not say which part.
@@ -51,35 +92,25 @@ fn invalid_url(err: tokio_postgres::Error) -> ReplicationError {
         None => err.to_string(),
     };
     ReplicationError::startup(
-        format!("invalid --pg-url: {problem}"),
-        "use postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full&sslrootcert=CA.crt]",
+        format!("invalid {PG_URL_FIELD}: {problem}"),
+        "use postgres://USER[:PASSWORD]@HOST[:PORT][,HOST2[:PORT2]…]/DATABASE[?sslmode=verify-full&sslrootcert=CA.crt]",
     )
 }
 
 impl PgConnectionConfig {
-    /// Parses a libpq-style URL (`postgres://user:pass@host:port/db?sslmode=verify-full&sslrootcert=ca.crt`)
-    /// or key/value string (`host=db user=app sslmode=require`).
+    /// Parses a libpq-style URL (`postgres://user:pass@host:port/db?sslmode=verify-full&sslrootcert=ca.crt`,
+    /// several hosts separated by commas) or key/value string (`host=db user=app sslmode=require`).
     pub fn parse(url: &str) -> Result<Self, ReplicationError> {
         let (rest, params) = take_tls_params(url);
         let mut control = tokio_postgres::Config::from_str(&rest).map_err(invalid_url)?;
-        let host = match control.get_hosts().first() {
-            Some(Host::Tcp(host)) => host.clone(),
-            Some(Host::Unix(path)) => path.to_string_lossy().into_owned(),
-            None => "localhost".to_owned(),
-        };
-        let port = control.get_ports().first().copied().unwrap_or(5432);
-        let user = control.get_user().unwrap_or("postgres").to_owned();
         let password = control
             .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_default();
-        let database = control.get_dbname().unwrap_or(&user).to_owned();
-
+            .map(|p| SecretString::from(String::from_utf8_lossy(p).into_owned()));
         let param =
             |key: &str| params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         if param("sslpassword").is_some() {
             return Err(ReplicationError::startup(
-                "sslpassword in --pg-url: encrypted client keys are not supported",
+                format!("sslpassword in {PG_URL_FIELD}: encrypted client keys are not supported"),
                 "decrypt the key (openssl pkey -in KEY -out KEY.plain), make it readable by tailbox's user only (chmod 600), point sslkey at it and drop sslpassword",
             ));
         }
@@ -88,7 +119,7 @@ impl PgConnectionConfig {
             Some(text) => SslMode::parse(text).ok_or_else(|| {
                 ReplicationError::startup(
                     format!(
-                        "invalid --pg-url: sslmode {text:?} is not one of disable, prefer, require, verify-ca, verify-full"
+                        "invalid {PG_URL_FIELD}: sslmode {text:?} is not one of disable, prefer, require, verify-ca, verify-full"
                     ),
                     "use sslmode=verify-full (with sslrootcert) to encrypt and check the server; prefer is the default",
                 )
@@ -107,48 +138,119 @@ impl PgConnectionConfig {
         };
         if control.get_channel_binding() == ChannelBinding::Require {
             return Err(ReplicationError::startup(
-                "channel_binding=require in --pg-url: the replication connection cannot bind SCRAM to the TLS channel",
+                format!(
+                    "channel_binding=require in {PG_URL_FIELD}: the replication connection cannot bind SCRAM to the TLS channel"
+                ),
                 "drop channel_binding (the control connection still binds when the server offers it); use sslmode=verify-full to authenticate the server",
             ));
         }
         if control.get_ssl_negotiation() == SslNegotiation::Direct {
             return Err(ReplicationError::startup(
-                "sslnegotiation=direct in --pg-url is not supported",
+                format!("sslnegotiation=direct in {PG_URL_FIELD} is not supported"),
                 "drop sslnegotiation (TLS is negotiated with an SSLRequest, which every PostgreSQL version accepts)",
             ));
         }
-        let unix_socket = matches!(control.get_hosts().first(), Some(Host::Unix(_)));
+        let hosts = control.get_hosts().len();
+        let ports = control.get_ports().len();
+        if ports > 1 && ports != hosts {
+            return Err(ReplicationError::startup(
+                format!("{PG_URL_FIELD} lists {hosts} hosts but {ports} ports"),
+                "give one port per host (h1:5432,h2:5433) or one port for all",
+            ));
+        }
+        let all_unix = control.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
         // TLS does not apply to Unix sockets (libpq ignores sslmode there too).
         control.ssl_mode(match mode {
-            _ if unix_socket => PgSslMode::Disable,
+            _ if hosts > 0 && all_unix => PgSslMode::Disable,
             SslMode::Disable => PgSslMode::Disable,
             SslMode::Prefer => PgSslMode::Prefer,
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
         });
-        if !unix_socket {
+        if !(hosts > 0 && all_unix) {
             tls.validate()?;
         }
-        Ok(Self { control, host, port, user, password, database, tls })
+        Ok(Self { control, password, tls, tls_params: params, pinned: None })
     }
 
-    /// The host (or Unix socket directory).
-    pub fn host(&self) -> &str {
-        &self.host
+    /// Sets the password (from a password file); refused if the URL carries one.
+    pub fn set_password(&mut self, password: SecretString) -> Result<(), PasswordGivenTwice> {
+        if self.password.is_some() {
+            return Err(PasswordGivenTwice);
+        }
+        self.password = Some(password);
+        Ok(())
     }
 
-    /// The port.
+    /// Whether a password is set.
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// Every host with its port, in the order they are tried.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let hosts = self.control.get_hosts();
+        let ports = self.control.get_ports();
+        let port = |i: usize| match ports {
+            [] => 5432,
+            [one] => *one,
+            many => many.get(i).copied().unwrap_or(5432),
+        };
+        if hosts.is_empty() {
+            return vec![Endpoint { host: "localhost".to_owned(), port: port(0), unix: false }];
+        }
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| match host {
+                Host::Tcp(name) => Endpoint { host: name.clone(), port: port(i), unix: false },
+                Host::Unix(path) => Endpoint {
+                    host: path.to_string_lossy().into_owned(),
+                    port: port(i),
+                    unix: true,
+                },
+            })
+            .collect()
+    }
+
+    /// The host (or Unix socket directory) of this attempt, else the first one.
+    pub fn host(&self) -> String {
+        self.endpoint().host
+    }
+
+    /// The port of [`Self::host`].
     pub fn port(&self) -> u16 {
-        self.port
+        self.endpoint().port
+    }
+
+    /// The endpoint of this attempt, else the first one.
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        let all = self.endpoints();
+        let i = self.pinned.unwrap_or(0).min(all.len().saturating_sub(1));
+        all.get(i).cloned().unwrap_or(Endpoint {
+            host: "localhost".to_owned(),
+            port: 5432,
+            unix: false,
+        })
+    }
+
+    /// This configuration for one attempt at the `index`th host.
+    pub(crate) fn pinned(&self, index: usize) -> Self {
+        Self { pinned: Some(index), ..self.clone() }
+    }
+
+    /// Every host as `host:port`, comma-separated, for messages.
+    pub fn hosts_display(&self) -> String {
+        self.endpoints().iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
     }
 
     /// The database name.
     pub fn database(&self) -> &str {
-        &self.database
+        self.control.get_dbname().unwrap_or_else(|| self.user())
     }
 
     /// The user name.
     pub fn user(&self) -> &str {
-        &self.user
+        self.control.get_user().unwrap_or("postgres")
     }
 
     /// The TLS settings (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`).
@@ -156,24 +258,102 @@ impl PgConnectionConfig {
         &self.tls
     }
 
-    /// Whether the host is a Unix socket directory (no TLS there).
+    /// Whether the host of this attempt (else the first) is a Unix socket directory
+    /// (no TLS there).
     pub fn is_unix_socket(&self) -> bool {
-        matches!(self.control.get_hosts().first(), Some(Host::Unix(_)))
+        self.endpoint().unix
     }
 
-    pub(crate) fn control(&self) -> &tokio_postgres::Config {
-        &self.control
+    /// Whether only a host accepting writes will do (`target_session_attrs=read-write`).
+    pub fn requires_read_write(&self) -> bool {
+        self.control.get_target_session_attrs() == TargetSessionAttrs::ReadWrite
     }
 
-    /// The password ("" if none).
-    pub(crate) fn password(&self) -> &str {
-        &self.password
+    /// The configuration for `tokio-postgres`, password included.
+    pub(crate) fn control(&self) -> tokio_postgres::Config {
+        let mut control = self.control.clone();
+        if let Some(password) = &self.password {
+            control.password(password.expose_secret());
+        }
+        control
+    }
+
+    /// The password, if any.
+    pub(crate) fn password(&self) -> Option<&SecretString> {
+        self.password.as_ref()
     }
 
     /// The URL's `connect_timeout`, if set.
-    pub(crate) fn connect_timeout(&self) -> Option<std::time::Duration> {
+    pub(crate) fn connect_timeout(&self) -> Option<Duration> {
         self.control.get_connect_timeout().copied()
     }
+
+    /// The parsed configuration as a `postgres://` URL, the password replaced by
+    /// [`REDACTED`]; TLS file paths are shown (they are not secrets).
+    pub fn redacted(&self) -> String {
+        let c = &self.control;
+        let mut url = String::from("postgres://");
+        if let Some(user) = c.get_user() {
+            url.push_str(&encode(user));
+            if self.password.is_some() {
+                let _ = write!(url, ":{REDACTED}");
+            }
+            url.push('@');
+        }
+        let ports = c.get_ports();
+        let hosts: Vec<String> = c
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let name = match host {
+                    Host::Tcp(name) if name.contains(':') => format!("[{name}]"),
+                    Host::Tcp(name) => encode(name),
+                    Host::Unix(path) => {
+                        utf8_percent_encode(&path.to_string_lossy(), NON_ALPHANUMERIC).to_string()
+                    }
+                };
+                match ports.get(i).or(if ports.len() == 1 { ports.first() } else { None }) {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name,
+                }
+            })
+            .collect();
+        url.push_str(&hosts.join(","));
+        if let Some(db) = c.get_dbname() {
+            let _ = write!(url, "/{}", encode(db));
+        }
+        let mut query: Vec<(String, String)> = Vec::new();
+        if let Some(name) = c.get_application_name() {
+            query.push(("application_name".into(), name.into()));
+        }
+        if let Some(options) = c.get_options() {
+            query.push(("options".into(), options.into()));
+        }
+        if let Some(timeout) = c.get_connect_timeout() {
+            query.push(("connect_timeout".into(), timeout.as_secs().to_string()));
+        }
+        if self.requires_read_write() {
+            query.push(("target_session_attrs".into(), "read-write".into()));
+        }
+        if c.get_channel_binding() == ChannelBinding::Disable {
+            query.push(("channel_binding".into(), "disable".into()));
+        }
+        query.extend(self.tls_params.iter().cloned());
+        for (i, (key, value)) in query.iter().enumerate() {
+            let _ = write!(url, "{}{key}={}", if i == 0 { '?' } else { '&' }, encode(value));
+        }
+        url
+    }
+}
+
+/// What a URL component must escape: everything but unreserved characters and `/`
+/// (file paths stay readable).
+const COMPONENT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
+fn encode(text: &str) -> String {
+    utf8_percent_encode(text, COMPONENT).to_string()
 }
 
 /// Takes libpq's TLS parameters out of a URL's query string or a key/value string;
@@ -208,23 +388,7 @@ fn take_from_url(url: &str) -> (String, Vec<(String, String)>) {
 }
 
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 /// `key = value` pairs (values bare or single-quoted, backslash escapes), as libpq reads
@@ -320,7 +484,7 @@ mod tests {
         assert_eq!(cfg.host(), "db.example");
         assert_eq!(cfg.port(), 6543);
         assert_eq!(cfg.user(), "app");
-        assert_eq!(cfg.password, "s3cret");
+        assert_eq!(cfg.password().map(|p| p.expose_secret()), Some("s3cret"));
         assert_eq!(cfg.database(), "shop");
         assert_eq!(cfg.tls().mode, SslMode::Prefer, "libpq's default");
         assert!(!format!("{cfg:?}").contains("s3cret"));
@@ -331,7 +495,7 @@ mod tests {
     fn rejects_garbage_with_a_fix() {
         let err = PgConnectionConfig::parse("postgres://a:b@h:notaport/db").err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(text.contains("--pg-url") && text.contains("fix:"), "{text}");
+        assert!(text.contains("pg_url") && text.contains("fix:"), "{text}");
         let err = PgConnectionConfig::parse("postgres://a@h/db?sslcrl=/x.crl").err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("sslcrl"), "names the unknown option: {text}");

@@ -58,6 +58,7 @@ pub struct ControlClient {
 }
 
 /// Names that are pasted into replication commands must be plain identifiers.
+/// `field` is the configuration field (`slot`, `publication`), as errors name it.
 pub fn validate_identifier(field: &str, value: &str) -> Result<(), ReplicationError> {
     let ok = !value.is_empty()
         && value.len() <= 63
@@ -66,8 +67,8 @@ pub fn validate_identifier(field: &str, value: &str) -> Result<(), ReplicationEr
         Ok(())
     } else {
         Err(ReplicationError::startup(
-            format!("{field} {value:?} is not a valid name"),
-            format!("use 1 to 63 characters of a-z, 0-9 and _ for {field}"),
+            format!("`{field}` {value:?} is not a valid name"),
+            format!("use 1 to 63 characters of a-z, 0-9 and _ for `{field}`"),
         ))
     }
 }
@@ -226,7 +227,7 @@ impl ControlClient {
                     "replication slot {slot:?} belongs to database {:?}, not {current_db:?}",
                     database.unwrap_or_default()
                 ),
-                "point --pg-url at the slot's database",
+                "point `pg_url` at the slot's database",
             ));
         }
         let position = self.slot_position(slot).await?;
@@ -302,7 +303,7 @@ impl ControlClient {
         if rows.is_empty() {
             return Err(ReplicationError::startup(
                 format!("outbox table {}.{} does not exist", table.schema, table.table),
-                "create it with sql/01_outbox_table.sql, or point --outbox-table at yours",
+                "create it with sql/01_outbox_table.sql, or point `outbox_table` at yours",
             ));
         }
         let columns: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -314,7 +315,7 @@ impl ControlClient {
                         table.schema, table.table
                     ),
                     format!(
-                        "add the column (see sql/01_outbox_table.sql) or map yours with the matching --column-* option; it has: {}",
+                        "add the column (see sql/01_outbox_table.sql) or map yours with the matching `column_*` option; it has: {}",
                         columns.join(", ")
                     ),
                 ));
@@ -434,9 +435,9 @@ mod tests {
 
     #[test]
     fn identifiers_are_checked() {
-        assert!(validate_identifier("--slot", "tailbox_1").is_ok());
-        let err = validate_identifier("--slot", "Bad-Slot").err().map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("--slot") && e.contains("fix:")));
+        assert!(validate_identifier("slot", "tailbox_1").is_ok());
+        let err = validate_identifier("slot", "Bad-Slot").err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("`slot`") && e.contains("fix:")));
     }
 }
 
@@ -827,7 +828,7 @@ fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
     };
     let fix = match code.as_str() {
         "42501" => {
-            "run setup/teardown as a superuser or the outbox table's owner with REPLICATION (e.g. --pg-url postgres://postgres@HOST/DB); tailbox run itself only needs the role of sql/04_role.sql"
+            "run setup/teardown as a superuser or the outbox table's owner with REPLICATION (e.g. `pg_url` postgres://postgres@HOST/DB); tailbox run itself only needs the role of sql/04_role.sql"
         }
         "42P01" => {
             "create the outbox table first (sql/01_outbox_table.sql), or point outbox_table at yours"

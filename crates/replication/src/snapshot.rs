@@ -33,7 +33,7 @@ pub struct ExportedSnapshot {
 impl ExportedSnapshot {
     /// Creates `slot` (plugin pgoutput) and exports its snapshot.
     pub async fn create(conn: &PgConnectionConfig, slot: &str) -> Result<Self, ReplicationError> {
-        crate::control::validate_identifier("--slot", slot)?;
+        crate::control::validate_identifier("slot", slot)?;
         let mut session = PgWire::connect(conn, &format!("tailbox-backfill/{slot}")).await?;
         let identity = ServerIdentity::query(&mut session).await?;
         let rows = session

@@ -85,7 +85,7 @@ impl PgWalStream {
         conn: &PgConnectionConfig,
         settings: &StreamSettings,
     ) -> Result<Self, ReplicationError> {
-        crate::control::validate_identifier("--slot", &settings.slot)?;
+        crate::control::validate_identifier("slot", &settings.slot)?;
         let mut wire = PgWire::connect(conn, &format!("tailbox/{}", settings.slot)).await?;
         let identity = match ServerIdentity::query(&mut wire).await {
             Ok(identity) => identity,

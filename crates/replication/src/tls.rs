@@ -144,13 +144,13 @@ impl TlsOptions {
         match (&self.client_cert, &self.client_key) {
             (Some(_), None) => {
                 return Err(ReplicationError::startup(
-                    "sslcert is set in --pg-url but sslkey is not",
+                    "sslcert is set in `pg_url` but sslkey is not",
                     "give both sslcert (the client certificate) and sslkey (its private key)",
                 ));
             }
             (None, Some(_)) => {
                 return Err(ReplicationError::startup(
-                    "sslkey is set in --pg-url but sslcert is not",
+                    "sslkey is set in `pg_url` but sslcert is not",
                     "give both sslcert (the client certificate) and sslkey (its private key)",
                 ));
             }
@@ -171,7 +171,7 @@ impl TlsOptions {
                     "sslmode={} needs the CA certificate that signed the server's certificate, but sslrootcert is not set and ~/.postgresql/root.crt does not exist",
                     self.mode.as_str()
                 ),
-                "add sslrootcert=/path/to/ca.crt to --pg-url (sslrootcert=system for a publicly trusted server certificate)",
+                "add sslrootcert=/path/to/ca.crt to `pg_url` (sslrootcert=system for a publicly trusted server certificate)",
             ));
         }
         self.client_config().map(|_| ())
@@ -253,7 +253,7 @@ fn read_certs(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>, 
     let unreadable = |e: &dyn std::fmt::Display| {
         ReplicationError::startup(
             format!("{param} {}: cannot read it: {e}", path.display()),
-            format!("point {param} in --pg-url at a readable PEM certificate file"),
+            format!("point {param} in `pg_url` at a readable PEM certificate file"),
         )
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -264,7 +264,7 @@ fn read_certs(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>, 
         return Err(ReplicationError::startup(
             format!("{param} {} holds no PEM certificate", path.display()),
             format!(
-                "point {param} in --pg-url at a PEM certificate file (-----BEGIN CERTIFICATE-----)"
+                "point {param} in `pg_url` at a PEM certificate file (-----BEGIN CERTIFICATE-----)"
             ),
         ));
     }
@@ -275,7 +275,7 @@ fn load_client_key(path: &Path) -> Result<PrivateKeyDer<'static>, ReplicationErr
     let text = std::fs::read(path).map_err(|e| {
         ReplicationError::startup(
             format!("sslkey {}: cannot read it: {e}", path.display()),
-            "point sslkey in --pg-url at the client certificate's private key (PEM)",
+            "point sslkey in `pg_url` at the client certificate's private key (PEM)",
         )
     })?;
     if text.windows(9).any(|w| w == b"ENCRYPTED") {
@@ -379,9 +379,9 @@ impl ServerCertVerifier for PgVerifier {
 /// The name the handshake checks (and sends as SNI when it is a DNS name): the host of
 /// the URL, as `tokio-postgres-rustls` does for the control connection.
 fn server_name(cfg: &PgConnectionConfig) -> Result<ServerName<'static>, ReplicationError> {
-    ServerName::try_from(cfg.host().to_owned()).map_err(|e| {
+    ServerName::try_from(cfg.host()).map_err(|e| {
         ReplicationError::startup(
-            format!("host {:?} in --pg-url is not a valid TLS server name: {e}", cfg.host()),
+            format!("host {:?} in `pg_url` is not a valid TLS server name: {e}", cfg.host()),
             "use a DNS name or an IP address as the host",
         )
     })
@@ -517,7 +517,7 @@ fn tls_problem(cfg: &PgConnectionConfig, err: &rustls::Error) -> ReplicationErro
             format!(
                 "TLS: the server certificate of {at} is not signed by a CA in sslrootcert ({root}) (sslmode={mode})"
             ),
-            "point sslrootcert in --pg-url at the CA certificate that issued the server's certificate",
+            "point sslrootcert in `pg_url` at the CA certificate that issued the server's certificate",
         ),
         rustls::Error::InvalidCertificate(
             CertificateError::Expired
@@ -532,7 +532,7 @@ fn tls_problem(cfg: &PgConnectionConfig, err: &rustls::Error) -> ReplicationErro
             let fix = if cfg.tls().client_cert.is_some() {
                 "the server does not accept the client certificate in sslcert: use one signed by a CA in the server's ssl_ca_file"
             } else {
-                "if the server requires a client certificate, give sslcert and sslkey in --pg-url; otherwise check the server's TLS settings (ssl_min_protocol_version, ssl_ciphers)"
+                "if the server requires a client certificate, give sslcert and sslkey in `pg_url`; otherwise check the server's TLS settings (ssl_min_protocol_version, ssl_ciphers)"
             };
             ReplicationError::startup(
                 format!(
@@ -543,7 +543,7 @@ fn tls_problem(cfg: &PgConnectionConfig, err: &rustls::Error) -> ReplicationErro
         }
         other => ReplicationError::startup(
             format!("TLS handshake with {at} failed: {other} (sslmode={mode})"),
-            "check sslmode, sslrootcert, sslcert and sslkey in --pg-url",
+            "check sslmode, sslrootcert, sslcert and sslkey in `pg_url`",
         ),
     }
 }
@@ -567,21 +567,21 @@ pub(crate) fn auth_problem(
         "28P01" => Some(ReplicationError::startup(
             format!("PostgreSQL refused the password of user {user:?}: {message} (SQLSTATE 28P01)"),
             format!(
-                "check the password: the one in pg_password_file (TAILBOX_PG_PASSWORD_FILE) or in pg_url must be the role's (ALTER ROLE {user} PASSWORD ...)"
+                "check the password: the one in `pg_password_file` or in `pg_url` must be the role's (ALTER ROLE {user} PASSWORD ...)"
             ),
         )),
         "28000" if message.contains("no encryption") => Some(ReplicationError::startup(
             format!(
                 "PostgreSQL refused the connection without TLS (sslmode={mode}): {message} (SQLSTATE 28000)"
             ),
-            "the server accepts this user only over TLS: add sslmode=verify-full&sslrootcert=/path/to/ca.crt to --pg-url (sslmode=require encrypts without checking the server)",
+            "the server accepts this user only over TLS: add sslmode=verify-full&sslrootcert=/path/to/ca.crt to `pg_url` (sslmode=require encrypts without checking the server)",
         )),
         "28000" if message.contains("certificate") => Some(ReplicationError::startup(
             format!(
                 "PostgreSQL refused the client certificate of user {user:?}: {message} (SQLSTATE 28000)"
             ),
             format!(
-                "give sslcert and sslkey in --pg-url: a client certificate signed by a CA in the server's ssl_ca_file, whose CN is the user name ({user})"
+                "give sslcert and sslkey in `pg_url`: a client certificate signed by a CA in the server's ssl_ca_file, whose CN is the user name ({user})"
             ),
         )),
         "28000" => Some(ReplicationError::startup(
@@ -619,7 +619,7 @@ pub(crate) fn control_connect_problem(
 pub(crate) fn password_missing(cfg: &PgConnectionConfig) -> ReplicationError {
     ReplicationError::startup(
         format!("PostgreSQL asks user {:?} for a password but none was given", cfg.user()),
-        "set pg_password_file (TAILBOX_PG_PASSWORD_FILE) to a file holding the password, put it in pg_url, or give sslcert/sslkey if the server accepts client certificates",
+        "set `pg_password_file` to a file holding the password, put it in `pg_url`, or give sslcert/sslkey if the server accepts client certificates",
     )
 }
 

@@ -31,6 +31,7 @@ use postgres_protocol::{
     },
     message::{backend::Message, frontend},
 };
+use secrecy::ExposeSecret;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::{TcpStream, UnixStream},
@@ -208,17 +209,49 @@ pub(crate) struct PgWire {
     low_water: i32,
     /// The `server_version` the server announced at login.
     server_version: Option<String>,
+    /// `in_hot_standby` as announced at login (PostgreSQL 14+).
+    in_hot_standby: Option<String>,
 }
 
 impl PgWire {
     /// Connects per `sslmode`, logs in as a replication connection and waits until the
-    /// server is ready for a command.
+    /// server is ready for a command. With several hosts, tries them in order (as
+    /// libpq): the first that accepts, and with `target_session_attrs=read-write` also
+    /// takes writes, wins. If none does, a problem only a person can fix is returned
+    /// before a transient one.
     pub(crate) async fn connect(
         cfg: &PgConnectionConfig,
         application_name: &str,
     ) -> Result<Self, ReplicationError> {
+        let hosts = cfg.endpoints().len();
+        let mut definite = None;
+        let mut transient = None;
+        for index in 0..hosts {
+            let attempt = cfg.pinned(index);
+            match Self::connect_host(&attempt, application_name).await {
+                Ok(wire) => return Ok(wire),
+                Err(err) if hosts > 1 => {
+                    warn!(host = %attempt.endpoint(), error = %err, "replication connection: trying the next host");
+                    if err.is_transient() {
+                        transient.get_or_insert(err);
+                    } else {
+                        definite.get_or_insert(err);
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(definite.or(transient).unwrap_or_else(|| protocol("no host to connect to")))
+    }
+
+    /// One host: connect, log in, and check the session is what `target_session_attrs`
+    /// asks for, within `connect_timeout` (per host, as libpq).
+    async fn connect_host(
+        cfg: &PgConnectionConfig,
+        application_name: &str,
+    ) -> Result<Self, ReplicationError> {
         let timeout = cfg.connect_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        tokio::time::timeout(timeout, Self::connect_now(cfg, application_name))
+        let mut wire = tokio::time::timeout(timeout, Self::connect_now(cfg, application_name))
             .await
             .unwrap_or_else(|_| {
                 Err(io_error(
@@ -229,7 +262,30 @@ impl PgWire {
                     ),
                     io::ErrorKind::TimedOut.into(),
                 ))
-            })
+            })?;
+        if cfg.requires_read_write() && wire.is_read_only().await? {
+            return Err(io_error(
+                format!(
+                    "{}:{} takes no writes (a standby?) and pg_url asks for target_session_attrs=read-write",
+                    cfg.host(),
+                    cfg.port()
+                ),
+                io::ErrorKind::ConnectionRefused.into(),
+            ));
+        }
+        Ok(wire)
+    }
+
+    /// Whether this session is read-only: the `in_hot_standby` parameter the server
+    /// reports at login (PostgreSQL 14+), else `SHOW transaction_read_only` (what libpq
+    /// asks older servers; it also catches `default_transaction_read_only = on`).
+    async fn is_read_only(&mut self) -> Result<bool, ReplicationError> {
+        if self.in_hot_standby.as_deref() == Some("on") {
+            return Ok(true);
+        }
+        let rows = self.simple_query("SHOW transaction_read_only").await?;
+        let value = rows.first().and_then(|row| row.first()).cloned().flatten();
+        Ok(value.as_deref() == Some("on"))
     }
 
     async fn connect_now(
@@ -243,6 +299,7 @@ impl PgWire {
             write: BytesMut::with_capacity(1024),
             low_water: 1,
             server_version: None,
+            in_hot_standby: None,
         };
         let params = [
             ("user", cfg.user()),
@@ -264,8 +321,8 @@ impl PgWire {
         let mut scram: Option<ScramSha256> = None;
         let password = || -> Result<&[u8], ReplicationError> {
             match cfg.password() {
-                "" => Err(tls::password_missing(cfg)),
-                password => Ok(password.as_bytes()),
+                Some(password) => Ok(password.expose_secret().as_bytes()),
+                None => Err(tls::password_missing(cfg)),
             }
         };
         let encode = |e: io::Error| io_error("encoding an authentication message", e);
@@ -332,6 +389,11 @@ impl PgWire {
                     if body.name().is_ok_and(|name| name == "server_version") =>
                 {
                     self.server_version = body.value().ok().map(str::to_owned);
+                }
+                Message::ParameterStatus(body)
+                    if body.name().is_ok_and(|name| name == "in_hot_standby") =>
+                {
+                    self.in_hot_standby = body.value().ok().map(str::to_owned);
                 }
                 Message::ErrorResponse(body) => {
                     return Err(login_error(cfg, ServerError::from_fields(body.fields())));
@@ -620,7 +682,7 @@ fn scram_error(cfg: &PgConnectionConfig, err: io::Error) -> ReplicationError {
             cfg.host(),
             cfg.port()
         ),
-        "check the password; if the server's proof does not verify, check that --pg-url points at the right server",
+        "check the password; if the server's proof does not verify, check that `pg_url` points at the right server",
     )
 }
 
@@ -642,7 +704,7 @@ pub(crate) async fn connect_socket(cfg: &PgConnectionConfig) -> Result<Transport
         let path = format!("{}/.s.PGSQL.{}", cfg.host(), cfg.port());
         return Ok(Transport::Unix(UnixStream::connect(path).await?));
     }
-    let tcp = TcpStream::connect((cfg.host(), cfg.port())).await?;
+    let tcp = TcpStream::connect((cfg.host().as_str(), cfg.port())).await?;
     tcp.set_nodelay(true)?;
     Ok(Transport::Tcp(tcp))
 }
@@ -672,6 +734,7 @@ mod tests {
             write: BytesMut::new(),
             low_water: 1,
             server_version: None,
+            in_hot_standby: None,
         })
     }
 
