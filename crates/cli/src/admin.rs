@@ -11,10 +11,13 @@ use serde_json::json;
 use tailbox_kafka_sink::CheckpointTopic;
 use tailbox_pgoutput::format_lsn;
 use tailbox_pipeline::resume::{self, CheckpointOwner, Scan};
+use tailbox_pipeline::settings::Destination;
+use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
     ControlClient, ServerIdentity,
     control::{Change, PublicationReport, SlotReport},
 };
+use tailbox_sink::Sink;
 
 use crate::{config::Config, progress::human_bytes};
 
@@ -208,8 +211,8 @@ pub struct IdentityStatus {
     pub topic: String,
     /// The server's identity (`IDENTIFY_SYSTEM`), or why it could not be asked.
     pub server: Result<ServerIdentity, String>,
-    /// What the topic holds for this slot, or why it was not read; `None` without
-    /// Kafka settings.
+    /// What the topic (Kafka) or hash (Redis) holds for this slot, or why it was not
+    /// read; `None` without the sink's settings.
     pub checkpoint: Option<Result<Scan, String>>,
 }
 
@@ -219,12 +222,20 @@ impl IdentityStatus {
             Ok(pg) => ServerIdentity::fetch(&pg).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let checkpoint = match (&server, config.kafka()) {
+        let checkpoint = match (&server, config.destination()) {
             (_, Err(_)) => None,
             (Err(_), Ok(_)) => Some(Err("the server's identity is unknown".into())),
-            (Ok(server), Ok(kafka)) => {
+            (Ok(server), Ok(destination)) => {
                 let owner = CheckpointOwner::new(server, &config.slot);
-                let read = CheckpointTopic::new(&config.checkpoint_topic).read(&kafka).await;
+                let read = match destination {
+                    Destination::Kafka(kafka) => {
+                        CheckpointTopic::new(&config.checkpoint_topic).read(&kafka).await
+                    }
+                    Destination::Redis(redis) => match RedisSink::connect(&redis).await {
+                        Ok(mut sink) => sink.read_checkpoints().await,
+                        Err(e) => Err(e),
+                    },
+                };
                 Some(read.map_err(|e| e.to_string()).map(|records| {
                     resume::scan(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), &owner)
                 }))
@@ -254,7 +265,7 @@ impl IdentityStatus {
             },
         ));
         let checkpoint = match &self.checkpoint {
-            None => "not read (no Kafka settings)".to_owned(),
+            None => "not read (no Kafka or Redis settings)".to_owned(),
             Some(Err(why)) => format!("not read from {}: {why}", self.topic),
             Some(Ok(scan)) => match (&scan.ours, self.verdict()) {
                 (Some(cp), Some(Ok(_))) => format!(

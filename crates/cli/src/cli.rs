@@ -93,13 +93,50 @@ pub struct StatusArgs {
     /// With Kafka settings, status also reads the checkpoint topic and says whether the
     /// checkpoint there is this server's.
     #[command(flatten)]
+    pub destination: DestinationArgs,
+}
+
+/// Where records go: the sink, and each sink's options in a group of its own.
+#[derive(Debug, Args)]
+pub struct DestinationArgs {
+    /// Destination: kafka or redis (Redis Streams) [default: kafka].
+    #[arg(long, env = "TAILBOX_SINK")]
+    pub sink: Option<String>,
+    #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// The Redis Streams sink's options (`--sink redis`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Redis Streams (--sink redis)")]
+pub struct RedisArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db], rediss://… for TLS (required
+    /// with --sink redis). Streams are named by topic_template, the dead letters go to
+    /// dlq_topic, the checkpoint to the hash checkpoint_topic.
+    #[arg(long, env = "TAILBOX_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// File holding the Redis password (e.g. a mounted secret); redis_url must then
+    /// carry none.
+    #[arg(long, env = "TAILBOX_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<String>,
+    /// What an acknowledgement waits for: reply (Redis's reply; what survives a crash
+    /// is up to appendfsync), replicas:N[:MS] (WAIT for N replicas), aof[:N[:MS]]
+    /// (WAITAOF: fsynced locally and on N replicas; Redis 7.2+); MS defaults to 1000
+    /// [default: reply].
+    #[arg(long, env = "TAILBOX_REDIS_DURABILITY")]
+    pub redis_durability: Option<String>,
+    /// Stream trimming: none, maxlen:N (XADD MAXLEN ~ N) or minid-behind:BYTES (drop
+    /// entries more than BYTES of WAL older than the newest) [default: none].
+    #[arg(long, env = "TAILBOX_REDIS_TRIM")]
+    pub redis_trim: Option<String>,
 }
 
 /// What every command that talks to Kafka needs.
 #[derive(Debug, Args)]
 pub struct KafkaArgs {
-    /// Kafka bootstrap servers, host:port[,host:port…] (required for run).
+    /// Kafka bootstrap servers, host:port[,host:port…] (required with --sink kafka).
     #[arg(long, env = "TAILBOX_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
     /// Any librdkafka producer property, KEY=VALUE; repeatable (env: comma-separated).
@@ -168,7 +205,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub pg: PgArgs,
     #[command(flatten)]
-    pub kafka: KafkaArgs,
+    pub destination: DestinationArgs,
     /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type
     /// [default: outbox.event.{aggregatetype}].
     #[arg(long, env = "TAILBOX_TOPIC_TEMPLATE")]

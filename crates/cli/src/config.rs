@@ -21,6 +21,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tailbox_kafka_sink::SinkConfig;
 use tailbox_outbox::{ColumnNames, OutboxConfig, PayloadFormat};
 use tailbox_pipeline::settings::DEFAULT_HEARTBEAT_SQL;
+use tailbox_pipeline::settings::Destination;
+use tailbox_redis_sink::{Durability, RedisSinkConfig, Trim};
 use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
 
 use crate::logging::LogFormat;
@@ -70,6 +72,7 @@ const KEYS: &[Key] = &[
     key("column_aggregate_id", Some("aggregateid"), Kind::Text),
     key("column_type", Some("type"), Kind::Text),
     key("column_payload", Some("payload"), Kind::Text),
+    key("sink", Some("kafka"), Kind::Text),
     key("kafka_brokers", None, Kind::Text),
     key("kafka_sasl_password_file", None, Kind::Text),
     key("topic_template", Some("outbox.event.{aggregatetype}"), Kind::Text),
@@ -90,6 +93,10 @@ const KEYS: &[Key] = &[
     key("metrics_addr", Some(DEFAULT_METRICS_ADDR), Kind::Text),
     key("progress_interval_secs", Some("30"), Kind::Int),
     key("log_format", Some("text"), Kind::Text),
+    key("redis_url", None, Kind::Text),
+    key("redis_password_file", None, Kind::Text),
+    key("redis_durability", Some("reply"), Kind::Text),
+    key("redis_trim", Some("none"), Kind::Text),
     key("kafka_props", None, Kind::Props),
 ];
 
@@ -200,7 +207,12 @@ pub struct Config {
     pub publication: String,
     pub outbox_table: String,
     pub columns: ColumnNames,
+    /// Which sink records go to.
+    pub sink: SinkKind,
     pub kafka_brokers: Option<String>,
+    /// The Redis sink's settings (with `sink = redis`; the password from
+    /// `redis_password_file` already in).
+    pub redis: Option<RedisSinkConfig>,
     /// librdkafka properties; secret ones (see [`is_secret_prop`]) held as secrets.
     pub kafka_props: Vec<(String, PropValue)>,
     pub topic_template: String,
@@ -636,6 +648,16 @@ impl Config {
             c.fail("kafka_brokers", brokers, "empty", "give host:port of at least one broker");
         }
         let pg = pg_connection(&mut c);
+        let sink_text = c.string("sink");
+        let sink = match sink_text.trim().to_ascii_lowercase().as_str() {
+            "kafka" => SinkKind::Kafka,
+            "redis" => SinkKind::Redis,
+            _ => {
+                c.fail("sink", &sink_text, "unknown sink", "use kafka or redis");
+                SinkKind::Kafka
+            }
+        };
+        let redis = redis_config(&mut c, sink, &checkpoint_topic, max_in_flight);
         let mut kafka_props: Vec<(String, PropValue)> =
             raw.props.iter().map(|(k, (v, _))| (k.clone(), PropValue::new(k, v.clone()))).collect();
         let kafka_sasl_password_from_file = match sasl_password_from_file(&mut c) {
@@ -649,6 +671,12 @@ impl Config {
         let mut shown_values = raw.values.clone();
         if let Some((text, _)) = shown_values.get_mut("pg_url") {
             *text = pg.as_ref().map(PgConnectionConfig::redacted).unwrap_or_default();
+        }
+        if let Some((text, _)) = shown_values.get_mut("redis_url") {
+            *text = match &redis {
+                Some(r) => tailbox_redis_sink::redacted_url(&r.connection, REDACTED),
+                None => REDACTED.to_owned(),
+            };
         }
         let shown_props = raw
             .props
@@ -669,7 +697,9 @@ impl Config {
             publication,
             outbox_table,
             columns,
+            sink,
             kafka_brokers,
+            redis,
             kafka_props,
             topic_template,
             checkpoint_topic,
@@ -743,6 +773,22 @@ impl Config {
         }
     }
 
+    /// Where records go, with that sink's settings.
+    pub fn destination(&self) -> Result<Destination, ConfigErrors> {
+        match self.sink {
+            SinkKind::Kafka => {
+                let kafka = self.kafka()?;
+                check_kafka_props(&kafka)?;
+                Ok(Destination::Kafka(kafka))
+            }
+            SinkKind::Redis => self.redis.clone().map(|r| Destination::Redis(Box::new(r))).ok_or_else(|| {
+                ConfigErrors(vec![
+                    "redis_url is not set; fix: pass --redis-url, set TAILBOX_REDIS_URL, or redis_url in the config file (redis://[user:password@]host:port[/db])".into(),
+                ])
+            }),
+        }
+    }
+
     /// How often the checkpoint is written and the slot confirmed.
     pub fn status_interval(&self) -> Duration {
         Duration::from_millis(self.status_interval_ms)
@@ -779,7 +825,7 @@ impl Config {
             };
             let shown = match spec.name {
                 // Already the parsed URL, redacted.
-                "pg_url" => toml_string(text),
+                "pg_url" | "redis_url" => toml_string(text),
                 _ => match spec.kind {
                     Kind::Int => text.trim().to_owned(),
                     Kind::Bool => {
@@ -853,6 +899,106 @@ pub fn is_secret_prop(key: &str) -> bool {
 
 /// Reads `kafka_sasl_password_file`, if set: the password for librdkafka's
 /// `sasl.password`, which `kafka_props` must then not set too.
+/// Which sink records go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Kafka (the default).
+    Kafka,
+    /// Redis Streams.
+    Redis,
+}
+
+/// The Redis sink's settings, when `sink = redis` and `redis_url` is set.
+fn redis_config(
+    c: &mut Checker<'_>,
+    sink: SinkKind,
+    checkpoint_key: &str,
+    max_in_flight: u64,
+) -> Option<RedisSinkConfig> {
+    let url = c.text("redis_url")?;
+    let password =
+        c.text("redis_password_file").and_then(|file| match std::fs::read_to_string(&file) {
+            Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(e) => {
+                c.fail(
+                    "redis_password_file",
+                    &file,
+                    &format!("cannot read it: {e}"),
+                    "point redis_password_file at a readable file holding only the password",
+                );
+                None
+            }
+        });
+    let connection = match tailbox_redis_sink::parse_url(&url, password.as_deref()) {
+        Ok(connection) => Some(connection),
+        Err(reason) => {
+            c.fail("redis_url", REDACTED, &reason, "e.g. redis://tailbox:SECRET@cache:6379/0");
+            None
+        }
+    };
+    let durability_text = c.string("redis_durability");
+    let durability = parse_durability(&durability_text).unwrap_or_else(|| {
+        c.fail(
+            "redis_durability",
+            &durability_text,
+            "expected reply, replicas:N[:MS] or aof[:N[:MS]]",
+            "e.g. replicas:1:1000 (WAIT for one replica, up to a second)",
+        );
+        Durability::Reply
+    });
+    let trim_text = c.string("redis_trim");
+    let trim = parse_trim(&trim_text).unwrap_or_else(|| {
+        c.fail(
+            "redis_trim",
+            &trim_text,
+            "expected none, maxlen:N or minid-behind:BYTES",
+            "e.g. maxlen:1000000",
+        );
+        None
+    });
+    (sink == SinkKind::Redis).then_some(())?;
+    Some(RedisSinkConfig {
+        connection: connection?,
+        checkpoint_key: checkpoint_key.to_owned(),
+        max_buffered: max_in_flight,
+        durability,
+        trim,
+    })
+}
+
+/// `reply`, `replicas:N[:MS]`, `aof[:N[:MS]]`.
+fn parse_durability(text: &str) -> Option<Durability> {
+    let mut parts = text.trim().split(':');
+    let kind = parts.next()?.to_ascii_lowercase();
+    let replicas = parts.next().map(|n| n.parse::<u32>().ok()).unwrap_or(Some(0))?;
+    let timeout =
+        Duration::from_millis(parts.next().map(|n| n.parse().ok()).unwrap_or(Some(1000))?);
+    if parts.next().is_some() {
+        return None;
+    }
+    match kind.as_str() {
+        "reply" if replicas == 0 => Some(Durability::Reply),
+        "replicas" if replicas > 0 => Some(Durability::Replicas { replicas, timeout }),
+        "aof" => Some(Durability::Aof { replicas, timeout }),
+        _ => None,
+    }
+}
+
+/// `none`, `maxlen:N`, `minid-behind:BYTES`; `Some(None)` is "no trimming".
+fn parse_trim(text: &str) -> Option<Option<Trim>> {
+    let text = text.trim().to_ascii_lowercase();
+    if text == "none" || text.is_empty() {
+        return Some(None);
+    }
+    let (kind, n) = text.split_once(':')?;
+    let n = n.parse::<u64>().ok().filter(|n| *n > 0)?;
+    match kind {
+        "maxlen" => Some(Some(Trim::MaxLen(n))),
+        "minid-behind" => Some(Some(Trim::MinIdBehind(n))),
+        _ => None,
+    }
+}
+
 fn sasl_password_from_file(c: &mut Checker<'_>) -> Option<SecretString> {
     let file = c.text("kafka_sasl_password_file")?;
     if let Some((_, source)) = c.raw.props.get(SASL_PASSWORD_PROP) {

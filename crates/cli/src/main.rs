@@ -85,8 +85,7 @@ fn leaf_matches(matches: &ArgMatches) -> &ArgMatches {
 fn config_check(config: &config::Config) -> anyhow::Result<()> {
     config.pg()?;
     config.outbox()?;
-    let kafka = config.kafka()?;
-    config::check_kafka_props(&kafka)?;
+    config.destination()?;
     print!("{}", config.render());
     eprintln!("tailbox: configuration is valid");
     Ok(())

@@ -19,16 +19,15 @@ use crate::{
 /// Pipeline settings from the configuration; every error names the option and the fix.
 pub fn settings(config: &Config, metrics: Arc<PipelineMetrics>) -> Result<PipelineSettings> {
     let pg = config.pg()?;
-    let kafka = config.kafka()?;
-    // Let librdkafka judge every property now, so a typo fails at startup, naming it
-    // (and never echoing a secret value).
-    crate::config::check_kafka_props(&kafka)?;
+    // With Kafka, librdkafka judges every property now, so a typo fails at startup,
+    // naming it (and never echoing a secret value).
+    let destination = config.destination()?;
     Ok(PipelineSettings {
         pg,
         slot: config.slot.clone(),
         publication: config.publication.clone(),
         outbox: config.outbox()?,
-        kafka,
+        destination,
         checkpoint_topic: config.checkpoint_topic.clone(),
         status_interval: config.status_interval(),
         max_in_flight: config.max_in_flight,

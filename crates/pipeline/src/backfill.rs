@@ -23,13 +23,18 @@ use tailbox_outbox::{
     headers,
 };
 use tailbox_pgoutput::{ColumnValue, Insert, Relation, RelationColumn, TupleData, format_lsn};
+use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
     ControlClient, OutboxTableSpec, ReplicationError, snapshot::ExportedSnapshot,
 };
 use tailbox_sink::{EventMeta, SendOutcome, Sink};
 use tracing::{info, warn};
 
-use crate::{error::PipelineError, resume::CheckpointOwner, settings::PipelineSettings};
+use crate::{
+    error::PipelineError,
+    resume::CheckpointOwner,
+    settings::{Destination, PipelineSettings},
+};
 
 /// Rows fetched per round trip.
 const FETCH_ROWS: usize = 1000;
@@ -151,12 +156,39 @@ async fn publish_snapshot(
         commit_ts: now_us.to_string(),
         timestamp_ms: now_us / 1000,
     };
+    match &settings.destination {
+        Destination::Kafka(kafka) => {
+            let sink = KafkaSink::new(kafka, &settings.checkpoint_topic)?;
+            publish_rows(settings, control, snapshot, mapper, meta, sink, columns.len()).await
+        }
+        Destination::Redis(redis) => {
+            // Entry IDs must stay below those of the first streamed transaction, whose
+            // commit lies at or after the consistent point.
+            meta.commit_lsn = snapshot.consistent_point.saturating_sub(1);
+            let sink = RedisSink::connect(redis).await?;
+            publish_rows(settings, control, snapshot, mapper, meta, sink, columns.len()).await
+        }
+    }
+}
+
+/// Publishes the rows of the open cursor, then writes the checkpoint for the
+/// consistent point.
+async fn publish_rows<K: Sink>(
+    settings: &PipelineSettings,
+    control: &ControlClient,
+    snapshot: &ExportedSnapshot,
+    mut mapper: OutboxMapper,
+    mut meta: EventMeta,
+    mut sink: K,
+    column_count: usize,
+) -> Result<BackfillStats, PipelineError> {
+    let client = control.client();
+    let pg = |context: &'static str| move |e| ReplicationError::from_pg_error(context, e);
     let dlq_topic: Arc<str> = Arc::from(settings.dlq_topic.as_str());
-    let mut sink = KafkaSink::new(&settings.kafka, &settings.checkpoint_topic)?;
     let mut acks = Acks::default();
     let mut record = OutboxRecord::default();
     let mut stats = BackfillStats::default();
-    let mut values = Vec::with_capacity(columns.len());
+    let mut values = Vec::with_capacity(column_count);
     loop {
         let rows = client
             .query(&format!("FETCH {FETCH_ROWS} FROM tailbox_backfill"), &[])
@@ -167,7 +199,7 @@ async fn publish_snapshot(
         }
         for row in &rows {
             values.clear();
-            for i in 0..columns.len() {
+            for i in 0..column_count {
                 let value: Option<&str> = row.try_get(i).map_err(pg("reading an outbox row"))?;
                 values.push(match value {
                     Some(text) => ColumnValue::Text(Bytes::copy_from_slice(text.as_bytes())),
@@ -175,7 +207,7 @@ async fn publish_snapshot(
                 });
             }
             let xmin: Option<&str> =
-                row.try_get(columns.len()).map_err(pg("reading an outbox row"))?;
+                row.try_get(column_count).map_err(pg("reading an outbox row"))?;
             meta.xid.clear();
             meta.xid.push_str(xmin.unwrap_or_default());
             let Some(new_tuple) = TupleData::from_columns(&values) else { continue };
@@ -223,8 +255,8 @@ async fn publish_snapshot(
 }
 
 /// Sends one record, waiting for acknowledgements while the queue is full.
-async fn send(
-    sink: &mut KafkaSink,
+async fn send<K: Sink>(
+    sink: &mut K,
     record: &OutboxRecord,
     meta: &EventMeta,
     acks: &mut Acks,
@@ -257,7 +289,7 @@ impl Acks {
         self.sent - self.acked
     }
 
-    async fn wait_one(&mut self, sink: &mut KafkaSink) -> Result<(), PipelineError> {
+    async fn wait_one<K: Sink>(&mut self, sink: &mut K) -> Result<(), PipelineError> {
         let ack = sink.next_ack().await;
         self.acked += 1;
         ack.result.map_err(delivery)

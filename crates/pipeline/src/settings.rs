@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use tailbox_kafka_sink::SinkConfig;
 use tailbox_outbox::OutboxConfig;
+use tailbox_redis_sink::RedisSinkConfig;
 use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
 
 use crate::metrics::PipelineMetrics;
@@ -19,9 +20,9 @@ pub struct PipelineSettings {
     pub publication: String,
     /// The outbox table and mapping.
     pub outbox: OutboxConfig,
-    /// Kafka producer.
-    pub kafka: SinkConfig,
-    /// Compacted topic holding each slot's last published LSN.
+    /// Where records go.
+    pub destination: Destination,
+    /// Where checkpoint records go: the compacted Kafka topic, or the Redis hash.
     pub checkpoint_topic: String,
     /// How often the checkpoint is written and the slot confirmed (at most).
     pub status_interval: Duration,
@@ -69,6 +70,15 @@ impl PipelineSettings {
             required_columns: self.outbox.required_columns(),
         }
     }
+}
+
+/// The sink records go to, with its settings.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// Kafka (the default).
+    Kafka(SinkConfig),
+    /// Redis Streams.
+    Redis(Box<RedisSinkConfig>),
 }
 
 /// The default heartbeat: a non-transactional logical message. It writes WAL in this

@@ -21,6 +21,7 @@ use std::{
 
 use tailbox_kafka_sink::KafkaSink;
 use tailbox_pgoutput::format_lsn;
+use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
     ControlClient, PgWalStream, ReplicationError, control::slot_lost, stream::StreamSettings,
 };
@@ -32,7 +33,7 @@ use crate::{
     metrics::ErrorKind,
     resume::{self, CheckpointOwner, Resume},
     session::{DeliveryMode, Session, SessionStats, SinkTransaction},
-    settings::{DEFAULT_HEARTBEAT_SQL, PipelineSettings},
+    settings::{DEFAULT_HEARTBEAT_SQL, Destination, PipelineSettings},
     shutdown::Shutdown,
 };
 
@@ -147,25 +148,32 @@ async fn run_session(
         )
         .await;
     }
-    if settings.exactly_once {
-        // One writer per slot of this database of this cluster: this fences any older
-        // instance of the same and aborts its open transaction, so nothing it left
-        // half-written becomes visible. Only after we hold the slot: a standby waiting
-        // for it must not fence the active instance.
-        let transactional_id =
-            settings.transactional_id.clone().unwrap_or_else(|| owner.transactional_id());
-        let sink = KafkaSink::new_transactional(
-            &settings.kafka,
-            &settings.checkpoint_topic,
-            &transactional_id,
-        )?;
-        sink.init_transactions(Duration::from_secs(60)).await?;
-        let mode = DeliveryMode::ExactlyOnce(SinkTransaction::default());
-        return stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await;
+    match (&settings.destination, settings.exactly_once) {
+        (Destination::Kafka(kafka), true) => {
+            // One writer per slot of this database of this cluster: this fences any
+            // older instance of the same and aborts its open transaction, so nothing it
+            // left half-written becomes visible. Only after we hold the slot: a standby
+            // waiting for it must not fence the active instance.
+            let transactional_id =
+                settings.transactional_id.clone().unwrap_or_else(|| owner.transactional_id());
+            let sink =
+                KafkaSink::new_transactional(kafka, &settings.checkpoint_topic, &transactional_id)?;
+            sink.init_transactions(Duration::from_secs(60)).await?;
+            let mode = DeliveryMode::ExactlyOnce(SinkTransaction::default());
+            stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await
+        }
+        (Destination::Kafka(kafka), false) => {
+            let sink = KafkaSink::new(kafka, &settings.checkpoint_topic)?;
+            let mode = DeliveryMode::AtLeastOnce;
+            stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await
+        }
+        // Entry IDs from the WAL make every Redis delivery exactly-once already.
+        (Destination::Redis(redis), _) => {
+            let sink = RedisSink::connect(redis).await?;
+            let mode = DeliveryMode::AtLeastOnce;
+            stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await
+        }
     }
-    let sink = KafkaSink::new(&settings.kafka, &settings.checkpoint_topic)?;
-    stream_into(settings, control, stream, sink, DeliveryMode::AtLeastOnce, owner, shutdown, once)
-        .await
 }
 
 /// Reads our checkpoint from `sink`, checks the slot against it, and runs the session.

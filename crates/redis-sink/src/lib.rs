@@ -39,7 +39,7 @@ pub mod ids;
 pub mod sink;
 pub mod writer;
 
-pub use config::{Durability, RedisSinkConfig, Trim};
+pub use config::{Durability, RedisSinkConfig, Trim, parse_url, redacted_url};
 pub use sink::RedisSink;
 
 /// The destination's name in error messages.

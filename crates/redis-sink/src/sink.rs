@@ -42,7 +42,7 @@ impl RedisSink {
     pub async fn connect(config: &RedisSinkConfig) -> Result<Self, SinkError> {
         // Our TLS (rustls) uses the ring provider; redis's asks for the process default.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = redis::Client::open(config.url.as_str())
+        let client = redis::Client::open(config.connection.clone())
             .map_err(|e| SinkError::Config { destination: REDIS, source: Box::new(e) })?;
         let settings = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))

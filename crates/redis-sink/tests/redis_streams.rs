@@ -13,7 +13,7 @@ use tailbox_sink::{Ack, EventMeta, SendOutcome, Sink};
 
 fn config(server: &RedisServer) -> RedisSinkConfig {
     RedisSinkConfig {
-        url: server.url(),
+        connection: tailbox_redis_sink::parse_url(&server.url(), None).expect("a valid URL"),
         checkpoint_key: "tailbox.checkpoints".into(),
         max_buffered: 10_000,
         durability: Durability::Reply,

@@ -370,10 +370,10 @@ fn settings() -> PipelineSettings {
         publication: "tailbox".into(),
         outbox: OutboxConfig::new("public.outbox", columns, "outbox.event.{aggregatetype}")
             .unwrap(),
-        kafka: tailbox_kafka_sink::SinkConfig {
+        destination: crate::settings::Destination::Kafka(tailbox_kafka_sink::SinkConfig {
             brokers: "localhost:9092".into(),
             properties: vec![],
-        },
+        }),
         checkpoint_topic: "tailbox.checkpoints".into(),
         status_interval: Duration::from_millis(5),
         max_in_flight: 1000,

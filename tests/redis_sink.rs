@@ -1,0 +1,257 @@
+//! `--sink redis` end to end: real PostgreSQL, real redis-server, the tailbox binary.
+//! Commit order under concurrent writers, no duplicates after SIGKILLs (the entry IDs
+//! make Redis refuse a replay), poison events set aside with the stream going on, and
+//! the checkpoint kept in Redis.
+
+mod harness;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use harness::{
+    Names, apply_sql,
+    process::{Tailbox, base_args, output_text, run_command},
+    slot_and_wal,
+    verify::verify,
+    wait_for_confirmed, wait_streaming,
+    workload::Workload,
+};
+use tailbox_e2e::{ConsumedRecord, PgServer, RedisServer};
+
+/// A stream's entries as XRANGE returns them: (ID, fields).
+type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+/// tailbox's usual test arguments, with Redis instead of Kafka.
+fn redis_args(pg: &PgServer, redis: &RedisServer, names: &Names) -> Vec<String> {
+    let mut args = base_args(pg, "unused:9092", names);
+    if let Some(at) = args.iter().position(|a| a == "--kafka-brokers") {
+        args.drain(at..at + 2);
+    }
+    args.extend(["--sink".into(), "redis".into(), "--redis-url".into(), redis.url()]);
+    args
+}
+
+/// Every entry of every stream whose name starts with `prefix`, as consumed records
+/// (topic = stream, key = `aggregateid`, payload = `payload`, headers = the other
+/// fields), each stream in ID order.
+async fn read_streams(redis: &RedisServer, prefix: &str) -> Result<Vec<ConsumedRecord>> {
+    let mut conn = redis::Client::open(redis.url())?.get_multiplexed_async_connection().await?;
+    let mut streams: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
+    streams.sort();
+    let mut records = Vec::new();
+    for stream in streams {
+        let entries: Entries =
+            redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut conn).await?;
+        for (offset, (_, fields)) in entries.into_iter().enumerate() {
+            let mut record = ConsumedRecord {
+                topic: stream.clone(),
+                partition: 0,
+                offset: offset as i64,
+                key: None,
+                payload: None,
+                headers: Vec::new(),
+                timestamp_ms: None,
+            };
+            for (name, value) in fields {
+                match name.as_str() {
+                    "aggregateid" => record.key = Some(value),
+                    "payload" => record.payload = Some(value),
+                    _ => record.headers.push((name, value)),
+                }
+            }
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+async fn wait_caught_up(pg: &PgServer, names: &Names, tailbox: &Tailbox) -> Result<()> {
+    let client = pg.client().await?;
+    let (_, current) = slot_and_wal(&client, &names.slot).await?;
+    if let Err(err) =
+        wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(120)).await
+    {
+        anyhow::bail!("{err}\n{}", tailbox.log_text());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_get_every_event_in_order_and_none_twice_across_sigkills() -> Result<()> {
+    let pg = PgServer::start()?;
+    let redis = RedisServer::start()?;
+    let names = Names::new("redis");
+    apply_sql(&pg, &names)?;
+    let args = redis_args(&pg, &redis, &names);
+    let mut tailbox = Tailbox::start(&args)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+
+    let workload = Workload { writers: 4, transactions: 200, aggregates: 30 };
+    let writers = {
+        let url = pg.url();
+        tokio::spawn(async move { workload.run_at(&url).await })
+    };
+    for pause in [500, 900] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        tailbox.kill()?;
+        tailbox = Tailbox::start(&args)?;
+    }
+    writers.await??;
+    wait_caught_up(&pg, &names, &tailbox).await?;
+
+    let records = read_streams(&redis, &names.topic_prefix).await?;
+    let report = verify(&records, &workload.expected())?;
+    println!("summary: kills 2 {report}");
+    ensure!(report.lost == 0, "events lost: {report}\n{}", tailbox.log_text());
+    ensure!(report.reordered == 0, "per-aggregate order broken: {report}");
+    ensure!(report.duplicates == 0, "a replay is refused by Redis: {report}");
+    ensure!(report.wrong_xid == 0, "xid fields wrong: {report}");
+
+    // The checkpoint lives in Redis, and status finds it this server's.
+    let url = format!("postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres", pg.port());
+    let redis_url = redis.url();
+    let status = run_command(
+        &[
+            "status",
+            "--pg-url",
+            &url,
+            "--slot",
+            &names.slot,
+            "--publication",
+            &names.publication,
+            "--checkpoint-topic",
+            &names.checkpoint_topic,
+            "--sink",
+            "redis",
+            "--redis-url",
+            &redis_url,
+        ],
+        &[],
+    )?;
+    let status = output_text(&status);
+    ensure!(status.contains("matches this server"), "status:\n{status}");
+    tailbox.stop_clean()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_row_goes_to_the_dead_letter_stream_and_the_stream_goes_on() -> Result<()> {
+    let pg = PgServer::start()?;
+    let redis = RedisServer::start()?;
+    let names = Names::new("redis_dlq");
+    apply_sql(&pg, &names)?;
+    let mut args = redis_args(&pg, &redis, &names);
+    let dlq = format!("{}.dlq", names.topic_prefix);
+    args.extend(["--dlq-topic".into(), dlq.clone()]);
+    let tailbox = Tailbox::start(&args)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    pg.psql("ALTER TABLE outbox ALTER COLUMN aggregatetype DROP NOT NULL")?;
+    pg.psql(
+        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) VALUES \
+         ('Order', 'o-1', 'Created', '{\"n\": 1}'), \
+         (NULL, 'o-2', 'Created', '{\"n\": 2}'), \
+         ('Order', 'o-3', 'Created', '{\"n\": 3}')",
+    )?;
+    wait_caught_up(&pg, &names, &tailbox).await?;
+    let records = read_streams(&redis, &names.topic_prefix).await?;
+    let dead: Vec<&ConsumedRecord> = records.iter().filter(|r| r.topic == dlq).collect();
+    let published: Vec<&ConsumedRecord> = records.iter().filter(|r| r.topic != dlq).collect();
+    ensure!(published.len() == 2, "the other rows go on: {records:?}");
+    ensure!(dead.len() == 1, "one dead letter: {records:?}");
+    let dead = dead[0];
+    ensure!(dead.payload.as_deref() == Some(b"{\"n\": 2}".as_slice()), "the payload is kept");
+    ensure!(dead.header("error").is_some_and(|e| e.ends_with(b"is NULL")), "{dead:?}");
+    ensure!(dead.header("source_table") == Some(b"public.outbox".as_slice()));
+    ensure!(dead.header("source_lsn").is_some());
+    let log = tailbox.stop_clean()?;
+    ensure!(log.contains("outbox row dead-lettered"), "{log}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_holds_the_slot_and_loses_nothing() -> Result<()> {
+    let pg = PgServer::start()?;
+    let mut redis = RedisServer::start()?;
+    let names = Names::new("redis_outage");
+    apply_sql(&pg, &names)?;
+    let args = redis_args(&pg, &redis, &names);
+    let tailbox = Tailbox::start(&args)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    let before = Workload { writers: 2, transactions: 20, aggregates: 10 };
+    before.run_at(&pg.url()).await?;
+    wait_caught_up(&pg, &names, &tailbox).await?;
+    redis.kill()?;
+    let client = pg.client().await?;
+    let (_, before_outage_writes) = slot_and_wal(&client, &names.slot).await?;
+    let during = Workload { writers: 2, transactions: 20, aggregates: 10 };
+    during.run_numbered(&pg.url(), 10).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (confirmed, _) = slot_and_wal(&client, &names.slot).await?;
+    ensure!(
+        confirmed <= before_outage_writes,
+        "the slot holds while Redis is down ({confirmed:X} past {before_outage_writes:X})"
+    );
+    redis.start_again()?;
+    wait_caught_up(&pg, &names, &tailbox).await?;
+    let mut expected = before.expected();
+    expected.extend(during.expected_numbered(10));
+    let records = read_streams(&redis, &names.topic_prefix).await?;
+    let report = verify(&records, &expected)?;
+    ensure!(report.lost == 0 && report.reordered == 0 && report.duplicates == 0, "{report}");
+    let log = tailbox.stop_clean()?;
+    ensure!(log.contains("Redis"), "the outage is logged:\n{log}");
+    Ok(())
+}
+
+/// `tailbox config check` names the Redis fields and never shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_redacts_the_redis_password_and_names_bad_settings() -> Result<()> {
+    let out = run_command(
+        &[
+            "config",
+            "check",
+            "--pg-url",
+            "postgres://u@h/db",
+            "--sink",
+            "redis",
+            "--redis-url",
+            "redis://app:hunter2@cache:6380/1",
+            "--redis-durability",
+            "replicas:1:500",
+        ],
+        &[],
+    )?;
+    let text = output_text(&out);
+    ensure!(out.status.success(), "{text}");
+    ensure!(
+        !text.contains("hunter2") && text.contains("redis://app:REDACTED@cache:6380/1"),
+        "{text}"
+    );
+    let out = run_command(
+        &[
+            "config",
+            "check",
+            "--pg-url",
+            "postgres://u@h/db",
+            "--sink",
+            "redis",
+            "--redis-url",
+            "redis://h",
+            "--redis-trim",
+            "lots",
+        ],
+        &[],
+    )?;
+    let text = output_text(&out);
+    ensure!(
+        !out.status.success() && text.contains("--redis-trim") && text.contains("maxlen:N"),
+        "{text}"
+    );
+    let out =
+        run_command(&["config", "check", "--pg-url", "postgres://u@h/db", "--sink", "redis"], &[])
+            .context("running config check")?;
+    let text = output_text(&out);
+    ensure!(!out.status.success() && text.contains("redis_url is not set"), "{text}");
+    Ok(())
+}
