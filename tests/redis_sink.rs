@@ -35,7 +35,9 @@ fn redis_args(pg: &PgServer, redis: &RedisServer, names: &Names) -> Vec<String> 
 /// (topic = stream, key = `aggregateid`, payload = `payload`, headers = the other
 /// fields), each stream in ID order.
 async fn read_streams(redis: &RedisServer, prefix: &str) -> Result<Vec<ConsumedRecord>> {
-    let mut conn = redis::Client::open(redis.url())?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(redis.url())?
+        .get_multiplexed_async_connection_with_config(&slow_reads())
+        .await?;
     let mut streams: Vec<String> =
         redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
     streams.sort();
@@ -80,29 +82,36 @@ async fn wait_caught_up(pg: &PgServer, names: &Names, tailbox: &Tailbox) -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_streams_get_every_event_in_order_and_none_twice_across_sigkills() -> Result<()> {
     let pg = PgServer::start()?;
-    let redis = RedisServer::start()?;
+    let mut redis = RedisServer::start()?;
     let names = Names::new("redis");
     apply_sql(&pg, &names)?;
     let args = redis_args(&pg, &redis, &names);
     let mut tailbox = Tailbox::start(&args)?;
     wait_streaming(&pg, &names.slot, &tailbox).await?;
 
-    let workload = Workload { writers: 4, transactions: 200, aggregates: 30 };
+    // 4 writers, 20,000 events over 50 aggregates; 3 SIGKILLs of tailbox and one
+    // restart of Redis while they write.
+    let workload = Workload::STANDARD;
     let writers = {
         let url = pg.url();
         tokio::spawn(async move { workload.run_at(&url).await })
     };
-    for pause in [500, 900] {
+    for (round, pause) in [400u64, 700, 500, 600].into_iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        tailbox.kill()?;
-        tailbox = Tailbox::start(&args)?;
+        if round == 2 {
+            redis.start_again()?;
+        } else {
+            tailbox.kill()?;
+            tailbox = Tailbox::start(&args)?;
+        }
     }
     writers.await??;
     wait_caught_up(&pg, &names, &tailbox).await?;
 
     let records = read_streams(&redis, &names.topic_prefix).await?;
     let report = verify(&records, &workload.expected())?;
-    println!("summary: kills 2 {report}");
+    println!("summary: 3 SIGKILLs, 1 Redis restart: {report}");
+    ensure!(workload.expected().len() == 20_000);
     ensure!(report.lost == 0, "events lost: {report}\n{}", tailbox.log_text());
     ensure!(report.reordered == 0, "per-aggregate order broken: {report}");
     ensure!(report.duplicates == 0, "a replay is refused by Redis: {report}");
@@ -254,4 +263,40 @@ async fn config_check_redacts_the_redis_password_and_names_bad_settings() -> Res
     let text = output_text(&out);
     ensure!(!out.status.success() && text.contains("redis_url is not set"), "{text}");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_from_a_file_works_and_a_wrong_one_stops_with_the_fix() -> Result<()> {
+    let pg = PgServer::start()?;
+    let secret = "s3cret-Pass";
+    let redis = RedisServer::start_with_password(secret)?;
+    let names = Names::new("redis_auth");
+    apply_sql(&pg, &names)?;
+    let dir = tailbox_e2e::scratch_dir("redis-secret");
+    std::fs::create_dir_all(&dir)?;
+    let (right, wrong) = (dir.join("right"), dir.join("wrong"));
+    std::fs::write(&right, format!("{secret}\n"))?;
+    std::fs::write(&wrong, "not-it\n")?;
+
+    let mut args = redis_args(&pg, &redis, &names);
+    args.extend(["--redis-password-file".into(), wrong.to_string_lossy().into_owned()]);
+    let (code, log) = harness::process::run_to_exit(&args, Duration::from_secs(60))?;
+    ensure!(code.is_some_and(|c| c != 0), "refused: {code:?}\n{log}");
+    ensure!(log.contains("password is wrong") && !log.contains("not-it"), "{log}");
+
+    let mut args = redis_args(&pg, &redis, &names);
+    args.extend(["--redis-password-file".into(), right.to_string_lossy().into_owned()]);
+    let tailbox = Tailbox::start(&args)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    Workload { writers: 1, transactions: 4, aggregates: 2 }.run_at(&pg.url()).await?;
+    wait_caught_up(&pg, &names, &tailbox).await?;
+    let log = tailbox.stop_clean()?;
+    ensure!(!log.contains(secret), "the password is never logged");
+    Ok(())
+}
+
+/// The test reader's connection: a whole stream per reply may take a while on a busy
+/// machine (redis-rs gives up after 500 ms by default).
+fn slow_reads() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)))
 }

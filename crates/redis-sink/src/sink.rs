@@ -47,15 +47,10 @@ impl RedisSink {
         let settings = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let conn =
-            client.get_multiplexed_async_connection_with_config(&settings).await.map_err(|e| {
-                SinkError::Transient {
-                    destination: REDIS,
-                    context: "connecting to Redis".into(),
-                    source: Box::new(e),
-                }
-            })?;
-        let mut conn = conn;
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+            .map_err(connect_error)?;
         if let Durability::Aof { .. } = config.durability {
             require_waitaof(&mut conn).await?;
         }
@@ -92,6 +87,27 @@ impl RedisSink {
     fn took(&mut self, ack: Ack) -> Ack {
         self.outstanding = self.outstanding.saturating_sub(1);
         ack
+    }
+}
+
+/// A failed connection: wrong credentials need a person (they stop tailbox with the
+/// fix); anything else may pass (retried with backoff).
+fn connect_error(error: redis::RedisError) -> SinkError {
+    let wrong_credentials = error.kind() == redis::ErrorKind::AuthenticationFailed
+        || error.code().is_some_and(|c| matches!(c, "WRONGPASS" | "NOAUTH" | "NOPERM"));
+    if wrong_credentials {
+        return SinkError::Config {
+            destination: REDIS,
+            source: format!(
+                "connecting to Redis: {error}; fix: the Redis user or password is wrong (redis_url or redis_password_file)"
+            )
+            .into(),
+        };
+    }
+    SinkError::Transient {
+        destination: REDIS,
+        context: "connecting to Redis".into(),
+        source: Box::new(error),
     }
 }
 

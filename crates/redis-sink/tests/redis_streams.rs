@@ -73,7 +73,9 @@ async fn take_acks(sink: &mut RedisSink, n: usize) -> Result<Vec<Ack>> {
 }
 
 async fn client(server: &RedisServer) -> Result<redis::aio::MultiplexedConnection> {
-    Ok(redis::Client::open(server.url())?.get_multiplexed_async_connection().await?)
+    Ok(redis::Client::open(server.url())?
+        .get_multiplexed_async_connection_with_config(&slow_reads())
+        .await?)
 }
 
 /// (id, field map) of every entry of `stream`.
@@ -226,4 +228,10 @@ async fn trimming_keeps_about_the_last_entries() -> Result<()> {
     ensure!(len < 300, "trimmed (approximately) to about 10: {len}");
     let _: Value = redis::cmd("PING").query_async(&mut conn).await?;
     Ok(())
+}
+
+/// The test reader's connection: a whole stream per reply may take a while on a busy
+/// machine (redis-rs gives up after 500 ms by default).
+fn slow_reads() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)))
 }
