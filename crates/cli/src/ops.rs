@@ -138,7 +138,7 @@ impl Ops {
         self.loop_alive.load(Ordering::Relaxed)
     }
 
-    /// `/readyz`: streaming from the slot and Kafka reachable.
+    /// `/readyz`: streaming from the slot and the sink reachable.
     pub fn ready(&self) -> bool {
         self.pipeline.streaming.load(Ordering::Relaxed)
             && self.pipeline.kafka_ok.load(Ordering::Relaxed)
@@ -151,7 +151,15 @@ impl Ops {
         if streaming && kafka_ok {
             "ready\n".into()
         } else {
-            format!("not ready: streaming={streaming} kafka_ok={kafka_ok}\n")
+            // Say why: the last error names the sink or PostgreSQL and what failed.
+            match self.pipeline.last_error() {
+                Some(error) => {
+                    format!(
+                        "not ready: streaming={streaming} kafka_ok={kafka_ok}; last error: {error}\n"
+                    )
+                }
+                None => format!("not ready: streaming={streaming} kafka_ok={kafka_ok}\n"),
+            }
         }
     }
 
