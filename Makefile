@@ -5,8 +5,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: demo test lint deps fmt torture bench
 
 ## Throwaway PostgreSQL + Kafka, tailbox running, events arriving in Kafka; cleans up.
+## SINK=redis: Redis Streams instead of Kafka.
 demo: deps
-	bash scripts/demo.sh
+	SINK=$${SINK:-kafka} bash scripts/demo.sh
 
 ## The whole suite: unit, property and end-to-end tests against real servers.
 test: deps

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a throwaway PostgreSQL and Kafka, the sql/ setup, tailbox running, sample
 # events written by an "application", and a Kafka consumer printing them as they arrive.
-# Everything is removed at the end (or on Ctrl-C).
+# `make demo SINK=redis` (or SINK=redis scripts/demo.sh): Redis Streams instead of Kafka,
+# read back with XRANGE. Everything is removed at the end (or on Ctrl-C).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,6 +10,8 @@ cd "$root"
 work="$(mktemp -d /tmp/tailbox-demo.XXXXXX)"
 chmod 755 "$work"
 tailbox_pid=""
+sink="${SINK:-kafka}"
+[[ "$sink" == kafka || "$sink" == redis ]] || { echo "SINK must be kafka or redis" >&2; exit 2; }
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
@@ -16,6 +19,7 @@ cleanup() {
     say "cleaning up"
     [[ -n "$tailbox_pid" ]] && kill -TERM "$tailbox_pid" 2>/dev/null && wait "$tailbox_pid" 2>/dev/null || true
     scripts/kafka.sh stop "$work/kafka" --rm >/dev/null 2>&1 || true
+    scripts/redis.sh stop "$work/redis" >/dev/null 2>&1 || true
     scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
@@ -24,11 +28,22 @@ trap cleanup EXIT
 say "building tailbox"
 cargo build --quiet --bin tailbox
 
-say "starting PostgreSQL 15 (wal_level=logical) and Apache Kafka (KRaft)"
+if [[ "$sink" == kafka ]]; then
+    say "starting PostgreSQL 15 (wal_level=logical) and Apache Kafka (KRaft)"
+else
+    say "starting PostgreSQL 15 (wal_level=logical) and Redis (AOF, appendfsync always)"
+fi
 pg_url="$(TAILBOX_PG_PARENT_PID=$$ scripts/pg.sh start "$work/pg" | tail -n 1)"
-brokers="$(TAILBOX_KAFKA_PARENT_PID=$$ scripts/kafka.sh start "$work/kafka" | tail -n 1)"
 echo "PostgreSQL: $pg_url" >&2
-echo "Kafka:      $brokers" >&2
+if [[ "$sink" == kafka ]]; then
+    brokers="$(TAILBOX_KAFKA_PARENT_PID=$$ scripts/kafka.sh start "$work/kafka" | tail -n 1)"
+    echo "Kafka:      $brokers" >&2
+    destination=(--kafka-brokers "$brokers")
+else
+    redis_url="$(TAILBOX_REDIS_PARENT_PID=$$ scripts/redis.sh start "$work/redis" 2>/dev/null | tail -n 1)"
+    echo "Redis:      $redis_url" >&2
+    destination=(--sink redis --redis-url "$redis_url")
+fi
 
 say "applying sql/ (outbox table, publication, slot, least-privilege role)"
 for f in sql/01_outbox_table.sql sql/02_publication.sql sql/03_slot.sql; do
@@ -39,7 +54,7 @@ psql "$pg_url" -X -q -v ON_ERROR_STOP=1 -v password=demo-secret -f sql/04_role.s
 tailbox_url="${pg_url/postgres@/tailbox:demo-secret@}"
 
 say "starting tailbox"
-./target/debug/tailbox run --pg-url "$tailbox_url" --kafka-brokers "$brokers" \
+./target/debug/tailbox run --pg-url "$tailbox_url" "${destination[@]}" \
     --slot tailbox --publication tailbox 2>"$work/tailbox.log" &
 tailbox_pid=$!
 sleep 2
@@ -57,13 +72,26 @@ SQL
 done
 echo "20 events committed in 10 transactions" >&2
 
-say "a Kafka consumer reads outbox.event.* (key, headers, value)"
-scripts/kafka.sh console-consumer --bootstrap-server "$brokers" --include 'outbox\.event\..*' \
-    --from-beginning --max-messages 20 --timeout-ms 60000 \
-    --formatter-property print.key=true --formatter-property print.headers=true \
-    --formatter-property print.topic=true 2>/dev/null
+if [[ "$sink" == kafka ]]; then
+    say "a Kafka consumer reads outbox.event.* (key, headers, value)"
+    scripts/kafka.sh console-consumer --bootstrap-server "$brokers" --include 'outbox\.event\..*' \
+        --from-beginning --max-messages 20 --timeout-ms 60000 \
+        --formatter-property print.key=true --formatter-property print.headers=true \
+        --formatter-property print.topic=true 2>/dev/null
+else
+    say "a Redis reader: XRANGE of the streams outbox.event.Order and outbox.event.Customer"
+    redis_port="${redis_url##*:}"
+    for _ in $(seq 1 50); do
+        [[ "$(redis-cli -p "$redis_port" XLEN outbox.event.Customer)" == 10 ]] && break
+        sleep 0.2
+    done
+    for stream in outbox.event.Order outbox.event.Customer; do
+        echo "-- $stream" >&2
+        redis-cli -p "$redis_port" --no-raw XRANGE "$stream" - + COUNT 4
+    done
+fi
 
-say "slot position (confirmed only after Kafka acknowledged)"
+say "slot position (confirmed only after the destination acknowledged)"
 psql "$pg_url" -X -c "SELECT slot_name, confirmed_flush_lsn, pg_current_wal_lsn() FROM pg_replication_slots"
 
 say "stopping tailbox (SIGTERM: drain, final confirm, exit 0)"
