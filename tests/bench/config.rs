@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 pub const HELP: &str = "\
 tailbox-bench: throwaway PostgreSQL 15 + Kafka, then measures pg_recvlogical's drain rate,
 tailbox's catch-up rate and cost, commit->Kafka latency under steady load, and one huge
-transaction. Writes target/bench/report.md and report.json; the Markdown table goes to
+transaction, and the catch-up into Redis Streams. Writes target/bench/report.md and report.json; the Markdown table goes to
 stdout, progress to stderr. Every figure is the median of --runs runs.
 
 Options (flag, or the environment variable beside it; flags win):
@@ -24,7 +24,7 @@ Options (flag, or the environment variable beside it; flags win):
   --huge-rows N          BENCH_HUGE_ROWS         rows of the huge transaction (default 1000000; quick 200000)
   --partitions N         BENCH_PARTITIONS        partitions of each bench topic (default 3)
   --status-interval-ms N BENCH_STATUS_INTERVAL_MS  tailbox --status-interval-ms (default 100)
-  --phases LIST          BENCH_PHASES            comma list of catchup,steady,huge (default all)
+  --phases LIST          BENCH_PHASES            comma list of catchup,steady,huge,redis (default all)
   --tailbox-arg ARG      BENCH_TAILBOX_ARGS      extra tailbox argument, repeatable (env: space-separated),
                                                  e.g. BENCH_TAILBOX_ARGS='--kafka-prop linger.ms=1'
   --out DIR              BENCH_OUT               report directory (default <workspace>/target/bench)
@@ -48,6 +48,7 @@ pub struct Phases {
     pub catchup: bool,
     pub steady: bool,
     pub huge: bool,
+    pub redis: bool,
 }
 
 /// Resolved settings.
@@ -163,15 +164,20 @@ impl Config {
                 .map(|v| !matches!(v.trim(), "" | "0" | "false" | "no" | "off"))
                 .unwrap_or(false);
         let phases = match src.get("phases") {
-            None => Phases { catchup: true, steady: true, huge: true },
+            None => Phases { catchup: true, steady: true, huge: true, redis: true },
             Some(list) => {
-                let mut p = Phases { catchup: false, steady: false, huge: false };
+                let mut p = Phases { catchup: false, steady: false, huge: false, redis: false };
                 for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match item {
                         "catchup" => p.catchup = true,
                         "steady" => p.steady = true,
                         "huge" => p.huge = true,
-                        other => bail!("--phases: unknown phase {other:?} (catchup, steady, huge)"),
+                        "redis" => p.redis = true,
+                        other => {
+                            bail!(
+                                "--phases: unknown phase {other:?} (catchup, steady, huge, redis)"
+                            )
+                        }
                     }
                 }
                 p

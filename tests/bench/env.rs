@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use tailbox_e2e::{KafkaBroker, PgServer, unique_name, workspace_root};
+use tailbox_e2e::{KafkaBroker, PgServer, RedisServer, unique_name, workspace_root};
 use tokio_postgres::types::PgLsn;
 
 use crate::config::Config;
@@ -24,6 +24,8 @@ pub struct Env {
     pub client: tokio_postgres::Client,
     pub pg: PgServer,
     pub kafka: KafkaBroker,
+    /// For the Redis phase (started only when it runs).
+    pub redis: Option<RedisServer>,
     pub tailbox: PathBuf,
     pub publication: String,
     pub checkpoint_topic: String,
@@ -48,6 +50,7 @@ impl Env {
         crate::progress("starting PostgreSQL 15 and Kafka");
         let pg = PgServer::start()?;
         let kafka = KafkaBroker::start_owned()?;
+        let redis = if cfg.phases.redis { Some(RedisServer::start()?) } else { None };
         let client = pg.client().await?;
         let base = unique_name("bench");
         let publication = format!("{base}_pub");
@@ -79,6 +82,7 @@ impl Env {
         Ok(Env {
             pg,
             kafka,
+            redis,
             client,
             tailbox,
             checkpoint_topic: format!("{base}.checkpoints"),
@@ -123,6 +127,16 @@ impl Env {
         .map(|s| (*s).to_owned())
         .collect();
         args.extend(cfg.tailbox_args.iter().cloned());
+        args
+    }
+
+    /// [`Env::tailbox_args`], publishing to Redis Streams instead of Kafka.
+    pub fn tailbox_redis_args(&self, cfg: &Config, names: &PhaseNames, url: &str) -> Vec<String> {
+        let mut args = self.tailbox_args(cfg, names);
+        if let Some(at) = args.iter().position(|a| a == "--kafka-brokers") {
+            args.drain(at..at + 2);
+        }
+        args.extend(["--sink".into(), "redis".into(), "--redis-url".into(), url.to_owned()]);
         args
     }
 

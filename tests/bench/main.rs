@@ -121,6 +121,9 @@ async fn bench(cfg: Config, tailbox: std::path::PathBuf) -> Result<()> {
         if cfg.phases.huge {
             phases::huge(&env, &cfg, run, &mut m).await?;
         }
+        if cfg.phases.redis {
+            phases::redis(&env, &cfg, run, &mut m).await?;
+        }
     }
     let md = report::markdown(&cfg, &machine, &m);
     let json = report::json(&cfg, &machine, &m);

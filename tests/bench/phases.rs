@@ -1,4 +1,4 @@
-//! The three measurements of one run. Each uses its own slot(s) and topic, created
+//! The measurements of one run. Each uses its own slot(s) and topic, created
 //! before its rows are written, and removes them afterwards. The catch-up also runs
 //! its second reference, the Kafka producer alone, on a topic of its own.
 
@@ -399,6 +399,84 @@ pub async fn huge(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<
     ));
     if published != rows {
         progress(&format!("warning: {published} records in Kafka, {rows} rows written"));
+    }
+    Ok(())
+}
+
+/// (6): the catch-up of (1)–(3) into Redis Streams (`--sink redis`), with its own
+/// pg_recvlogical reference in the same run over the same rows.
+pub async fn redis(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<()> {
+    let redis = env.redis.as_ref().context("the Redis phase needs the bench's Redis")?;
+    let names = env.names("redis", run);
+    env.reset_table().await?;
+    env.create_slot(&names.ref_slot).await?;
+    env.create_slot(&names.slot).await?;
+    progress(&format!("run {run}: redis: loading {} rows", cfg.rows));
+    let mut loader = env.pg.client().await?;
+    let loaded = load::bulk(&mut loader, cfg.rows, cfg.txn_size, env.pad).await?;
+    drop(loader);
+    let rows = cfg.rows as f64;
+
+    let r = measure::run_recvlogical(env, &names.ref_slot, loaded.end_lsn, drain_timeout(cfg.rows))
+        .await?;
+    env.drop_slot(&names.ref_slot).await?;
+    let ref_rate = rows / r.secs;
+    m.push("redis.ref_events_per_s", ref_rate);
+
+    let mut tb = TailboxProc::spawn(
+        &env.tailbox,
+        &env.tailbox_redis_args(cfg, &names, &redis.url()),
+        env.log_path("redis", run),
+    )?;
+    let mut walsender = WalsenderWatch::default();
+    measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
+    let mut last = ProcSample::default();
+    measure::wait_confirmed(
+        env,
+        &names.slot,
+        loaded.end_lsn,
+        drain_timeout(cfg.rows),
+        &mut walsender,
+        || {
+            last = tb.sample()?;
+            Ok(())
+        },
+    )
+    .await?;
+    let secs = tb.started.elapsed().as_secs_f64();
+    for (thread, cpu) in measure::busy_threads(tb.pid()) {
+        m.push(format!("redis.thread_cpu_s.{thread}"), cpu);
+    }
+    stop(tb)?;
+    env.drop_slot(&names.slot).await?;
+    let mut conn = redis::Client::open(redis.url())?
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(60))),
+        )
+        .await?;
+    let stream = names.topic.clone();
+    let published: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await?;
+    let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut conn).await?;
+
+    let rate = rows / secs;
+    m.push("redis.events_per_s", rate);
+    m.push("redis.ratio", rate / ref_rate);
+    m.push("redis.secs", secs);
+    m.push("redis.cpu_s", last.cpu_secs());
+    m.push("redis.cpu_s_per_million", last.cpu_secs() / (rows / MB));
+    m.push("redis.peak_rss_mib", last.hwm_mib());
+    m.push("redis.walsender_cpu_s", walsender.cpu_secs());
+    m.push("redis.published", published as f64);
+    progress(&format!(
+        "run {run}: redis: tailbox {secs:.2} s, {rate:.0} events/s ({:.2} × pg_recvlogical), \
+         {:.2} CPU-s per million, peak RSS {:.1} MiB",
+        rate / ref_rate,
+        last.cpu_secs() / (rows / MB),
+        last.hwm_mib()
+    ));
+    if published as f64 != rows {
+        progress(&format!("warning: {published} entries in Redis, {rows} rows written"));
     }
     Ok(())
 }

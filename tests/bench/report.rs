@@ -164,6 +164,19 @@ const SECTIONS: &[(&str, &[Row])] = &[
             Row("huge.other_cores", "of which processes other than the bench's", "cores", 2),
         ],
     ),
+    (
+        "6. Redis Streams catch-up (--sink redis; its own pg_recvlogical reference, same rows)",
+        &[
+            Row("redis.ref_events_per_s", "pg_recvlogical rate", "events/s", 0),
+            Row("redis.events_per_s", "tailbox rate", "events/s", 0),
+            Row("redis.ratio", "ratio to pg_recvlogical (same run)", "×", 2),
+            Row("redis.secs", "elapsed (spawn → slot confirmed)", "s", 2),
+            Row("redis.cpu_s_per_million", "tailbox CPU per million events", "s", 2),
+            Row("redis.peak_rss_mib", "tailbox peak RSS (VmHWM)", "MiB", 1),
+            Row("redis.walsender_cpu_s", "walsender CPU", "s", 2),
+            Row("redis.published", "entries in the stream", "", 0),
+        ],
+    ),
 ];
 
 /// Per section of [`SECTIONS`]: the key prefix of the per-thread CPU seconds of tailbox
@@ -177,6 +190,7 @@ const THREAD_PREFIXES: &[Option<&str>] = &[
     None,
     Some("steady.thread_cpu_s."),
     Some("huge.thread_cpu_s."),
+    Some("redis.thread_cpu_s."),
 ];
 
 fn fmt_num(v: f64, decimals: usize) -> String {
