@@ -7,6 +7,11 @@
 #                                       redis://127.0.0.1:PORT as the last line on stdout.
 #                                       `start` on a DIR that held a server before starts
 #                                       it again on the same port with the same data
+#   scripts/redis.sh start-tls DIR [PORT]
+#                                       as start, but TLS only: a throwaway CA and a server
+#                                       certificate for IP 127.0.0.1 in DIR/tls (ca.crt,
+#                                       other-ca.crt: an unrelated CA); prints
+#                                       rediss://127.0.0.1:PORT
 #   scripts/redis.sh kill DIR           SIGKILL (what a crash does)
 #   scripts/redis.sh stop DIR           SHUTDOWN (or SIGKILL), then rm -rf DIR
 #   scripts/redis.sh status DIR         exit 0 if the server of DIR runs
@@ -42,15 +47,27 @@ cmd_start() {
   fi
   [[ -n "$port" ]] || port="$(cat "$dir/port" 2>/dev/null || free_ports 1)"
   echo "$port" >"$dir/port"
-  local auth=()
+  local auth=() listen=(--port "$port") scheme=redis
   [[ -z "${TAILBOX_REDIS_PASSWORD:-}" ]] || auth=(--requirepass "$TAILBOX_REDIS_PASSWORD")
-  "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --protected-mode no --dir "$dir" \
+  if [[ "${REDIS_TLS:-}" == 1 ]]; then
+    if [[ ! -f "$dir/tls/server.crt" ]]; then
+      mkdir -p "$dir/tls"
+      (cd "$dir/tls" && test_pki redis) >"$dir/tls/openssl.log" 2>&1 || die "making the test certificates failed"
+    fi
+    listen=(--port 0 --tls-port "$port" --tls-cert-file "$dir/tls/server.crt"
+      --tls-key-file "$dir/tls/server.key" --tls-ca-cert-file "$dir/tls/ca.crt" --tls-auth-clients no)
+    scheme=rediss
+  fi
+  "$REDIS_SERVER" "${listen[@]}" --bind 127.0.0.1 --protected-mode no --dir "$dir" \
     --save "" --appendonly yes --appendfsync always --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "${auth[@]}" >/dev/null
   local i
   for ((i = 0; i < 200; i++)); do
-    # PING answers +PONG, or -NOAUTH with a password: either way the server is up.
-    if [[ "$(printf 'PING\r\n' | timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat >&3; head -c 1 <&3" 2>/dev/null)" == [+-] ]]; then
+    # PING answers +PONG, or -NOAUTH with a password: either way the server is up. (With
+    # TLS, the port accepting connections is enough.)
+    if [[ "$scheme" == rediss ]]; then
+      port_open "$port" && break
+    elif [[ "$(printf 'PING\r\n' | timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat >&3; head -c 1 <&3" 2>/dev/null)" == [+-] ]]; then
       break
     fi
     sleep 0.05
@@ -61,7 +78,7 @@ cmd_start() {
       "$SCRIPT_DIR/redis.sh" stop "$dir"
   fi
   log "redis-server pid $(server_pid "$dir") ready on 127.0.0.1:$port (dir $dir)"
-  echo "redis://127.0.0.1:$port"
+  echo "$scheme://127.0.0.1:$port"
 }
 
 cmd_kill() {
@@ -99,6 +116,7 @@ main() {
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
   start) cmd_start "$@" ;;
+  start-tls) REDIS_TLS=1 cmd_start "$@" ;;
   kill) cmd_kill "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;

@@ -300,3 +300,27 @@ async fn a_password_from_a_file_works_and_a_wrong_one_stops_with_the_fix() -> Re
 fn slow_reads() -> redis::AsyncConnectionConfig {
     redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_against_the_given_ca() -> Result<()> {
+    let pg = PgServer::start()?;
+    let (redis, ca, other_ca) = RedisServer::start_tls()?;
+    ensure!(redis.url().starts_with("rediss://"));
+    let names = Names::new("redis_tls");
+    apply_sql(&pg, &names)?;
+
+    let mut args = redis_args(&pg, &redis, &names);
+    args.extend(["--redis-ca".into(), other_ca.to_string_lossy().into_owned()]);
+    let (code, log) = harness::process::run_to_exit(&args, Duration::from_secs(60))?;
+    ensure!(code.is_some_and(|c| c != 0), "an unrelated CA is refused: {code:?}\n{log}");
+    ensure!(log.contains("certificate is not trusted") && log.contains("redis_ca"), "{log}");
+
+    let mut args = redis_args(&pg, &redis, &names);
+    args.extend(["--redis-ca".into(), ca.to_string_lossy().into_owned()]);
+    let tailbox = Tailbox::start(&args)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    Workload { writers: 1, transactions: 4, aggregates: 2 }.run_at(&pg.url()).await?;
+    wait_caught_up(&pg, &names, &tailbox).await?;
+    tailbox.stop_clean()?;
+    Ok(())
+}

@@ -14,8 +14,10 @@ use crate::{paths::scratch_dir, script::run_script};
 pub struct RedisServer {
     dir: PathBuf,
     url: String,
-    /// What `scripts/redis.sh start` was given (again on a restart).
+    /// What `scripts/redis.sh` was given (again on a restart).
     env: Vec<(&'static str, String)>,
+    /// `start` or `start-tls`.
+    command: &'static str,
 }
 
 fn script_env() -> Vec<(&'static str, String)> {
@@ -33,13 +35,26 @@ impl RedisServer {
         Self::start_with(&[("TAILBOX_REDIS_PASSWORD", password.to_owned())])
     }
 
+    /// A server that speaks TLS only (`scripts/redis.sh start-tls`), its certificate for
+    /// IP 127.0.0.1 signed by the returned CA (PEM file); the second file is a CA that
+    /// signed nothing of this server's.
+    pub fn start_tls() -> Result<(Self, PathBuf, PathBuf)> {
+        let server = Self::start_in("start-tls", &[])?;
+        let tls = server.dir.join("tls");
+        Ok((server, tls.join("ca.crt"), tls.join("other-ca.crt")))
+    }
+
     fn start_with(env: &[(&'static str, String)]) -> Result<Self> {
+        Self::start_in("start", env)
+    }
+
+    fn start_in(command: &'static str, env: &[(&'static str, String)]) -> Result<Self> {
         let dir = scratch_dir("redis");
         let mut env = env.to_vec();
         env.extend(script_env());
-        let url = run_script("redis.sh", &["start", &dir.to_string_lossy()], &env)
+        let url = run_script("redis.sh", &[command, &dir.to_string_lossy()], &env)
             .context("starting Redis")?;
-        Ok(Self { dir, url, env })
+        Ok(Self { dir, url, env, command })
     }
 
     /// `redis://127.0.0.1:PORT`
@@ -57,7 +72,7 @@ impl RedisServer {
     /// Starts the server again on the same port with the same data.
     pub fn start_again(&mut self) -> Result<()> {
         self.kill()?;
-        run_script("redis.sh", &["start", &self.dir.to_string_lossy()], &self.env)
+        run_script("redis.sh", &[self.command, &self.dir.to_string_lossy()], &self.env)
             .context("starting Redis again")?;
         Ok(())
     }

@@ -121,6 +121,10 @@ pub struct RedisArgs {
     /// carry none.
     #[arg(long, env = "TAILBOX_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<String>,
+    /// PEM file of the CA that signed the Redis server's certificate (rediss://);
+    /// without it the system's trust store is used. Verification is always on.
+    #[arg(long, env = "TAILBOX_REDIS_CA")]
+    pub redis_ca: Option<String>,
     /// What an acknowledgement waits for: reply (Redis's reply; what survives a crash
     /// is up to appendfsync), replicas:N[:MS] (WAIT for N replicas), aof[:N[:MS]]
     /// (WAITAOF: fsynced locally and on N replicas; Redis 7.2+); MS defaults to 1000

@@ -95,6 +95,7 @@ const KEYS: &[Key] = &[
     key("log_format", Some("text"), Kind::Text),
     key("redis_url", None, Kind::Text),
     key("redis_password_file", None, Kind::Text),
+    key("redis_ca", None, Kind::Text),
     key("redis_durability", Some("reply"), Kind::Text),
     key("redis_trim", Some("none"), Kind::Text),
     key("kafka_props", None, Kind::Props),
@@ -936,6 +937,29 @@ fn redis_config(
             None
         }
     };
+    let ca_pem = c.text("redis_ca").and_then(|file| match std::fs::read(&file) {
+        Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+            Some(pem)
+        }
+        Ok(_) => {
+            c.fail(
+                "redis_ca",
+                &file,
+                "not a PEM certificate",
+                "give the CA certificate in PEM form",
+            );
+            None
+        }
+        Err(e) => {
+            c.fail(
+                "redis_ca",
+                &file,
+                &format!("cannot read it: {e}"),
+                "point redis_ca at a readable PEM file",
+            );
+            None
+        }
+    });
     let durability_text = c.string("redis_durability");
     let durability = parse_durability(&durability_text).unwrap_or_else(|| {
         c.fail(
@@ -959,6 +983,7 @@ fn redis_config(
     (sink == SinkKind::Redis).then_some(())?;
     Some(RedisSinkConfig {
         connection: connection?,
+        ca_pem,
         checkpoint_key: checkpoint_key.to_owned(),
         max_buffered: max_in_flight,
         durability,

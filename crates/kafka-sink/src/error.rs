@@ -34,7 +34,7 @@ pub fn delivery_error(err: KafkaError) -> DeliveryError {
 
 /// A configuration librdkafka refused (names the property).
 pub(crate) fn config_error(err: KafkaError) -> SinkError {
-    SinkError::Config { destination: KAFKA, source: Box::new(err) }
+    SinkError::Config { destination: KAFKA, reason: err.to_string() }
 }
 
 /// Talking to Kafka failed in a way that may pass.

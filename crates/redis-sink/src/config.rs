@@ -10,6 +10,9 @@ pub struct RedisSinkConfig {
     /// Where and as whom (parsed from `redis://[user:password@]host:port[/db]` or
     /// `rediss://…`; redis-rs keeps the password out of `Debug`).
     pub connection: ConnectionInfo,
+    /// PEM of the CA that signs the server's certificate (`rediss://`); `None`: the
+    /// system's trust store.
+    pub ca_pem: Option<Vec<u8>>,
     /// The hash holding the checkpoint records (one field per owner).
     pub checkpoint_key: String,
     /// Records queued and not yet acknowledged before `send` answers `Blocked`.

@@ -42,8 +42,14 @@ impl RedisSink {
     pub async fn connect(config: &RedisSinkConfig) -> Result<Self, SinkError> {
         // Our TLS (rustls) uses the ring provider; redis's asks for the process default.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = redis::Client::open(config.connection.clone())
-            .map_err(|e| SinkError::Config { destination: REDIS, source: Box::new(e) })?;
+        let client = match &config.ca_pem {
+            Some(ca) => redis::Client::build_with_tls(
+                config.connection.clone(),
+                redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
+            ),
+            None => redis::Client::open(config.connection.clone()),
+        }
+        .map_err(|e| SinkError::Config { destination: REDIS, reason: e.to_string() })?;
         let settings = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -90,18 +96,24 @@ impl RedisSink {
     }
 }
 
-/// A failed connection: wrong credentials need a person (they stop tailbox with the
+/// A failed connection: wrong credentials or an untrusted certificate need a person (they stop tailbox with the
 /// fix); anything else may pass (retried with backoff).
 fn connect_error(error: redis::RedisError) -> SinkError {
     let wrong_credentials = error.kind() == redis::ErrorKind::AuthenticationFailed
         || error.code().is_some_and(|c| matches!(c, "WRONGPASS" | "NOAUTH" | "NOPERM"));
-    if wrong_credentials {
+    let fix = if wrong_credentials {
+        Some("the Redis user or password is wrong (redis_url or redis_password_file)")
+    } else if error.to_string().to_ascii_lowercase().contains("certificate") {
+        Some(
+            "the server's TLS certificate is not trusted: give the CA that signed it (redis_ca), and connect by a name or address the certificate holds",
+        )
+    } else {
+        None
+    };
+    if let Some(fix) = fix {
         return SinkError::Config {
             destination: REDIS,
-            source: format!(
-                "connecting to Redis: {error}; fix: the Redis user or password is wrong (redis_url or redis_password_file)"
-            )
-            .into(),
+            reason: format!("connecting to Redis: {error}; fix: {fix}"),
         };
     }
     SinkError::Transient {
@@ -132,11 +144,10 @@ async fn require_waitaof(conn: &mut MultiplexedConnection) -> Result<(), SinkErr
     if (major, minor) < (7, 2) {
         return Err(SinkError::Config {
             destination: REDIS,
-            source: format!(
+            reason: format!(
                 "waiting for the append-only file (WAITAOF) needs Redis 7.2 or later, the server is {version}; \
                  wait for replicas instead, or rely on appendfsync always"
-            )
-            .into(),
+            ),
         });
     }
     Ok(())

@@ -14,6 +14,7 @@ use tailbox_sink::{Ack, EventMeta, SendOutcome, Sink};
 fn config(server: &RedisServer) -> RedisSinkConfig {
     RedisSinkConfig {
         connection: tailbox_redis_sink::parse_url(&server.url(), None).expect("a valid URL"),
+        ca_pem: None,
         checkpoint_key: "tailbox.checkpoints".into(),
         max_buffered: 10_000,
         durability: Durability::Reply,

@@ -6,14 +6,14 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 /// Errors creating a sink or using it outside deliveries.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// The configuration was refused (names the setting): stop.
-    #[error("invalid {destination} configuration: {source}")]
+    /// The configuration was refused (names the setting), or the destination refused us
+    /// in a way only a person can fix (credentials, certificate): stop.
+    #[error("invalid {destination} configuration: {reason}")]
     Config {
         /// "Kafka", "Redis", …
         destination: &'static str,
-        /// The cause.
-        #[source]
-        source: Cause,
+        /// What is wrong, and the fix where known (one line, in full: no cause chain).
+        reason: String,
     },
     /// Talking to the destination failed in a way that may pass: retry with backoff.
     #[error("{destination} unavailable: {context}")]
