@@ -239,7 +239,7 @@ fn failover_row(server: &ServerReport, slot: &SlotReport) -> String {
         (Some(true), true) => "yes".into(),
         (Some(true), false) => match server.synchronized_standby_slots.as_deref() {
             Some(standbys) if !standbys.is_empty() => format!(
-                "yes: standbys with sync_replication_slots = on keep a copy; changes reach tailbox only after standby slots {standbys} (synchronized_standby_slots) have them"
+                "yes: standbys with sync_replication_slots = on keep a copy; changes reach tailbox only after {standbys} (synchronized_standby_slots) have them"
             ),
             _ => "yes, but synchronized_standby_slots is empty: tailbox may publish changes a standby has not received yet (see docs/runbook.md)".into(),
         },
