@@ -314,18 +314,34 @@ async fn fail_over(names: &Names, kafka: &str, guarded: bool) -> Result<Failover
         names.slot
     ))?;
     ensure!(failover == "t", "a failover slot on the primary");
+
+    // The "virtual IP": tailbox and the writers know only the proxy.
+    let vip = TcpProxy::to_local_port(primary.port())?;
+    let tailbox = Tailbox::start(&run_args(names, kafka, vip.port()))?;
+    wait_streaming(&primary, &names.slot, &tailbox).await?;
+
     // The standby's copy must be persistent (sync-ready) before a promotion keeps it.
-    wait_for(
-        &standby,
-        &format!(
-            "SELECT synced AND NOT temporary FROM pg_replication_slots WHERE slot_name = '{}'",
-            names.slot
-        ),
-        "t",
-        Duration::from_secs(60),
-    )
-    .await
-    .context("the standby never synchronized the failover slot")?;
+    // It stays temporary while the primary's slot lies behind the position the standby
+    // reserved for it, so the slot must move: a little WAL (no outbox event) with a
+    // running-transactions record, which tailbox confirms, until the copy is ready.
+    let ready = format!(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND synced AND NOT temporary",
+        names.slot
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while standby.psql(&ready)? != "1" {
+        ensure!(
+            Instant::now() < deadline,
+            "the standby never synchronized the failover slot:\n{}",
+            standby.psql(
+                "SELECT slot_name, synced, temporary, confirmed_flush_lsn FROM pg_replication_slots"
+            )?
+        );
+        primary.psql(
+            "INSERT INTO business (note) VALUES ('tick'); SELECT pg_log_standby_snapshot()",
+        )?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let out = tailbox_admin_output(&["status", "--json"], names, standby.port())?;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("status --json:\n{}", output_text(&out)))?;
@@ -338,10 +354,6 @@ async fn fail_over(names: &Names, kafka: &str, guarded: bool) -> Result<Failover
     let (_, out) = tailbox_admin(&["status"], names, primary.port())?;
     ensure!(out.contains("primary") && out.contains(&setup_says), "{out}");
 
-    // The "virtual IP": tailbox and the writers know only the proxy.
-    let vip = TcpProxy::to_local_port(primary.port())?;
-    let tailbox = Tailbox::start(&run_args(names, kafka, vip.port()))?;
-    wait_streaming(&primary, &names.slot, &tailbox).await?;
     let workload = Workload { writers: 4, transactions: 400, aggregates: 30 };
     let writers = tokio::spawn(resilient_writers(
         format!("postgres://postgres@127.0.0.1:{}/postgres", vip.port()),
