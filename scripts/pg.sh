@@ -27,6 +27,14 @@
 #                                         and SRC started again (same port); then the copy is started on
 #                                         a port of its own (--standby: with standby.signal, so it stays
 #                                         in recovery until `promote`); prints the copy's URL last
+#   scripts/pg.sh standby-of SRC DIR [SLOT]
+#                                         a hot standby of SRC that streams from it: creates the physical
+#                                         slot SLOT (default standby) on SRC, copies SRC as `copy --standby`
+#                                         does but without SRC's slots (as pg_basebackup would), and starts
+#                                         the copy with primary_conninfo (dbname=postgres) and
+#                                         primary_slot_name = SLOT, hot_standby_feedback = on and, on 17+,
+#                                         sync_replication_slots = on (failover slots are synchronized);
+#                                         waits until it streams; prints the standby's URL last
 #   scripts/pg.sh promote DIR             pg_ctl promote -w: the server leaves recovery on a new timeline
 #   scripts/pg.sh stop DIR                pg_ctl stop -m fast, then rm -rf DIR
 #   scripts/pg.sh status DIR              exit 0 if the server of DIR runs
@@ -384,7 +392,48 @@ cmd_copy() {
   as_pg rm -f "$dir/data/port.conf" "$dir/data/postmaster.pid"
   as_pg sed -i "s|^unix_socket_directories = .*|unix_socket_directories = '$dir'|" "$dir/data/postgresql.conf"
   [[ -z "$standby" ]] || as_pg touch "$dir/data/standby.signal"
+  if [[ -n "${COPY_CONF:-}" ]]; then
+    # (a standby made by pg_basebackup has no slots: a copied logical slot would also
+    # stop the slot synchronization of failover slots of the same name)
+    as_pg find "$dir/data/pg_replslot" -mindepth 1 -delete
+    printf '\n# --- scripts/pg.sh standby-of ---\n%s\n' "$COPY_CONF" |
+      as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+  fi
   cmd_start "$dir"
+}
+
+# src_psql SRC SQL: runs SQL as postgres on SRC's server (its socket), prints the result.
+src_psql() {
+  local port
+  port="$(sed -n "s/^port = //p" "$1/data/port.conf")"
+  psql -X -A -t -q -v ON_ERROR_STOP=1 -h "$1" -p "$port" -U postgres -d postgres -c "$2"
+}
+
+cmd_standby_of() {
+  [[ $# -ge 2 && $# -le 3 ]] || usage
+  local src="$1" dir="$2" slot="${3:-standby}" port major conf url i
+  [[ "$slot" =~ ^[a-z0-9_]+$ ]] || die "bad slot name: $slot"
+  [[ -f "$src/data/PG_VERSION" ]] || die "no cluster in $src"
+  major="$(cat "$src/data/PG_VERSION")"
+  port="$(sed -n "s/^port = //p" "$src/data/port.conf")"
+  # Reserved at once: SRC keeps every WAL segment the standby still needs from now on.
+  src_psql "$src" "SELECT pg_create_physical_replication_slot('$slot', true)
+                   WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$slot')" >/dev/null ||
+    die "creating the physical slot $slot on $src failed"
+  conf="primary_conninfo = 'host=127.0.0.1 port=$port user=postgres dbname=postgres application_name=$slot'
+primary_slot_name = '$slot'
+hot_standby_feedback = on"
+  if ((major >= 17)); then
+    conf+=$'\nsync_replication_slots = on'
+  fi
+  url="$(COPY_CONF="$conf" cmd_copy "$src" "$dir" --standby | tail -n 1)"
+  for ((i = 0; i < 300; i++)); do
+    [[ "$(src_psql "$src" "SELECT active FROM pg_replication_slots WHERE slot_name = '$slot'")" == t ]] && break
+    sleep 0.1
+  done
+  ((i < 300)) || die "the standby in $dir does not stream from $src (log: $dir/postgres.log)"
+  log "standby $dir streams from $src through slot $slot"
+  echo "$url"
 }
 
 cmd_promote() {
@@ -448,6 +497,7 @@ main() {
   start-tls) PG_TLS=1 cmd_start "$@" ;;
   restart) cmd_restart "$@" ;;
   copy) cmd_copy "$@" ;;
+  standby-of) cmd_standby_of "$@" ;;
   promote) cmd_promote "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;

@@ -34,7 +34,8 @@ impl Workload {
     /// 4 writers, 400 transactions, 20,000 events, 50 aggregates.
     pub const STANDARD: Workload = Workload { writers: 4, transactions: 400, aggregates: 50 };
 
-    fn size(t: u32) -> u32 {
+    /// The number of events transaction `t` writes.
+    pub fn size(t: u32) -> u32 {
         SIZES[(t as usize) % SIZES.len()]
     }
 

@@ -100,6 +100,17 @@ impl PgServer {
         Self::start_in_new_dir(&args, self.major).context("copying PostgreSQL")
     }
 
+    /// A hot standby of this server that streams from it (`scripts/pg.sh standby-of`):
+    /// a cold copy without slots, started in recovery with `primary_conninfo`,
+    /// `primary_slot_name = physical_slot` (created here), `hot_standby_feedback = on`
+    /// and, on 17+, `sync_replication_slots = on`. Returns once it streams. This server
+    /// is stopped for the copy and started again.
+    pub fn standby(&self, physical_slot: &str) -> Result<PgServer> {
+        let source = self.dir.to_string_lossy().into_owned();
+        Self::start_in_new_dir(&["standby-of", source.as_str(), physical_slot], self.major)
+            .context("starting a standby")
+    }
+
     /// Ends recovery (`pg_ctl promote`): the server continues on a new timeline.
     pub fn promote(&self) -> Result<()> {
         run_script("pg.sh", &["promote", &self.dir.to_string_lossy()], &[])
@@ -118,8 +129,9 @@ impl PgServer {
         let dir = scratch_dir("pg");
         let dir_s = dir.to_string_lossy().into_owned();
         let mut args = args.to_vec();
-        // `copy SRC DIR [--standby]` takes DIR second; the others take it last.
-        let at = if args.first() == Some(&"copy") { 2 } else { args.len() };
+        // `copy SRC DIR [--standby]` and `standby-of SRC DIR [SLOT]` take DIR second; the
+        // others take it last.
+        let at = if matches!(args.first(), Some(&"copy" | &"standby-of")) { 2 } else { args.len() };
         args.insert(at, &dir_s);
         let url = match run_script(
             "pg.sh",

@@ -7,6 +7,8 @@
 //! connection: each side sees its peer close the connection (FIN, not a silent
 //! black hole). New connections are accepted as before right after a cut. If the
 //! target refuses a connection, the client's connection is closed at once.
+//! [`TcpProxy::retarget`] moves it to another server, as a virtual IP or a DNS name
+//! moves to a promoted standby.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -26,13 +28,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
-    target: SocketAddr,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
+    /// Where new connections go.
+    target: Mutex<SocketAddr>,
     /// Both sockets of every live connection, by connection number.
     live: Mutex<HashMap<u64, [TcpStream; 2]>>,
     next_id: AtomicU64,
@@ -42,6 +45,10 @@ struct Shared {
 }
 
 impl Shared {
+    fn target(&self) -> SocketAddr {
+        *self.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn live(&self) -> MutexGuard<'_, HashMap<u64, [TcpStream; 2]>> {
         // A panicking copy thread cannot leave the map inconsistent.
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -54,15 +61,22 @@ impl TcpProxy {
         let listener =
             TcpListener::bind(("127.0.0.1", 0)).context("binding the proxy's listener")?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            target: Mutex::new(target),
+            live: Mutex::default(),
+            next_id: AtomicU64::default(),
+            accepted: AtomicU64::default(),
+            cut: AtomicU64::default(),
+            stopping: AtomicBool::default(),
+        });
         let acceptor = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("proxy-{}", addr.port()))
-                .spawn(move || accept_loop(&listener, target, &shared))
+                .spawn(move || accept_loop(&listener, &shared))
                 .context("spawning the proxy's accept thread")?
         };
-        Ok(TcpProxy { addr, target, shared, acceptor: Some(acceptor) })
+        Ok(TcpProxy { addr, shared, acceptor: Some(acceptor) })
     }
 
     /// [`TcpProxy::start`] towards `127.0.0.1:port`.
@@ -80,7 +94,15 @@ impl TcpProxy {
     }
 
     pub fn target(&self) -> SocketAddr {
-        self.target
+        self.shared.target()
+    }
+
+    /// Sends new connections to `target` from now on and cuts the live ones (which
+    /// went to the old target), as a virtual IP that moves does; returns how many were
+    /// cut.
+    pub fn retarget(&self, target: SocketAddr) -> usize {
+        *self.shared.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = target;
+        self.cut()
     }
 
     /// Cuts every live connection (both sides see the connection closed) and returns
@@ -123,7 +145,7 @@ impl Drop for TcpProxy {
     }
 }
 
-fn accept_loop(listener: &TcpListener, target: SocketAddr, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     for client in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -137,7 +159,7 @@ fn accept_loop(listener: &TcpListener, target: SocketAddr, shared: &Arc<Shared>)
                 continue;
             }
         };
-        if let Err(e) = forward(client, target, shared) {
+        if let Err(e) = forward(client, shared.target(), shared) {
             eprintln!("tailbox-e2e proxy: {e:#}");
         }
     }

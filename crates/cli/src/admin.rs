@@ -15,7 +15,7 @@ use tailbox_pipeline::settings::Destination;
 use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
     ControlClient, ServerIdentity,
-    control::{Change, PublicationReport, SlotReport},
+    control::{Change, PublicationReport, ServerReport, SlotReport},
 };
 use tailbox_sink::Sink;
 
@@ -39,6 +39,7 @@ async fn connect(config: &Config) -> Result<ControlClient> {
 pub fn status(config: &Config, as_json: bool) -> Result<()> {
     runtime()?.block_on(async {
         let control = connect(config).await?;
+        let server = control.server_report().await?;
         let slot = control.slot_report(&config.slot).await?;
         let publication = control.publication_report(&config.publication).await?;
         let current = match &slot {
@@ -47,7 +48,7 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
         };
         let identity = IdentityStatus::gather(config).await;
         if as_json {
-            let mut value = status_json(&config.slot, &config.publication, slot.as_ref(), publication.as_ref(), current);
+            let mut value = status_json(&config.slot, &config.publication, &server, slot.as_ref(), publication.as_ref(), current);
             value["checkpoint"] = identity.json();
             println!(
                 "{}",
@@ -56,7 +57,7 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
         } else {
             print!(
                 "{}",
-                status_table(&config.slot, &config.publication, slot.as_ref(), publication.as_ref(), current)
+                status_table(&config.slot, &config.publication, &server, slot.as_ref(), publication.as_ref(), current)
             );
             print!("{}", identity.table());
         }
@@ -83,6 +84,7 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
 pub fn status_json(
     slot_name: &str,
     publication_name: &str,
+    server: &ServerReport,
     slot: Option<&SlotReport>,
     publication: Option<&PublicationReport>,
     current_wal_lsn: u64,
@@ -102,6 +104,8 @@ pub fn status_json(
             "safe_wal_size_bytes": s.safe_wal_size,
             "retained_wal_bytes": s.retained_wal_bytes,
             "lag_bytes": s.lag_bytes,
+            "failover": s.failover,
+            "synced": s.synced,
         }),
         None => json!({ "name": slot_name, "exists": false }),
     };
@@ -117,6 +121,12 @@ pub fn status_json(
     };
     json!({
         "current_wal_lsn": format_lsn(current_wal_lsn),
+        "server": {
+            "role": if server.in_recovery { "standby" } else { "primary" },
+            "in_recovery": server.in_recovery,
+            "version_num": server.version_num,
+            "synchronized_standby_slots": server.synchronized_standby_slots,
+        },
         "slot": slot,
         "publication": publication,
     })
@@ -126,11 +136,20 @@ pub fn status_json(
 pub fn status_table(
     slot_name: &str,
     publication_name: &str,
+    server: &ServerReport,
     slot: Option<&SlotReport>,
     publication: Option<&PublicationReport>,
     current_wal_lsn: u64,
 ) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
+    rows.push((
+        "role",
+        if server.in_recovery {
+            "standby (in recovery): tailbox reads from a hot standby (logical decoding on standby, PostgreSQL 16+)".into()
+        } else {
+            "primary".into()
+        },
+    ));
     let lsn = |l: Option<u64>| l.map(format_lsn).unwrap_or_else(|| "-".into());
     match slot {
         Some(s) => {
@@ -152,6 +171,10 @@ pub fn status_table(
                     (false, _) => "no".into(),
                 },
             ));
+            rows.push(("failover", failover_row(server, s)));
+            if let Some(synced) = s.synced {
+                rows.push(("synced", synced_row(server, synced)));
+            }
             rows.push(("wal_status", s.wal_status.clone().unwrap_or_else(|| "-".into())));
             rows.push(("confirmed LSN", lsn(s.confirmed_flush_lsn)));
             rows.push(("restart LSN", lsn(s.restart_lsn)));
@@ -203,6 +226,36 @@ pub fn status_table(
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
+}
+
+/// Whether the slot survives a promotion of a standby (failover slots, PostgreSQL 17+).
+fn failover_row(server: &ServerReport, slot: &SlotReport) -> String {
+    match (slot.failover, server.in_recovery) {
+        (None, _) => "no (PostgreSQL 17+ has failover slots)".into(),
+        (Some(false), _) => {
+            "no: a promoted standby will not have this slot (`tailbox setup --failover` creates one)"
+                .into()
+        }
+        (Some(true), true) => "yes".into(),
+        (Some(true), false) => match server.synchronized_standby_slots.as_deref() {
+            Some(standbys) if !standbys.is_empty() => format!(
+                "yes: standbys with sync_replication_slots = on keep a copy; changes reach tailbox only after {standbys} (synchronized_standby_slots) have them"
+            ),
+            _ => "yes, but synchronized_standby_slots is empty: tailbox may publish changes a standby has not received yet (see docs/runbook.md)".into(),
+        },
+    }
+}
+
+/// What `pg_replication_slots.synced` means on this server.
+fn synced_row(server: &ServerReport, synced: bool) -> String {
+    match (synced, server.in_recovery) {
+        (true, true) => {
+            "yes: synchronized from the primary's failover slot (read-only until this standby is promoted)".into()
+        }
+        (false, true) => "no: created on this standby (decoding on standby)".into(),
+        (true, false) => "yes (left over from this server's promotion)".into(),
+        (false, false) => "no (this is the primary; on a standby, status shows its copy)".into(),
+    }
 }
 
 /// Whose checkpoint the checkpoint topic holds, next to this server's identity.
@@ -359,11 +412,20 @@ pub fn cleanup(config: &Config, older_than: &str, column: &str, batch: i64) -> R
     })
 }
 
-/// `tailbox setup`: publication, then slot, then the same checks `run` makes.
-pub fn setup(config: &Config) -> Result<()> {
+/// `tailbox setup [--failover]`: publication, then slot (a failover slot with
+/// `failover`, PostgreSQL 17+), then the same checks `run` makes.
+pub fn setup(config: &Config, failover: bool) -> Result<()> {
     let spec = config.table_spec()?;
     runtime()?.block_on(async {
         let control = connect(config).await?;
+        let server = control.server_report().await?;
+        if failover && server.version_num < 170_000 {
+            return Err(anyhow!(
+                "--failover needs PostgreSQL 17 or later (failover slots), this server is {}.{}; fix: run setup without --failover — before 17 a logical slot is not kept on standbys, so after a promotion it must be created again and what was committed meanwhile backfilled (docs/runbook.md)",
+                server.version_num / 10_000,
+                server.version_num % 10_000
+            ));
+        }
         let level = control.wal_level().await?;
         if level != "logical" {
             return Err(anyhow!(
@@ -382,7 +444,7 @@ pub fn setup(config: &Config) -> Result<()> {
                 "already exists"
             )
         );
-        let slot = control.create_slot(&config.slot).await?;
+        let slot = control.create_slot(&config.slot, failover).await?;
         let at = control
             .slot_report(&config.slot)
             .await?
@@ -398,6 +460,18 @@ pub fn setup(config: &Config) -> Result<()> {
                 &format!("already exists (confirmed LSN {at})")
             )
         );
+        if failover {
+            match server.synchronized_standby_slots.as_deref() {
+                Some(standbys) if !standbys.is_empty() => println!(
+                    "failover: standbys with sync_replication_slots = on keep a copy of slot {}; changes reach tailbox only after {standbys} (synchronized_standby_slots) have them",
+                    config.slot
+                ),
+                _ => println!(
+                    "failover: slot {} is a failover slot, but synchronized_standby_slots is empty on this primary: set it to the standbys' physical slots so that a promoted standby's copy is never behind what tailbox published (docs/runbook.md)",
+                    config.slot
+                ),
+            }
+        }
         control
             .check_ready(&config.slot, &config.publication, &spec)
             .await
@@ -442,6 +516,16 @@ mod tests {
             current_wal_lsn: 0x180,
             retained_wal_bytes: Some(0x100),
             lag_bytes: Some(0x80),
+            failover: Some(true),
+            synced: Some(false),
+        }
+    }
+
+    fn primary() -> ServerReport {
+        ServerReport {
+            version_num: 170_010,
+            in_recovery: false,
+            synchronized_standby_slots: Some("standby_1".into()),
         }
     }
 
@@ -453,15 +537,58 @@ mod tests {
             operations: vec!["insert".into()],
             tables: vec!["public.outbox".into()],
         };
-        let table = status_table("tailbox", "tailbox", Some(&slot()), Some(&publication), 0x180);
+        let table = status_table(
+            "tailbox",
+            "tailbox",
+            &primary(),
+            Some(&slot()),
+            Some(&publication),
+            0x180,
+        );
         assert!(table.contains("active           yes, pid 42"), "{table}");
         assert!(table.contains("retained WAL     256 B"), "{table}");
         assert!(table.contains("publishes insert; tables: public.outbox"), "{table}");
-        let value = status_json("tailbox", "tailbox", Some(&slot()), None, 0x180);
+        assert!(table.contains("role             primary"), "{table}");
+        assert!(table.contains("failover         yes: standbys"), "{table}");
+        assert!(table.contains("standby_1"), "{table}");
+        let value = status_json("tailbox", "tailbox", &primary(), Some(&slot()), None, 0x180);
+        assert_eq!(value["slot"]["failover"], true);
+        assert_eq!(value["slot"]["synced"], false);
+        assert_eq!(value["server"]["role"], "primary");
         assert_eq!(value["slot"]["confirmed_flush_lsn"], "0/100");
         assert_eq!(value["slot"]["lag_bytes"], 128);
         assert_eq!(value["publication"]["exists"], false);
-        let missing = status_table("s", "p", None, None, 1);
+        let missing = status_table("s", "p", &primary(), None, None, 1);
         assert!(missing.contains("s: MISSING"), "{missing}");
+    }
+
+    #[test]
+    fn status_tells_a_standby_and_its_synchronized_copy() {
+        let standby = ServerReport {
+            version_num: 170_010,
+            in_recovery: true,
+            synchronized_standby_slots: Some(String::new()),
+        };
+        let copy = SlotReport { synced: Some(true), ..slot() };
+        let table = status_table("tailbox", "tailbox", &standby, Some(&copy), None, 0x180);
+        assert!(table.contains("role             standby (in recovery)"), "{table}");
+        assert!(table.contains("synced           yes: synchronized from the primary"), "{table}");
+        let value = status_json("tailbox", "tailbox", &standby, Some(&copy), None, 0x180);
+        assert_eq!(value["server"]["in_recovery"], true);
+        assert_eq!(value["slot"]["synced"], true);
+
+        let unguarded = ServerReport { in_recovery: false, ..standby };
+        let table = status_table("tailbox", "tailbox", &unguarded, Some(&slot()), None, 0x180);
+        assert!(table.contains("synchronized_standby_slots is empty"), "{table}");
+
+        let sixteen = ServerReport { version_num: 160_014, ..primary() };
+        let old = SlotReport { failover: None, synced: None, ..slot() };
+        let table = status_table("tailbox", "tailbox", &sixteen, Some(&old), None, 0x180);
+        assert!(table.contains("failover         no (PostgreSQL 17+"), "{table}");
+        assert!(!table.contains("synced"), "{table}");
+        assert_eq!(
+            status_json("t", "t", &sixteen, Some(&old), None, 0)["slot"]["failover"],
+            json!(null)
+        );
     }
 }

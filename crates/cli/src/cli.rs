@@ -39,7 +39,7 @@ pub enum Command {
     /// identity and, with Kafka settings, whether the checkpoint is this server's.
     Status(StatusArgs),
     /// Create the publication and the slot unless they exist (sql/02 and sql/03).
-    Setup(PgArgs),
+    Setup(SetupArgs),
     /// Drop the slot and the publication if they exist (sql/99_teardown.sql).
     Teardown(PgArgs),
     /// Configuration commands.
@@ -70,6 +70,17 @@ pub struct CleanupArgs {
     /// Rows deleted per statement.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub batch_size: i64,
+    #[command(flatten)]
+    pub pg: PgArgs,
+}
+
+/// Options of `tailbox setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Create a failover slot (PostgreSQL 17+): standbys with sync_replication_slots = on
+    /// keep a copy of it that survives their promotion (see docs/runbook.md).
+    #[arg(long)]
+    pub failover: bool,
     #[command(flatten)]
     pub pg: PgArgs,
 }

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         Command::Run(_) => run::run(&config, None),
         Command::Backfill(args) => run::run(&config, Some(args.order_by.as_deref())),
         Command::Status(args) => admin::status(&config, args.json),
-        Command::Setup(_) => admin::setup(&config),
+        Command::Setup(args) => admin::setup(&config, args.failover),
         Command::Cleanup(args) => {
             admin::cleanup(&config, &args.older_than, &args.timestamp_column, args.batch_size)
         }

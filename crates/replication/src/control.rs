@@ -584,6 +584,26 @@ pub struct SlotReport {
     pub retained_wal_bytes: Option<u64>,
     /// `current_wal_lsn − confirmed_flush_lsn`: WAL written but not yet confirmed.
     pub lag_bytes: Option<u64>,
+    /// `pg_replication_slots.failover` (PostgreSQL 17+, `None` before): standbys with
+    /// `sync_replication_slots = on` keep a copy of the slot that survives promotion.
+    pub failover: Option<bool>,
+    /// `pg_replication_slots.synced` (PostgreSQL 17+): on a standby, this is a copy
+    /// synchronized from the primary (read-only until promotion); on a primary it can
+    /// only be left over from a promotion.
+    pub synced: Option<bool>,
+}
+
+/// The server tailbox talks to, as `tailbox status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerReport {
+    /// `server_version_num`, e.g. 170010.
+    pub version_num: i32,
+    /// `pg_is_in_recovery()`: a hot standby (logical decoding on standby, 16+).
+    pub in_recovery: bool,
+    /// `synchronized_standby_slots` (PostgreSQL 17+; `None` before): the physical slots
+    /// of the standbys a failover slot's changes wait for before logical walsenders send
+    /// them. Empty means no standby is waited for.
+    pub synchronized_standby_slots: Option<String>,
 }
 
 /// A publication as `pg_publication` sees it.
@@ -625,9 +645,12 @@ impl ControlClient {
         let row = self
             .client
             .query_opt(
+                // failover and synced exist from PostgreSQL 17 on: read through to_jsonb so
+                // that the same query runs on 13 to 16 (where they are NULL).
                 "SELECT slot_name::text, plugin::text, slot_type, database::text, active, active_pid, \
-                        confirmed_flush_lsn::text, restart_lsn::text, wal_status, safe_wal_size \
-                 FROM pg_replication_slots WHERE slot_name = $1",
+                        confirmed_flush_lsn::text, restart_lsn::text, wal_status, safe_wal_size, \
+                        (to_jsonb(s) ->> 'failover')::boolean, (to_jsonb(s) ->> 'synced')::boolean \
+                 FROM pg_replication_slots s WHERE slot_name = $1",
                 &[&slot],
             )
             .await
@@ -654,7 +677,28 @@ impl ControlClient {
             current_wal_lsn: current,
             retained_wal_bytes: restart_lsn.map(|r| current.saturating_sub(r)),
             lag_bytes: confirmed_flush_lsn.map(|c| current.saturating_sub(c)),
+            failover: row.get(10),
+            synced: row.get(11),
         }))
+    }
+
+    /// The server's version, whether it is a standby, and (17+) the standby slots
+    /// failover slots wait for.
+    pub async fn server_report(&self) -> Result<ServerReport, ReplicationError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), \
+                        current_setting('synchronized_standby_slots', true)",
+                &[],
+            )
+            .await
+            .map_err(|e| ReplicationError::from_pg("reading the server's role", e))?;
+        Ok(ServerReport {
+            version_num: row.get(0),
+            in_recovery: row.get(1),
+            synchronized_standby_slots: row.get(2),
+        })
     }
 
     /// The server's WAL position: `pg_current_wal_lsn()` on a primary, the last
@@ -739,12 +783,22 @@ impl ControlClient {
     }
 
     /// Creates the logical slot (plugin pgoutput) unless it exists, running the
-    /// statements of `sql/03_slot.sql`.
-    pub async fn create_slot(&self, slot: &str) -> Result<Change, ReplicationError> {
+    /// statements of `sql/03_slot.sql`; with `failover`, a failover slot (PostgreSQL 17+;
+    /// the script refuses older servers, and an existing slot that is not one).
+    pub async fn create_slot(
+        &self,
+        slot: &str,
+        failover: bool,
+    ) -> Result<Change, ReplicationError> {
         let existed = self.slot_report(slot).await?.is_some();
-        self.run_script("sql/03_slot.sql", SLOT_SQL, &[("tailbox.slot", slot)])
-            .await
-            .map_err(|e| setup_problem(e, &format!("creating replication slot {slot:?}")))?;
+        let failover = if failover { "true" } else { "false" };
+        self.run_script(
+            "sql/03_slot.sql",
+            SLOT_SQL,
+            &[("tailbox.slot", slot), ("tailbox.failover", failover)],
+        )
+        .await
+        .map_err(|e| setup_problem(e, &format!("creating replication slot {slot:?}")))?;
         Ok(if existed { Change::AlreadyThere } else { Change::Done })
     }
 
@@ -814,11 +868,15 @@ impl ControlClient {
 
 /// Turns a server refusal during setup/teardown into a problem with a fix.
 fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
-    let (message, code) = match &err {
+    let (message, code, hint) = match &err {
         ReplicationError::Definite { source, .. } | ReplicationError::Transient { source, .. } => {
             match source.downcast_ref::<tokio_postgres::Error>() {
                 Some(pg) => match pg.as_db_error() {
-                    Some(db) => (db.message().to_owned(), db.code().code().to_owned()),
+                    Some(db) => (
+                        db.message().to_owned(),
+                        db.code().code().to_owned(),
+                        db.hint().map(str::to_owned),
+                    ),
                     None => return err,
                 },
                 None => return err,
@@ -826,6 +884,10 @@ fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
         }
         ReplicationError::Startup(_) | ReplicationError::SlotInUse { .. } => return err,
     };
+    // The scripts' own refusals (sql/03_slot.sql's failover checks) carry their fix.
+    if let Some(hint) = hint {
+        return ReplicationError::startup(format!("{what}: {message} (SQLSTATE {code})"), hint);
+    }
     let fix = match code.as_str() {
         "42501" => {
             "run setup/teardown as a superuser or the outbox table's owner with REPLICATION (e.g. `pg_url` postgres://postgres@HOST/DB); tailbox run itself only needs the role of sql/04_role.sql"
@@ -836,6 +898,9 @@ fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
         "55000" => "set wal_level = logical in postgresql.conf and restart PostgreSQL",
         "53400" => "raise max_replication_slots (restart required) or drop an unused slot",
         "55006" => "stop the client streaming from the slot, then try again",
+        "25006" => {
+            "this server is a standby (read-only): create the publication on the primary (sql/02_publication.sql or `tailbox setup` there); the slot for decoding on this standby is then created here"
+        }
         _ => "see the PostgreSQL error above",
     };
     ReplicationError::startup(format!("{what}: {message} (SQLSTATE {code})"), fix)
@@ -872,7 +937,7 @@ mod script_tests {
                 PUBLICATION_SQL,
                 &["tailbox.publication", "tailbox.outbox_table"][..],
             ),
-            ("03_slot.sql", SLOT_SQL, &["tailbox.slot"][..]),
+            ("03_slot.sql", SLOT_SQL, &["tailbox.slot", "tailbox.failover"][..]),
             ("99_teardown.sql", TEARDOWN_SQL, &["tailbox.slot", "tailbox.publication"][..]),
         ] {
             let statements = script_statements(script);

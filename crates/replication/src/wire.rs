@@ -177,9 +177,21 @@ impl ServerError {
     }
 
     /// Retrying may help (the server is starting or shutting down, out of connections,
-    /// or the object is in use).
+    /// or the object is in use), or the server waits for a standby: a failover slot's
+    /// changes wait for the standbys of `synchronized_standby_slots` (PostgreSQL 17+),
+    /// and a walsender refuses to go on while one of their slots is inactive, missing or
+    /// invalidated (SQLSTATE 55000 or 22023). That resolves when the standby is back, or
+    /// when tailbox reaches the promoted standby after a failover, so it is retried.
     pub fn is_transient(&self) -> bool {
-        is_transient_sqlstate(&self.code)
+        is_transient_sqlstate(&self.code) || self.waits_for_standby()
+    }
+
+    /// The detail PostgreSQL 17+ gives every refusal caused by
+    /// `synchronized_standby_slots`.
+    fn waits_for_standby(&self) -> bool {
+        self.detail.as_deref().is_some_and(|d| {
+            d.starts_with("Logical replication is waiting on the standby associated with")
+        })
     }
 
     /// As a [`ReplicationError`] classified by SQLSTATE.
@@ -722,6 +734,38 @@ pub(crate) async fn ssl_answer(tcp: &mut TcpStream) -> Result<u8, io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a PostgreSQL 17 walsender of a failover slot sends while the standby of
+    /// `synchronized_standby_slots` is gone (seen when the old primary shuts down after
+    /// its standby was promoted): retried, unlike other 55000 refusals.
+    #[test]
+    fn waiting_for_a_standby_is_transient() {
+        let error = |code: &str, message: &str, detail: Option<&str>| ServerError {
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: message.into(),
+            detail: detail.map(str::to_owned),
+        };
+        let waiting = error(
+            "55000",
+            "replication slot \"standby_1\" specified in parameter \"synchronized_standby_slots\" does not have active_pid",
+            Some(
+                "Logical replication is waiting on the standby associated with replication slot \"standby_1\".",
+            ),
+        );
+        assert!(waiting.is_transient());
+        let missing = error(
+            "22023",
+            "replication slot \"gone\" specified in parameter \"synchronized_standby_slots\" does not exist",
+            Some(
+                "Logical replication is waiting on the standby associated with replication slot \"gone\".",
+            ),
+        );
+        assert!(missing.is_transient());
+        let wal_level =
+            error("55000", "logical decoding requires \"wal_level\" >= \"logical\"", None);
+        assert!(!wal_level.is_transient());
+    }
 
     fn wire_with(bytes: &[u8]) -> Result<PgWire, io::Error> {
         // A transport is needed to build a PgWire; these tests only use the buffers.
