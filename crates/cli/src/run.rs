@@ -79,7 +79,9 @@ async fn run_async(config: &Config, backfill: Option<Option<&str>>) -> Result<()
 
     let metrics = Arc::new(PipelineMetrics::default());
     let settings = settings(config, Arc::clone(&metrics))?;
-    let ops = Arc::new(Ops::new(metrics, &config.slot, &config.publication, config.dry_run));
+    let mut ops = Ops::new(metrics, &config.slot, &config.publication, config.dry_run);
+    ops.topics = Arc::clone(&settings.kafka.topics.registry);
+    let ops = Arc::new(ops);
 
     let mut background = Vec::new();
     if let Some(addr) = config.metrics_addr {

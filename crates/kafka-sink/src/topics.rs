@@ -221,7 +221,7 @@ impl TopicRegistry {
     }
 
     /// Records `missing`, logging it at ERROR the first time.
-    pub(crate) fn report_missing(&self, missing: MissingTopic) {
+    pub fn report_missing(&self, missing: MissingTopic) {
         let Ok(mut all) = self.missing.lock() else { return };
         if all.contains_key(&missing.topic) {
             return;
@@ -236,7 +236,7 @@ impl TopicRegistry {
     }
 
     /// `topic` exists (again): no longer missing.
-    pub(crate) fn found(&self, topic: &str) {
+    pub fn found(&self, topic: &str) {
         if !self.any_missing.load(Ordering::Relaxed) {
             return;
         }
