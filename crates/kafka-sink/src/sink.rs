@@ -141,8 +141,13 @@ impl SinkContext {
     }
 }
 
-/// A librdkafka log line, through `tracing` at the matching level.
+/// A librdkafka log line, through `tracing` at the matching level; a warning about a
+/// normal, retried start-up condition (see [`is_retried_startup_condition`]) at INFO.
 pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    let level = match level {
+        RDKafkaLogLevel::Warning if is_retried_startup_condition(message) => RDKafkaLogLevel::Info,
+        level => level,
+    };
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -152,6 +157,22 @@ pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &s
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility, "librdkafka: {message}"),
         RDKafkaLogLevel::Debug => debug!(facility, "librdkafka: {message}"),
     }
+}
+
+/// Broker answers that librdkafka retries by itself and that a fresh or restarting
+/// broker gives for a few seconds: its transaction or group coordinator is still
+/// loading or moving. librdkafka logs them as warnings ("Failed to acquire idempotence
+/// PID from broker …: Coordinator load in progress: retrying"), but nothing is wrong.
+/// Only lines that say librdkafka retries qualify; the same condition without a retry
+/// stays a warning.
+pub(crate) fn is_retried_startup_condition(message: &str) -> bool {
+    const PASSING: &[&str] = &[
+        "Coordinator load in progress",
+        "Coordinator not available",
+        "Not coordinator",
+        "Leader not available",
+    ];
+    message.trim_end().ends_with("retrying") && PASSING.iter().any(|c| message.contains(c))
 }
 
 /// Serves `producer`'s queue without waiting: delivery reports (up to
@@ -427,6 +448,27 @@ impl Sink for KafkaSink {
 
     async fn abort_transaction(&mut self, timeout: Duration) -> Result<(), TransactionError> {
         self.abort(timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_retried_startup_condition;
+
+    #[test]
+    fn only_retried_coordinator_start_up_conditions_are_quietened() {
+        assert!(is_retried_startup_condition(
+            "Failed to acquire idempotence PID from broker 127.0.0.1:9092/1: Broker: Coordinator load in progress: retrying"
+        ));
+        assert!(is_retried_startup_condition(
+            "Failed to acquire transactional PID from broker TxnCoordinator/1: Broker: Coordinator not available: retrying"
+        ));
+        assert!(!is_retried_startup_condition(
+            "Failed to acquire idempotence PID from broker 127.0.0.1:9092/1: Broker: Cluster authorization failed"
+        ));
+        assert!(!is_retried_startup_condition(
+            "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
+        ));
     }
 }
 
