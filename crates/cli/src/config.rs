@@ -577,17 +577,30 @@ impl Checker<'_> {
         }
     }
 
+    /// A slot or publication name as written in SQL (`pub`, `"Pub-1"`): the name it
+    /// stands for. Slot names are further limited by PostgreSQL to a-z, 0-9 and _.
     fn identifier(&mut self, key: &str) -> String {
         let text = self.string(key);
-        if tailbox_replication::control::validate_identifier(key, &text).is_err() {
+        let name = match tailbox_outbox::identifier::parse_name(&text) {
+            Ok(name) => name,
+            Err(reason) => {
+                self.fail(key, &text, &reason, "e.g. tailbox, or \"Pub-1\" (quoted as in SQL)");
+                return text;
+            }
+        };
+        if name.len() > 63 {
+            self.fail(key, &text, "longer than 63 bytes", "use a shorter name");
+        } else if key == "slot"
+            && tailbox_replication::control::validate_identifier(key, &name).is_err()
+        {
             self.fail(
                 key,
                 &text,
-                "not a valid slot/publication name",
+                "not a valid slot name",
                 "use 1 to 63 characters of a-z, 0-9 and _",
             );
         }
-        text
+        name
     }
 
     fn topic(&mut self, key: &str) -> String {
