@@ -297,8 +297,12 @@ pub struct TopicArgs {
     pub topic_replication_factor: Option<String>,
     /// A topic config of a topic tailbox creates, KEY=VALUE (e.g. retention.ms=604800000);
     /// repeatable (env and file: comma-separated).
-    #[arg(long = "topic-config", id = "topic_config", env = "TAILBOX_TOPIC_CONFIG",
-          value_delimiter = ',')]
+    #[arg(
+        long = "topic-config",
+        id = "topic_config",
+        env = "TAILBOX_TOPIC_CONFIG",
+        value_delimiter = ','
+    )]
     pub topic_config: Vec<String>,
 }
 

@@ -95,7 +95,9 @@ impl ProducerContext for SinkContext {
                 warn!(topic = message.topic(), error = %err, "record not delivered");
                 if matches!(
                     err.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+                    Some(
+                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+                    )
                 ) {
                     self.report_missing(message);
                 }

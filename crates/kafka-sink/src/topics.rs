@@ -304,7 +304,10 @@ async fn check(config: &SinkConfig, topic: &str) -> Outcome {
             RDKafkaErrorCode::UnknownTopicOrPartition => {
                 Outcome::Missing { fix: fix(config, topic), reason }
             }
-            code => Outcome::Missing { fix: fix(config, topic), reason: format!("{reason}; looking it up: {code}") },
+            code => Outcome::Missing {
+                fix: fix(config, topic),
+                reason: format!("{reason}; looking it up: {code}"),
+            },
         },
         Ok(Ok(None)) => Outcome::Missing { fix: fix(config, topic), reason },
         Ok(Err(err)) => Outcome::Failed(format!("looking up topic {topic}: {err}")),

@@ -77,7 +77,9 @@ pub fn parse_table(text: &str) -> Result<(String, String), String> {
     match parts.as_slice() {
         [table] => Ok(("public".to_owned(), table.text.clone())),
         [schema, table] => Ok((schema.text.clone(), table.text.clone())),
-        _ => Err("expected SCHEMA.TABLE or TABLE; put a name containing '.' in double quotes".into()),
+        _ => {
+            Err("expected SCHEMA.TABLE or TABLE; put a name containing '.' in double quotes".into())
+        }
     }
 }
 

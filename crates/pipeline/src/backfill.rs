@@ -282,7 +282,11 @@ const BLOCKED_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A backfilled row's delivery error: the snapshot's position and the row's `xmin`.
 fn delivery(error: tailbox_sink::DeliveryError, meta: &EventMeta) -> PipelineError {
-    PipelineError::delivery(error, meta.lsn.as_str(), format!("{} (backfilled row's xmin)", meta.xid))
+    PipelineError::delivery(
+        error,
+        meta.lsn.as_str(),
+        format!("{} (backfilled row's xmin)", meta.xid),
+    )
 }
 
 /// The backfill's checkpoint record could not be delivered.
