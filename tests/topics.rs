@@ -161,3 +161,38 @@ async fn without_permission_to_create_tailbox_waits_names_the_fix_and_goes_on_on
     ensure!(errors == 1, "said once, not {errors} times:\n{log}");
     Ok(())
 }
+
+/// Names as psql shows them: a mixed-case schema with a space, a table with a dot in
+/// its name, a publication named `Pub-1`, all given quoted on the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quoted_mixed_case_table_and_publication_names_work() -> Result<()> {
+    let kafka = broker()?;
+    let pg = PgServer::start()?;
+    let names = Names::new("topics_quoted");
+    pg.psql(&format!(
+        "CREATE SCHEMA \"My Schema\";
+         CREATE TABLE \"My Schema\".\"Out.box\" (id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+             aggregatetype text NOT NULL, aggregateid text NOT NULL, type text NOT NULL, payload jsonb NOT NULL);
+         CREATE PUBLICATION \"Pub-1\" FOR TABLE \"My Schema\".\"Out.box\" WITH (publish = 'insert');
+         SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
+        names.slot
+    ))?;
+    let mut args = base_args(&pg, &kafka.plaintext, &names);
+    // base_args' role has no rights on this table; run as the superuser.
+    args[2] = pg.url();
+    let at = args.iter().position(|a| a == "--publication").context("--publication")?;
+    args[at + 1] = "\"Pub-1\"".into();
+    args.extend(["--outbox-table".into(), "\"My Schema\".\"Out.box\"".into()]);
+    let tailbox = Tailbox::start(&args)?;
+    pg.psql(
+        "INSERT INTO \"My Schema\".\"Out.box\" (aggregatetype, aggregateid, type, payload) \
+         VALUES ('Order', 'o-1', 'Created', '{\"n\": 1}')",
+    )?;
+    let got = consume_pattern(&kafka.plaintext, &names.topic_pattern(), 1, Duration::from_secs(60))
+        .await
+        .with_context(|| tailbox.log_text())?;
+    ensure!(got.len() == 1, "the event arrives: {got:?}\n{}", tailbox.log_text());
+    wait_caught_up(&pg, &names).await?;
+    tailbox.stop_clean()?;
+    Ok(())
+}
