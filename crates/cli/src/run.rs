@@ -80,7 +80,9 @@ async fn run_async(config: &Config, backfill: Option<Option<&str>>) -> Result<()
     let metrics = Arc::new(PipelineMetrics::default());
     let settings = settings(config, Arc::clone(&metrics))?;
     let mut ops = Ops::new(metrics, &config.slot, &config.publication, config.dry_run);
-    ops.topics = Arc::clone(&settings.kafka.topics.registry);
+    if let tailbox_pipeline::settings::Destination::Kafka(kafka) = &settings.destination {
+        ops.topics = Arc::clone(&kafka.topics.registry);
+    }
     let ops = Arc::new(ops);
 
     let mut background = Vec::new();

@@ -453,6 +453,14 @@ impl Sink for KafkaSink {
     }
 }
 
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        if let Some(task) = self.housekeeping.take() {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_retried_startup_condition;
@@ -471,13 +479,5 @@ mod tests {
         assert!(!is_retried_startup_condition(
             "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
         ));
-    }
-}
-
-impl Drop for KafkaSink {
-    fn drop(&mut self) {
-        if let Some(task) = self.housekeeping.take() {
-            task.abort();
-        }
     }
 }

@@ -112,8 +112,8 @@ impl OutboxConfig {
             }
         }
         Ok(Self {
-            schema: schema.into(),
-            table: table.into(),
+            schema,
+            table,
             columns,
             topic_template: TopicTemplate::parse(topic_template)?,
             payload_format: PayloadFormat::Raw,
