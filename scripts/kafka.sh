@@ -14,6 +14,15 @@
 #                                           The last stdout line is
 #                                             plaintext=127.0.0.1:P ssl=127.0.0.1:S sasl_ssl=127.0.0.1:Q ca=DIR/tls/ca.crt other_ca=DIR/tls/other-ca.crt user=tailbox password_file=DIR/tls/sasl-password
 #                                           `start` on such a DIR restarts it with the same listeners
+#   scripts/kafka.sh start-acl DIR [PORT]
+#                                           as start (PLAINTEXT on PORT stays, for an admin: it is a super
+#                                           user), plus a SASL_PLAINTEXT listener (PLAIN; user tailbox),
+#                                           KRaft's StandardAuthorizer, automatic topic creation off, and
+#                                           ACLs letting user tailbox describe, read and write every topic
+#                                           (idempotently) but create none. The password of user tailbox
+#                                           is in DIR/acl/sasl-password (random, mode 0600). The last stdout line is
+#                                             plaintext=127.0.0.1:P sasl_plaintext=127.0.0.1:Q user=tailbox password_file=DIR/acl/sasl-password
+#                                           `start` on such a DIR restarts it with the same listeners and ACLs
 #   scripts/kafka.sh stop DIR [--rm]        stop it (SIGTERM, up to 20 s, then SIGKILL); --rm: delete DIR
 #   scripts/kafka.sh status DIR             exit 0 if the broker of DIR runs
 #   scripts/kafka.sh run-class CLASS ARGS…  run a Kafka tools class, e.g.
@@ -172,7 +181,12 @@ cmd_start() {
   need_java
   need python3
   local dir port="${2:-}" cport="" cfg pidfile logfile secure="" sport="" qport=""
+  local acl="" aport="" acl_password=""
   dir="$(abs_dir "$1")"
+  # A DIR made by start-acl keeps its authorizer when started again.
+  if [[ "${KAFKA_ACL:-}" == 1 || -f "$dir/acl-port" ]]; then
+    acl=1
+  fi
   # A DIR made by start-secure stays secure when started again.
   if [[ "${KAFKA_SECURE:-}" == 1 || -f "$dir/secure-ports" ]]; then
     secure=1
@@ -224,6 +238,32 @@ cmd_start() {
     advertised+=",SSL://127.0.0.1:$sport,SASL_SSL://127.0.0.1:$qport"
     protocol_map+=",SSL:SSL,SASL_SSL:SASL_SSL"
   fi
+  local auto_create=true
+  if [[ -n "$acl" ]]; then
+    if [[ -f "$dir/acl-port" ]]; then
+      read -r aport <"$dir/acl-port"
+    else
+      local p1 p2 p3
+      # three candidates, so one differs from PORT and the controller's port
+      read -r p1 p2 p3 < <(free_ports 3)
+      for p in "$p1" "$p2" "$p3"; do
+        [[ "$p" == "$port" || "$p" == "$cport" ]] && continue
+        aport="$p"
+        break
+      done
+    fi
+    [[ "$aport" =~ ^[0-9]+$ ]] || die "bad SASL_PLAINTEXT port: $aport"
+    echo "$aport" >"$dir/acl-port"
+    if [[ ! -f "$dir/acl/sasl-password" ]]; then
+      mkdir -p "$dir/acl"
+      (umask 077 && openssl rand -hex 16 >"$dir/acl/sasl-password")
+    fi
+    acl_password="$(cat "$dir/acl/sasl-password")"
+    listeners+=",SASL_PLAINTEXT://127.0.0.1:$aport"
+    advertised+=",SASL_PLAINTEXT://127.0.0.1:$aport"
+    protocol_map+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    auto_create=false
+  fi
   cat >"$cfg" <<EOF
 # written by scripts/kafka.sh
 process.roles=broker,controller
@@ -245,7 +285,7 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=3
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
-auto.create.topics.enable=true
+auto.create.topics.enable=$auto_create
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
@@ -267,6 +307,20 @@ sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tailbox="$password";
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+  fi
+  if [[ -n "$acl" ]]; then
+    chmod 600 "$cfg"
+    # PLAINTEXT (tests' admin, inter-broker traffic) and the controller authenticate
+    # nobody: their principal ANONYMOUS is the super user. User tailbox gets only the
+    # ACLs add_acls grants after start.
+    cat >>"$cfg" <<EOF
+# start-acl: an authorizer; SASL PLAIN user tailbox without the Create ACL
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tailbox="$acl_password";
 EOF
   fi
   write_log4j "$dir/log4j2.properties"
@@ -342,10 +396,33 @@ while True:
   else
     log "broker pid $pid ready on 127.0.0.1:$port after $((SECONDS - t0))s (dir $dir)"
   fi
-  if [[ "${KAFKA_SECURE:-}" == 1 ]]; then
+  if [[ -n "$acl" ]]; then
+    port_open "$aport" || die "the SASL_PLAINTEXT listener on $aport did not open; log: $logfile"
+    add_acls "127.0.0.1:$port"
+    log "user tailbox may describe, read and write every topic, create none (SASL_PLAINTEXT :$aport)"
+  fi
+  if [[ "${KAFKA_ACL:-}" == 1 ]]; then
+    echo "plaintext=127.0.0.1:$port sasl_plaintext=127.0.0.1:$aport user=tailbox password_file=$dir/acl/sasl-password"
+  elif [[ "${KAFKA_SECURE:-}" == 1 ]]; then
     echo "plaintext=127.0.0.1:$port ssl=127.0.0.1:$sport sasl_ssl=127.0.0.1:$qport ca=$dir/tls/ca.crt other_ca=$dir/tls/other-ca.crt user=tailbox password_file=$dir/tls/sasl-password"
   else
     echo "127.0.0.1:$port"
+  fi
+}
+
+# add_acls BOOTSTRAP: user tailbox may describe, read and write every topic, write
+# idempotently, and use any consumer group; Create nowhere. Idempotent.
+add_acls() {
+  local out
+  if ! out="$(cmd_run_class org.apache.kafka.tools.AclCommand --bootstrap-server "$1" --add \
+    --allow-principal User:tailbox --operation Describe --operation Read --operation Write \
+    --topic '*' 2>&1 &&
+    cmd_run_class org.apache.kafka.tools.AclCommand --bootstrap-server "$1" --add \
+      --allow-principal User:tailbox --operation Read --operation Describe --group '*' 2>&1 &&
+    cmd_run_class org.apache.kafka.tools.AclCommand --bootstrap-server "$1" --add \
+      --allow-principal User:tailbox --operation IdempotentWrite --cluster 2>&1)"; then
+    echo "$out" >&2
+    die "adding the ACLs of user tailbox failed"
   fi
 }
 
@@ -406,6 +483,7 @@ main() {
   fetch-broker) fetch_broker ;;
   start) KAFKA_SECURE="" cmd_start "$@" ;;
   start-secure) KAFKA_SECURE=1 cmd_start "$@" ;;
+  start-acl) KAFKA_ACL=1 cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;
   run-class) cmd_run_class "$@" ;;

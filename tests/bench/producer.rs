@@ -153,7 +153,12 @@ fn produce_all(args: &Args) -> Result<(Report, KafkaSink)> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let config = SinkConfig { brokers: args.brokers.clone(), properties: args.kafka_props.clone() };
+    let config = SinkConfig {
+        brokers: args.brokers.clone(),
+        properties: args.kafka_props.clone(),
+        // As tailbox runs by default: the first record waits for the topic's check.
+        topics: tailbox_kafka_sink::TopicSettings::default(),
+    };
     let mut sink = KafkaSink::new(&config, "tailbox.bench.checkpoints")
         .context("creating the Kafka producer")?;
     let records = build_records(args);

@@ -80,7 +80,54 @@ impl KafkaSecureListeners {
     }
 }
 
+/// The listeners of a broker from [`KafkaBroker::start_acl`] (`scripts/kafka.sh
+/// start-acl`): automatic topic creation off, an authorizer, and a SASL user that may
+/// describe, read and write every topic but create none.
+#[derive(Debug, Clone)]
+pub struct KafkaAclListeners {
+    /// PLAINTEXT: a super user (the broker's [`KafkaBroker::bootstrap`]).
+    pub plaintext: String,
+    /// SASL_PLAINTEXT with PLAIN, for [`Self::user`].
+    pub sasl_plaintext: String,
+    /// The SASL user without the Create ACL.
+    pub user: String,
+    /// A file holding only its password.
+    pub password_file: PathBuf,
+}
+
+impl KafkaAclListeners {
+    fn parse(line: &str) -> Result<Self> {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_owned)
+                .with_context(|| format!("no {name}= in scripts/kafka.sh's output {line:?}"))
+        };
+        Ok(Self {
+            plaintext: field("plaintext")?,
+            sasl_plaintext: field("sasl_plaintext")?,
+            user: field("user")?,
+            password_file: field("password_file")?.into(),
+        })
+    }
+
+    /// The SASL user's password.
+    pub fn password(&self) -> Result<String> {
+        let text = std::fs::read_to_string(&self.password_file)
+            .with_context(|| format!("reading {}", self.password_file.display()))?;
+        Ok(text.trim_end().to_owned())
+    }
+}
+
 impl KafkaBroker {
+    /// A broker of the caller's own with an authorizer and automatic topic creation off
+    /// (`scripts/kafka.sh start-acl`), stopped and deleted on drop.
+    pub fn start_acl() -> Result<(KafkaBroker, KafkaAclListeners)> {
+        let (broker, line) = Self::launch_with("start-acl", true)?;
+        let listeners = KafkaAclListeners::parse(&line)?;
+        Ok((broker, listeners))
+    }
+
     fn launch(owned: bool) -> Result<KafkaBroker> {
         Self::launch_with("start", owned).map(|(broker, _)| broker)
     }

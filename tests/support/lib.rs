@@ -32,7 +32,10 @@ pub use consume::{
     ConsumeOptions, ConsumedRecord, DEFAULT_QUIET, Subscription, consume, consume_all,
     consume_pattern,
 };
-pub use kafka::{KafkaBroker, KafkaSecureListeners, create_topic, shared_kafka, try_shared_kafka};
+pub use kafka::{
+    KafkaAclListeners, KafkaBroker, KafkaSecureListeners, create_topic, shared_kafka,
+    try_shared_kafka,
+};
 pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
 pub use pg::{
     DEFAULT_PG_MAJOR, OTHER_PG_MAJORS, PgServer, PgTlsFiles, apply_sql_files, pg_major_from_env,

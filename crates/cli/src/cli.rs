@@ -288,6 +288,37 @@ pub struct RunArgs {
     /// a live line is redrawn every second instead); 0 = off [default: 30].
     #[arg(long, env = "TAILBOX_PROGRESS_INTERVAL_SECS")]
     pub progress_interval_secs: Option<String>,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+}
+
+/// Topics on demand: how `run` creates a missing destination or dead-letter topic.
+#[derive(Debug, Args)]
+pub struct TopicArgs {
+    /// Create a missing destination or dead-letter topic through the admin API (needs
+    /// the Create ACL); without it, or without the ACL, tailbox waits for the topic and
+    /// says once, at ERROR, how to create it. --create-topics=false turns it off
+    /// [default: true].
+    #[arg(long, env = "TAILBOX_CREATE_TOPICS", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub create_topics: Option<String>,
+    /// Partitions of a topic tailbox creates; 0 = the broker's num.partitions
+    /// [default: 0].
+    #[arg(long, env = "TAILBOX_TOPIC_PARTITIONS")]
+    pub topic_partitions: Option<String>,
+    /// Replication factor of a topic tailbox creates; 0 = the broker's
+    /// default.replication.factor [default: 0].
+    #[arg(long, env = "TAILBOX_TOPIC_REPLICATION_FACTOR")]
+    pub topic_replication_factor: Option<String>,
+    /// A topic config of a topic tailbox creates, KEY=VALUE (e.g. retention.ms=604800000);
+    /// repeatable (env and file: comma-separated).
+    #[arg(
+        long = "topic-config",
+        id = "topic_config",
+        env = "TAILBOX_TOPIC_CONFIG",
+        value_delimiter = ','
+    )]
+    pub topic_config: Vec<String>,
 }
 
 #[cfg(test)]

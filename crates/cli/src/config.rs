@@ -99,6 +99,11 @@ const KEYS: &[Key] = &[
     key("redis_durability", Some("reply"), Kind::Text),
     key("redis_trim", Some("none"), Kind::Text),
     key("kafka_props", None, Kind::Props),
+    // Topics on demand (see TopicOptions).
+    key("create_topics", Some("true"), Kind::Bool),
+    key("topic_partitions", Some("0"), Kind::Int),
+    key("topic_replication_factor", Some("0"), Kind::Int),
+    key("topic_config", None, Kind::Text),
 ];
 
 /// Keys refused in the file, with the reason and fix.
@@ -238,7 +243,56 @@ pub struct Config {
     /// 0 = off.
     pub progress_interval_secs: u64,
     pub log_format: LogFormat,
+    pub topics: TopicOptions,
     raw: RawView,
+}
+
+/// How missing destination and dead-letter topics are created (`create_topics`,
+/// `topic_partitions`, `topic_replication_factor`, `topic_config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicOptions {
+    pub create: bool,
+    /// 0 = the broker's default.
+    pub partitions: u64,
+    /// 0 = the broker's default.
+    pub replication_factor: u64,
+    pub configs: Vec<(String, String)>,
+}
+
+impl TopicOptions {
+    fn check(c: &mut Checker<'_>) -> TopicOptions {
+        let create = c.bool("create_topics");
+        let partitions = c.int("topic_partitions", 1, 100_000, true);
+        let replication_factor = c.int("topic_replication_factor", 1, 32_767, true);
+        let mut configs = Vec::new();
+        let text = c.text("topic_config").unwrap_or_default();
+        for item in text.split(',').filter(|i| !i.trim().is_empty()) {
+            match item.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    configs.push((key.trim().to_owned(), value.trim().to_owned()));
+                }
+                _ => c.fail(
+                    "topic_config",
+                    item,
+                    "expected KEY=VALUE",
+                    "e.g. --topic-config retention.ms=604800000 (repeatable; in the file, comma-separated)",
+                ),
+            }
+        }
+        TopicOptions { create, partitions, replication_factor, configs }
+    }
+
+    /// The sink's topic settings (with a registry of its own).
+    fn settings(&self) -> tailbox_kafka_sink::TopicSettings {
+        let positive = |n: u64| (n > 0).then(|| i32::try_from(n).unwrap_or(i32::MAX));
+        tailbox_kafka_sink::TopicSettings {
+            create: self.create,
+            partitions: positive(self.partitions),
+            replication_factor: positive(self.replication_factor),
+            configs: self.configs.clone(),
+            registry: Default::default(),
+        }
+    }
 }
 
 /// A librdkafka property's value: secrets are zeroed on drop and never in `Debug`.
@@ -524,17 +578,30 @@ impl Checker<'_> {
         }
     }
 
+    /// A slot or publication name as written in SQL (`pub`, `"Pub-1"`): the name it
+    /// stands for. Slot names are further limited by PostgreSQL to a-z, 0-9 and _.
     fn identifier(&mut self, key: &str) -> String {
         let text = self.string(key);
-        if tailbox_replication::control::validate_identifier(key, &text).is_err() {
+        let name = match tailbox_outbox::identifier::parse_name(&text) {
+            Ok(name) => name,
+            Err(reason) => {
+                self.fail(key, &text, &reason, "e.g. tailbox, or \"Pub-1\" (quoted as in SQL)");
+                return text;
+            }
+        };
+        if name.len() > 63 {
+            self.fail(key, &text, "longer than 63 bytes", "use a shorter name");
+        } else if key == "slot"
+            && tailbox_replication::control::validate_identifier(key, &name).is_err()
+        {
             self.fail(
                 key,
                 &text,
-                "not a valid slot/publication name",
+                "not a valid slot name",
                 "use 1 to 63 characters of a-z, 0-9 and _",
             );
         }
-        text
+        name
     }
 
     fn topic(&mut self, key: &str) -> String {
@@ -687,6 +754,7 @@ impl Config {
                 (k.clone(), (shown, source.clone()))
             })
             .collect();
+        let topics = TopicOptions::check(&mut c);
         if !c.errors.is_empty() {
             return Err(ConfigErrors(c.errors));
         }
@@ -720,6 +788,7 @@ impl Config {
             metrics_addr,
             progress_interval_secs,
             log_format,
+            topics,
             raw: RawView { values: shown_values, props: shown_props },
         })
     }
@@ -767,6 +836,7 @@ impl Config {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.expose().to_owned()))
                     .collect(),
+                topics: self.topics.settings(),
             }),
             None => Err(ConfigErrors(vec![
                 "kafka_brokers is not set; fix: pass --kafka-brokers, set TAILBOX_KAFKA_BROKERS, or kafka_brokers in the config file (host:port[,host:port…])".into(),

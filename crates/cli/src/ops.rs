@@ -59,6 +59,8 @@ pub struct Ops {
     /// Sampled end-to-end lag: commit → acknowledged by Kafka, µs (-1: no sample).
     pub end_to_end_lag_us: AtomicI64,
     last_acked_seen_us: AtomicI64,
+    /// Destination topics: which are missing (`/status`, `/readyz`).
+    pub topics: Arc<tailbox_kafka_sink::TopicRegistry>,
 }
 
 impl Ops {
@@ -81,6 +83,7 @@ impl Ops {
             slot_poll_errors: AtomicU64::new(0),
             end_to_end_lag_us: AtomicI64::new(-1),
             last_acked_seen_us: AtomicI64::new(0),
+            topics: Arc::default(),
         }
     }
 
@@ -138,29 +141,36 @@ impl Ops {
         self.loop_alive.load(Ordering::Relaxed)
     }
 
-    /// `/readyz`: streaming from the slot and the sink reachable.
+    /// `/readyz`: streaming from the slot, the sink reachable, and no record waiting for
+    /// a missing topic.
     pub fn ready(&self) -> bool {
         self.pipeline.streaming.load(Ordering::Relaxed)
             && self.pipeline.kafka_ok.load(Ordering::Relaxed)
+            && self.topics.missing().is_empty()
     }
 
     /// Why not ready, for the `/readyz` body.
     pub fn readiness_text(&self) -> String {
         let streaming = self.pipeline.streaming.load(Ordering::Relaxed);
         let kafka_ok = self.pipeline.kafka_ok.load(Ordering::Relaxed);
-        if streaming && kafka_ok {
-            "ready\n".into()
-        } else {
-            // Say why: the last error names the sink or PostgreSQL and what failed.
-            match self.pipeline.last_error() {
-                Some(error) => {
-                    format!(
-                        "not ready: streaming={streaming} kafka_ok={kafka_ok}; last error: {error}\n"
-                    )
-                }
-                None => format!("not ready: streaming={streaming} kafka_ok={kafka_ok}\n"),
-            }
+        let missing = self.topics.missing();
+        if streaming && kafka_ok && missing.is_empty() {
+            return "ready\n".into();
         }
+        let mut text = format!("not ready: streaming={streaming} kafka_ok={kafka_ok}");
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|m| m.topic.as_str()).collect();
+            text.push_str(&format!(
+                "; waiting for missing Kafka topics: {} (see /status for how to create them)",
+                names.join(", ")
+            ));
+        }
+        // Say why: the last error names the sink or PostgreSQL and what failed.
+        if let Some(error) = self.pipeline.last_error() {
+            text.push_str(&format!("; last error: {error}"));
+        }
+        text.push('\n');
+        text
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -395,6 +405,13 @@ impl Ops {
             "reconnects": m.reconnects.load(Ordering::Relaxed),
             "errors": errors,
             "last_error": m.last_error(),
+            "missing_topics": self.topics.missing().iter().map(|t| json!({
+                "topic": t.topic,
+                "lsn": t.lsn,
+                "xid": t.xid,
+                "reason": t.reason,
+                "fix": t.fix,
+            })).collect::<Vec<_>>(),
             "confirmed_lsn": format_lsn(m.confirmed_lsn.load(Ordering::Relaxed)),
             "server_wal_end": format_lsn(m.server_wal_end.load(Ordering::Relaxed)),
             "replication_lag_seconds": self.replication_lag_seconds(now_us),
@@ -537,5 +554,28 @@ mod tests {
         assert_eq!(status["last_error"], "down");
         assert_eq!(status["confirmed_lsn"], "1/10");
         assert_eq!(status["published_events"], 3);
+    }
+
+    #[test]
+    fn a_missing_topic_makes_tailbox_unready_and_is_listed_in_status() {
+        let ops = ops();
+        ops.pipeline.streaming.store(true, Ordering::Relaxed);
+        ops.pipeline.kafka_ok.store(true, Ordering::Relaxed);
+        assert!(ops.ready());
+        ops.topics.report_missing(tailbox_kafka_sink::MissingTopic {
+            topic: "outbox.event.Order".into(),
+            lsn: "0/16B3748".into(),
+            xid: "755".into(),
+            reason: "tailbox could not create it (TopicAuthorizationFailed)".into(),
+            fix: "create it: kafka-topics.sh …".into(),
+        });
+        assert!(!ops.ready());
+        assert!(ops.readiness_text().contains("missing Kafka topics: outbox.event.Order"));
+        let status = ops.status_json(now_us());
+        assert_eq!(status["missing_topics"][0]["topic"], "outbox.event.Order");
+        assert_eq!(status["missing_topics"][0]["xid"], "755");
+        ops.topics.found("outbox.event.Order");
+        assert!(ops.ready());
+        assert_eq!(ops.status_json(now_us())["missing_topics"], serde_json::json!([]));
     }
 }

@@ -79,7 +79,11 @@ async fn run_async(config: &Config, backfill: Option<Option<&str>>) -> Result<()
 
     let metrics = Arc::new(PipelineMetrics::default());
     let settings = settings(config, Arc::clone(&metrics))?;
-    let ops = Arc::new(Ops::new(metrics, &config.slot, &config.publication, config.dry_run));
+    let mut ops = Ops::new(metrics, &config.slot, &config.publication, config.dry_run);
+    if let tailbox_pipeline::settings::Destination::Kafka(kafka) = &settings.destination {
+        ops.topics = Arc::clone(&kafka.topics.registry);
+    }
+    let ops = Arc::new(ops);
 
     let mut background = Vec::new();
     if let Some(addr) = config.metrics_addr {

@@ -78,6 +78,10 @@ impl CheckpointTopic {
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                // A principal that may not create topics: the broker answers so even
+                // for a topic that exists; reading it tells.
+                Err((_, RDKafkaErrorCode::TopicAuthorizationFailed))
+                | Err((_, RDKafkaErrorCode::ClusterAuthorizationFailed)) => {}
                 Err((name, code)) => {
                     return Err(transient(
                         format!("creating checkpoint topic {name}"),

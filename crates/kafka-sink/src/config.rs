@@ -2,6 +2,8 @@
 
 use rdkafka::ClientConfig;
 
+use crate::topics::TopicSettings;
+
 /// Kafka connection and producer settings.
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
@@ -9,6 +11,8 @@ pub struct SinkConfig {
     pub brokers: String,
     /// Any librdkafka property, applied after our defaults (so it wins).
     pub properties: Vec<(String, String)>,
+    /// Whether and how missing destination and dead-letter topics are created.
+    pub topics: TopicSettings,
 }
 
 /// Our defaults. Idempotence gives `acks=all`, at most 5 requests in flight per
@@ -82,6 +86,7 @@ mod tests {
                 ("linger.ms".into(), "20".into()),
                 ("security.protocol".into(), "ssl".into()),
             ],
+            topics: TopicSettings::default(),
         };
         let producer = cfg.producer_config();
         assert_eq!(producer.get("linger.ms"), Some("20"));

@@ -22,6 +22,8 @@
 //!   librdkafka property.
 //! - [`sink`]: [`KafkaSink`], enqueueing records and delivering [`Ack`]s.
 //! - [`checkpoint_topic`]: the compacted topic holding the last checkpoint record per key.
+//! - [`topics`]: destination topics on demand (created through the admin API, or
+//!   reported once, with the fix, when missing).
 //! - [`transaction`]: Kafka transactions for exactly-once mode.
 //! - [`error`]: librdkafka's errors classified into `tailbox-sink`'s (refused for good
 //!   vs worth a replay, transient vs definite).
@@ -30,8 +32,10 @@ pub mod checkpoint_topic;
 pub mod config;
 pub mod error;
 pub mod sink;
+pub mod topics;
 pub mod transaction;
 
 pub use checkpoint_topic::CheckpointTopic;
 pub use config::SinkConfig;
 pub use sink::KafkaSink;
+pub use topics::{MissingTopic, TopicRegistry, TopicSettings};

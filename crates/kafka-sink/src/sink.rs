@@ -11,7 +11,7 @@
 //! allocated per record for tracking.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -37,6 +37,7 @@ use crate::{
     checkpoint_topic::CheckpointTopic,
     config::SinkConfig,
     error::{config_error, delivery_error},
+    topics::{Gate, MissingTopic},
 };
 
 /// How often a pipeline waiting for acknowledgements serves the delivery reports.
@@ -63,6 +64,8 @@ pub(crate) struct SinkContext {
     /// Acknowledgements produced so far: tells [`KafkaSink::serve`] whether the last
     /// poll handled a delivery report.
     delivered: AtomicU64,
+    /// Where missing topics are reported, and the settings their fix is built from.
+    config: SinkConfig,
 }
 
 impl ClientContext for SinkContext {
@@ -84,9 +87,20 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, delivery: &DeliveryResult<'_>, seq: usize) {
         let (result, refused) = match delivery {
-            Ok(_) => (Ok(()), None),
+            Ok(message) => {
+                self.config.topics.registry.found(message.topic());
+                (Ok(()), None)
+            }
             Err((err, message)) => {
                 warn!(topic = message.topic(), error = %err, "record not delivered");
+                if matches!(
+                    err.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+                    )
+                ) {
+                    self.report_missing(message);
+                }
                 let error = delivery_error(err.clone());
                 let refused = error.is_refused().then(|| Box::new(copy_refused(message)));
                 (Err(error), refused)
@@ -100,8 +114,42 @@ impl ProducerContext for SinkContext {
     }
 }
 
-/// A librdkafka log line, through `tracing` at the matching level.
+impl SinkContext {
+    /// A record came back because its topic does not exist: say so once, with the
+    /// transaction it belongs to (its `lsn` and `xid` headers) and the fix.
+    fn report_missing(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        use rdkafka::message::Headers;
+        let header = |name: &str| {
+            message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == name))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_else(|| "?".to_owned())
+        };
+        let topic = message.topic();
+        let reason = if self.config.topics.create {
+            "the broker does not know it (deleted after tailbox saw it?)"
+        } else {
+            "tailbox does not create topics (create_topics is false) and the broker does not create it"
+        };
+        self.config.topics.registry.report_missing(MissingTopic {
+            topic: topic.to_owned(),
+            lsn: header(headers::LSN),
+            xid: header(headers::XID),
+            reason: reason.to_owned(),
+            fix: crate::topics::fix(&self.config, topic),
+        });
+    }
+}
+
+/// A librdkafka log line, through `tracing` at the matching level; a warning about a
+/// normal, retried start-up condition (see [`is_retried_startup_condition`]) at INFO.
 pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    let level = match level {
+        RDKafkaLogLevel::Warning if is_retried_startup_condition(message) => RDKafkaLogLevel::Info,
+        level => level,
+    };
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -111,6 +159,22 @@ pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &s
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility, "librdkafka: {message}"),
         RDKafkaLogLevel::Debug => debug!(facility, "librdkafka: {message}"),
     }
+}
+
+/// Broker answers that librdkafka retries by itself and that a fresh or restarting
+/// broker gives for a few seconds: its transaction or group coordinator is still
+/// loading or moving. librdkafka logs them as warnings ("Failed to acquire idempotence
+/// PID from broker …: Coordinator load in progress: retrying"), but nothing is wrong.
+/// Only lines that say librdkafka retries qualify; the same condition without a retry
+/// stays a warning.
+pub(crate) fn is_retried_startup_condition(message: &str) -> bool {
+    const PASSING: &[&str] = &[
+        "Coordinator load in progress",
+        "Coordinator not available",
+        "Not coordinator",
+        "Leader not available",
+    ];
+    message.trim_end().ends_with("retrying") && PASSING.iter().any(|c| message.contains(c))
 }
 
 /// Serves `producer`'s queue without waiting: delivery reports (up to
@@ -157,6 +221,10 @@ pub struct KafkaSink {
     config: SinkConfig,
     /// Created with a `transactional.id`.
     transactional: bool,
+    /// Topics known to exist (the registry said so once): no lock per record.
+    known_topics: HashSet<Arc<str>>,
+    /// The topic of the last record sent: most records go where the last one went.
+    last_topic: Option<Arc<str>>,
 }
 
 impl KafkaSink {
@@ -181,8 +249,11 @@ impl KafkaSink {
         checkpoint_topic: &str,
         transactional_id: Option<&str>,
     ) -> Result<Self, SinkError> {
-        let context =
-            SinkContext { acks: Mutex::new(VecDeque::new()), delivered: AtomicU64::new(0) };
+        let context = SinkContext {
+            acks: Mutex::new(VecDeque::new()),
+            delivered: AtomicU64::new(0),
+            config: config.clone(),
+        };
         let mut client_config = config.producer_config();
         if let Some(id) = transactional_id {
             client_config.set("transactional.id", id);
@@ -214,7 +285,34 @@ impl KafkaSink {
             checkpoints: CheckpointTopic::new(checkpoint_topic),
             config: config.clone(),
             transactional: transactional_id.is_some(),
+            known_topics: HashSet::new(),
+            last_topic: None,
         })
+    }
+
+    /// Whether `topic` may be sent to now. With topic creation on, a topic not known to
+    /// exist is checked (created, or looked up) in the background first, and its records
+    /// wait (`Blocked`) meanwhile; see [`crate::topics`]. Without, the producer finds
+    /// out, and a missing topic is reported from its delivery report.
+    fn topic_ready(&mut self, topic: &Arc<str>, meta: Option<&EventMeta>) -> bool {
+        if let Some(last) = &self.last_topic
+            && (Arc::ptr_eq(last, topic) || **last == **topic)
+        {
+            return true;
+        }
+        if !self.config.topics.create || self.known_topics.contains(&**topic) {
+            self.last_topic = Some(Arc::clone(topic));
+            return true;
+        }
+        let (lsn, xid) = meta.map_or(("?", "?"), |m| (m.lsn.as_str(), m.xid.as_str()));
+        match self.config.topics.registry.gate(topic, lsn, xid, &self.config) {
+            Gate::Open => {
+                self.known_topics.insert(Arc::clone(topic));
+                self.last_topic = Some(Arc::clone(topic));
+                true
+            }
+            Gate::Wait => false,
+        }
     }
 
     /// Enqueues one record; with `meta`, adds the transaction's headers (`lsn`, `xid`,
@@ -225,6 +323,9 @@ impl KafkaSink {
         record: &OutboxRecord,
         meta: Option<&EventMeta>,
     ) -> Result<SendOutcome, DeliveryError> {
+        if !self.topic_ready(&record.topic, meta) {
+            return Ok(SendOutcome::Blocked);
+        }
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 3);
         for (name, value) in &record.headers {
             headers = headers.insert(Header { key: name, value: Some(value.as_ref()) });
@@ -357,5 +458,26 @@ impl Drop for KafkaSink {
         if let Some(task) = self.housekeeping.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_retried_startup_condition;
+
+    #[test]
+    fn only_retried_coordinator_start_up_conditions_are_quietened() {
+        assert!(is_retried_startup_condition(
+            "Failed to acquire idempotence PID from broker 127.0.0.1:9092/1: Broker: Coordinator load in progress: retrying"
+        ));
+        assert!(is_retried_startup_condition(
+            "Failed to acquire transactional PID from broker TxnCoordinator/1: Broker: Coordinator not available: retrying"
+        ));
+        assert!(!is_retried_startup_condition(
+            "Failed to acquire idempotence PID from broker 127.0.0.1:9092/1: Broker: Cluster authorization failed"
+        ));
+        assert!(!is_retried_startup_condition(
+            "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
+        ));
     }
 }

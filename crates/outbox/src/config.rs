@@ -80,25 +80,21 @@ pub struct ConfigError {
 }
 
 impl OutboxConfig {
-    /// Builds the configuration from `schema.table` (or `table`, meaning `public.table`)
+    /// Builds the configuration from `schema.table` (or `table`, meaning `public.table`;
+    /// parts may be double-quoted as in SQL, see [`crate::identifier::parse_table`])
     /// and a topic template.
     pub fn new(
         qualified_table: &str,
         columns: ColumnNames,
         topic_template: &str,
     ) -> Result<Self, ConfigError> {
-        let (schema, table) = match qualified_table.split_once('.') {
-            Some((schema, table)) => (schema, table),
-            None => ("public", qualified_table),
-        };
-        if schema.is_empty() || table.is_empty() || table.contains('.') {
-            return Err(ConfigError {
+        let (schema, table) =
+            crate::identifier::parse_table(qualified_table).map_err(|reason| ConfigError {
                 field: "outbox_table",
                 value: qualified_table.into(),
-                reason: "expected SCHEMA.TABLE or TABLE".into(),
-                fix: "e.g. public.outbox".into(),
-            });
-        }
+                reason,
+                fix: "e.g. public.outbox, or \"My Schema\".\"Outbox\" as psql shows it".into(),
+            })?;
         for (field, name) in [
             ("column_id", &columns.id),
             ("column_aggregate_type", &columns.aggregate_type),
@@ -116,8 +112,8 @@ impl OutboxConfig {
             }
         }
         Ok(Self {
-            schema: schema.into(),
-            table: table.into(),
+            schema,
+            table,
             columns,
             topic_template: TopicTemplate::parse(topic_template)?,
             payload_format: PayloadFormat::Raw,

@@ -31,6 +31,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod envelope;
 pub mod headers;
+pub mod identifier;
 pub mod mapper;
 pub mod record;
 pub mod topic;

@@ -185,7 +185,7 @@ async fn publish_rows<K: Sink>(
     let client = control.client();
     let pg = |context: &'static str| move |e| ReplicationError::from_pg_error(context, e);
     let dlq_topic: Arc<str> = Arc::from(settings.dlq_topic.as_str());
-    let mut acks = Acks::default();
+    let mut acks = Acks { sent: 0, acked: 0, lsn: meta.lsn.clone() };
     let mut record = OutboxRecord::default();
     let mut stats = BackfillStats::default();
     let mut values = Vec::with_capacity(column_count);
@@ -244,8 +244,9 @@ async fn publish_rows<K: Sink>(
                 acks.sent += 1;
                 break;
             }
-            Ok(SendOutcome::Blocked) => acks.wait_one(&mut sink).await?,
-            Err(error) => return Err(delivery(error)),
+            Ok(SendOutcome::Blocked) if acks.pending() > 0 => acks.wait_one(&mut sink).await?,
+            Ok(SendOutcome::Blocked) => tokio::time::sleep(BLOCKED_RETRY).await,
+            Err(error) => return Err(checkpoint_delivery(error, &meta.lsn)),
         }
     }
     while acks.pending() > 0 {
@@ -267,21 +268,38 @@ async fn send<K: Sink>(
                 acks.sent += 1;
                 return Ok(());
             }
-            Ok(SendOutcome::Blocked) => acks.wait_one(sink).await?,
-            Err(error) => return Err(delivery(error)),
+            // Full, or the topic is being created: wait for an acknowledgement, or a
+            // moment if none is outstanding.
+            Ok(SendOutcome::Blocked) if acks.pending() > 0 => acks.wait_one(sink).await?,
+            Ok(SendOutcome::Blocked) => tokio::time::sleep(BLOCKED_RETRY).await,
+            Err(error) => return Err(delivery(error, meta)),
         }
     }
 }
 
-fn delivery(error: tailbox_sink::DeliveryError) -> PipelineError {
-    PipelineError::delivery(error, "", "backfill")
+/// How long a backfill waits before offering a record again when nothing is in flight.
+const BLOCKED_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A backfilled row's delivery error: the snapshot's position and the row's `xmin`.
+fn delivery(error: tailbox_sink::DeliveryError, meta: &EventMeta) -> PipelineError {
+    PipelineError::delivery(
+        error,
+        meta.lsn.as_str(),
+        format!("{} (backfilled row's xmin)", meta.xid),
+    )
+}
+
+/// The backfill's checkpoint record could not be delivered.
+fn checkpoint_delivery(error: tailbox_sink::DeliveryError, lsn: &str) -> PipelineError {
+    PipelineError::delivery(error, lsn, "none (checkpoint record)")
 }
 
 /// Counts acknowledgements; any failed delivery fails the backfill.
-#[derive(Default)]
 struct Acks {
     sent: u64,
     acked: u64,
+    /// The snapshot's consistent point, which every backfilled record carries as `lsn`.
+    lsn: String,
 }
 
 impl Acks {
@@ -292,7 +310,10 @@ impl Acks {
     async fn wait_one<K: Sink>(&mut self, sink: &mut K) -> Result<(), PipelineError> {
         let ack = sink.next_ack().await;
         self.acked += 1;
-        ack.result.map_err(delivery)
+        // Acknowledgements do not say which row they belong to: the snapshot does.
+        ack.result.map_err(|error| {
+            PipelineError::delivery(error, self.lsn.as_str(), "unknown (a backfilled row)")
+        })
     }
 }
 

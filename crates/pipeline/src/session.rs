@@ -138,8 +138,8 @@ struct OpenTransaction {
 
 /// What a sequence number stands for, when it is not a plain outbox record.
 enum SpecialRecord {
-    /// A checkpoint record.
-    Checkpoint,
+    /// A checkpoint record for this LSN.
+    Checkpoint(u64),
     /// A dead-letter record standing in for the refused record `original`.
     DeadLetterFor(u64),
 }
@@ -402,7 +402,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 self.stats.published += 1;
                 self.tracker.on_ack(ack.seq);
             }
-            (Ok(()), Some(SpecialRecord::Checkpoint)) => self.tracker.on_ack(ack.seq),
+            (Ok(()), Some(SpecialRecord::Checkpoint(_))) => self.tracker.on_ack(ack.seq),
             (Ok(()), Some(SpecialRecord::DeadLetterFor(original))) => {
                 self.stats.published += 1;
                 self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -422,9 +422,16 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 let refused = ack.refused.map(|r| *r).unwrap_or_default();
                 self.dead_letter_refused(ack.seq, refused, &error)?;
             }
-            (Err(error), _) => {
-                let (lsn, xid) = self.in_flight_txns.of(ack.seq).unwrap_or_default();
-                return Err(PipelineError::delivery(error, format_lsn(lsn), xid.to_string()));
+            (Err(error), Some(SpecialRecord::Checkpoint(lsn))) => {
+                return Err(checkpoint_delivery_failed(error, lsn));
+            }
+            (Err(error), Some(SpecialRecord::DeadLetterFor(original))) => {
+                let (lsn, xid) = self.ids_of(original);
+                return Err(PipelineError::delivery(error, lsn, xid));
+            }
+            (Err(error), None) => {
+                let (lsn, xid) = self.ids_of(ack.seq);
+                return Err(PipelineError::delivery(error, lsn, xid));
             }
         }
         Ok(())
@@ -477,7 +484,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         }
         if !self.send_checkpoint(lsn)? {
             // Inside a transaction a full buffer cannot drain by waiting here: replay.
-            return Err(PipelineError::delivery(DeliveryError::buffer_full(), format_lsn(lsn), ""));
+            return Err(checkpoint_delivery_failed(DeliveryError::buffer_full(), lsn));
         }
         if let Err(err) = self.sink.commit_transaction(TXN_TIMEOUT).await {
             if matches!(err, TransactionError::Abortable(_)) {
@@ -523,11 +530,11 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         match self.sink.send_checkpoint(self.checkpoint_owner.key(), &value) {
             Ok(SendOutcome::Enqueued(seq)) => {
                 self.tracker.on_checkpoint_sent(seq, lsn);
-                self.special.insert(seq, SpecialRecord::Checkpoint);
+                self.special.insert(seq, SpecialRecord::Checkpoint(lsn));
                 Ok(true)
             }
             Ok(SendOutcome::Blocked) => Ok(false),
-            Err(error) => Err(PipelineError::delivery(error, format_lsn(lsn), "")),
+            Err(error) => Err(checkpoint_delivery_failed(error, lsn)),
         }
     }
 
@@ -705,9 +712,8 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         error: &DeliveryError,
     ) -> Result<(), PipelineError> {
         let reason = error.to_string();
-        let (lsn, xid) = self.in_flight_txns.of(seq).unwrap_or_default();
-        let lsn = format_lsn(lsn);
-        warn!(lsn = %lsn, xid, topic = %refused.topic, error = %reason, "record refused by the destination dead-lettered");
+        let (lsn, xid) = self.ids_of(seq);
+        warn!(lsn = %lsn, xid = %xid, topic = %refused.topic, error = %reason, "record refused by the destination dead-lettered");
         self.metrics.record_error(ErrorKind::Refused, &reason);
         let mut record = OutboxRecord {
             topic: Arc::from(refused.topic.as_str()),
@@ -729,9 +735,9 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 Ok(())
             }
             Ok(SendOutcome::Blocked) => {
-                Err(PipelineError::delivery(DeliveryError::buffer_full(), lsn, xid.to_string()))
+                Err(PipelineError::delivery(DeliveryError::buffer_full(), lsn, xid))
             }
-            Err(error) => Err(PipelineError::delivery(error, lsn, xid.to_string())),
+            Err(error) => Err(PipelineError::delivery(error, lsn, xid)),
         }
     }
 
@@ -813,9 +819,26 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         PipelineError::delivery(error, lsn, xid)
     }
 
+    /// The commit LSN and xid of the transaction being read; between transactions, of
+    /// the last one read (whose records are the only ones a blocked record can belong
+    /// to).
     fn open_ids(&self) -> (String, String) {
-        self.open.as_ref().map(|t| (t.meta.lsn.clone(), t.meta.xid.clone())).unwrap_or_default()
+        let meta = self.open.as_ref().map_or(&self.spare_meta, |t| &t.meta);
+        (meta.lsn.clone(), meta.xid.clone())
     }
+
+    /// The commit LSN and xid of the transaction the record `seq` belongs to.
+    fn ids_of(&self, seq: u64) -> (String, String) {
+        match self.in_flight_txns.of(seq) {
+            Some((lsn, xid)) => (format_lsn(lsn), xid.to_string()),
+            None => self.open_ids(),
+        }
+    }
+}
+
+/// A checkpoint record for `lsn` could not be delivered (it belongs to no transaction).
+fn checkpoint_delivery_failed(error: DeliveryError, lsn: u64) -> PipelineError {
+    PipelineError::delivery(error, format_lsn(lsn), "none (checkpoint record)")
 }
 
 #[cfg(test)]

@@ -250,12 +250,16 @@ impl ControlClient {
             .query_opt("SELECT pubinsert FROM pg_publication WHERE pubname = $1", &[&publication])
             .await
             .map_err(|e| ReplicationError::from_pg("reading pg_publication", e))?;
+        // SQL in the fixes names things quoted, so any case and character survive.
+        let (q_pub, q_table) = (
+            quote_identifier(publication),
+            format!("{}.{}", quote_identifier(&table.schema), quote_identifier(&table.table)),
+        );
         let Some(row) = row else {
             return Err(ReplicationError::startup(
                 format!("publication {publication:?} does not exist"),
                 format!(
-                    "create it with sql/02_publication.sql (CREATE PUBLICATION {publication} FOR TABLE {}.{} WITH (publish = 'insert'))",
-                    table.schema, table.table
+                    "create it with sql/02_publication.sql (CREATE PUBLICATION {q_pub} FOR TABLE {q_table} WITH (publish = 'insert'))"
                 ),
             ));
         };
@@ -263,7 +267,7 @@ impl ControlClient {
         if !publishes_inserts {
             return Err(ReplicationError::startup(
                 format!("publication {publication:?} does not publish inserts"),
-                format!("ALTER PUBLICATION {publication} SET (publish = 'insert')"),
+                format!("ALTER PUBLICATION {q_pub} SET (publish = 'insert')"),
             ));
         }
         let carried = self
@@ -280,10 +284,7 @@ impl ControlClient {
                     "publication {publication:?} does not include table {}.{}",
                     table.schema, table.table
                 ),
-                format!(
-                    "ALTER PUBLICATION {publication} ADD TABLE {}.{}",
-                    table.schema, table.table
-                ),
+                format!("ALTER PUBLICATION {q_pub} ADD TABLE {q_table}"),
             ));
         }
         Ok(())

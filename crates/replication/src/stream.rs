@@ -98,7 +98,9 @@ impl PgWalStream {
             "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{}'{})",
             settings.slot,
             tailbox_pgoutput::format_lsn(settings.start_lsn),
-            settings.publication.replace('\'', "''"),
+            // pgoutput splits publication_names like SQL identifiers (folding unquoted
+            // ones), so each name goes in double quotes, then the list in a literal.
+            crate::control::quote_identifier(&settings.publication).replace('\'', "''"),
             crate::server_version::extra_pgoutput_options(wire.server_version()),
         );
         match wire.start_copy_both(&command).await {

@@ -204,6 +204,8 @@ struct SinkState {
     refuse_on_delivery: Option<String>,
     /// The n-th record (0-based, checkpoints not counted) fails when delivered.
     fail_delivery_of: Option<u64>,
+    /// Checkpoint records fail when delivered.
+    fail_checkpoints: bool,
     records_sent: u64,
     checkpoints: CheckpointRecords,
 }
@@ -313,7 +315,12 @@ impl Sink for FakeSink {
         state.next_seq += 1;
         state.seen.push(Seen::Checkpoint { seq });
         state.checkpoints.insert(key.to_vec(), value.to_vec());
-        state.acks.push_back(Ack { seq, result: Ok(()), refused: None });
+        let result = if state.fail_checkpoints {
+            Err(DeliveryError::Failed { source: "checkpoint topic gone".into() })
+        } else {
+            Ok(())
+        };
+        state.acks.push_back(Ack { seq, result, refused: None });
         Ok(SendOutcome::Enqueued(seq))
     }
 
@@ -373,6 +380,7 @@ fn settings() -> PipelineSettings {
         destination: crate::settings::Destination::Kafka(tailbox_kafka_sink::SinkConfig {
             brokers: "localhost:9092".into(),
             properties: vec![],
+            topics: tailbox_kafka_sink::TopicSettings::default(),
         }),
         checkpoint_topic: "tailbox.checkpoints".into(),
         status_interval: Duration::from_millis(5),
@@ -700,6 +708,60 @@ async fn a_failed_delivery_mid_transaction_ends_the_session_naming_it() {
     let text = err.to_string();
     assert!(text.contains("lsn 0/2FF8") && text.contains("xid 77"), "{text}");
     assert!(source.confirmed() <= 0x2000, "never past the failed transaction");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_dead_letter_names_the_transaction_of_the_refused_record() {
+    let mut events = vec![relation()];
+    events.extend(transaction(0x3000, 78, &["a"]));
+    let source = FakeSource::with(events);
+    let sink = FakeSink::auto();
+    {
+        let mut state = sink.state.borrow_mut();
+        state.refuse_on_delivery = Some("outbox.event.Order".into());
+        // Record 0 is refused; record 1 is its dead-letter copy, which fails.
+        state.fail_delivery_of = Some(1);
+    }
+    let result =
+        run_with(&source, &sink, DeliveryMode::AtLeastOnce, &settings(), std::future::pending())
+            .await;
+    let text = result.expect_err("the session ends").to_string();
+    assert!(text.contains("(lsn 0/2FF8, xid 78)"), "{text}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_checkpoint_names_its_lsn_and_no_transaction() {
+    let mut events = vec![relation()];
+    events.extend(transaction(0x2000, 5, &["a"]));
+    let source = FakeSource::with(events);
+    let sink = FakeSink::auto();
+    sink.state.borrow_mut().fail_checkpoints = true;
+    let result =
+        run_with(&source, &sink, DeliveryMode::AtLeastOnce, &settings(), std::future::pending())
+            .await;
+    let text = result.expect_err("the session ends").to_string();
+    assert!(text.contains("(lsn 0/2000, xid none (checkpoint record))"), "{text}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_record_blocked_with_nothing_in_flight_is_offered_again_at_the_next_tick() {
+    // What a sink answers while the record's topic is being created: `Blocked` with
+    // nothing in flight, so only the status timer can offer it again.
+    let mut events = vec![relation()];
+    events.extend(transaction(0x2000, 1, &["a", "b"]));
+    let source = FakeSource::with(events);
+    let sink = FakeSink::auto();
+    sink.state.borrow_mut().capacity = Some(0);
+    run_with(&source, &sink, DeliveryMode::AtLeastOnce, &settings(), async {
+        settle().await;
+        assert!(sink.records().is_empty(), "nothing sent while blocked");
+        sink.state.borrow_mut().capacity = None;
+        until("both records confirmed", || source.confirmed() == 0x2000).await;
+    })
+    .await
+    .unwrap();
+    let ids: Vec<_> = sink.records().iter().map(|r| header(r, "id").map(<[u8]>::to_vec)).collect();
+    assert_eq!(ids, vec![Some(b"a".to_vec()), Some(b"b".to_vec())], "in order");
 }
 
 #[tokio::test(flavor = "current_thread")]
