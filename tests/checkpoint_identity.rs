@@ -9,13 +9,13 @@ mod harness;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use harness::{
     Names, apply_sql,
     process::{Tailbox, base_args, output_text, run_command, run_to_exit},
     slot_and_wal,
     verify::{Report, verify},
-    wait_for_confirmed, wait_streaming,
+    wait_caught_up, wait_streaming,
     workload::{EventId, Workload},
 };
 use tailbox_e2e::{ConsumedRecord, PgServer, consume_all, consume_pattern, shared_kafka};
@@ -25,18 +25,6 @@ const CONSUME_TIMEOUT: Duration = Duration::from_secs(120);
 /// The second database's writers are numbered from here (the payload's `w`), so that
 /// the events of two databases sharing topics can be told apart.
 const SECOND_WRITERS: u32 = 100;
-
-/// Waits until tailbox confirmed everything written to `pg` so far; fails with its log.
-async fn wait_caught_up(pg: &PgServer, names: &Names, tailbox: &Tailbox) -> Result<()> {
-    let client = pg.client().await?;
-    let (_, current) = slot_and_wal(&client, &names.slot).await?;
-    if let Err(err) =
-        wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(120)).await
-    {
-        anyhow::bail!("{err}\n{}", tailbox.log_text());
-    }
-    Ok(())
-}
 
 /// The records whose writer number lies in `writers`.
 fn written_by(records: &[ConsumedRecord], writers: std::ops::Range<u32>) -> Vec<ConsumedRecord> {
@@ -91,7 +79,7 @@ async fn two_databases_with_identical_settings(exactly_once: bool) -> Result<()>
     let mut tailbox_1 = Tailbox::start(&args(&first))?;
     let head_start = Workload { writers: 2, transactions: 100, aggregates: 30 };
     head_start.run_numbered(&first.url(), 50).await?;
-    wait_caught_up(&first, &names, &tailbox_1).await?;
+    wait_caught_up(&first, &names).await.with_context(|| tailbox_1.log_text())?;
     let mut tailbox_2 = Tailbox::start(&args(&second))?;
 
     let workload = Workload { writers: 4, transactions: 160, aggregates: 30 };
@@ -111,8 +99,8 @@ async fn two_databases_with_identical_settings(exactly_once: bool) -> Result<()>
     tailbox_2 = Tailbox::start(&args(&second))?;
     writers_1.await??;
     writers_2.await??;
-    wait_caught_up(&first, &names, &tailbox_1).await?;
-    wait_caught_up(&second, &names, &tailbox_2).await?;
+    wait_caught_up(&first, &names).await.with_context(|| tailbox_1.log_text())?;
+    wait_caught_up(&second, &names).await.with_context(|| tailbox_2.log_text())?;
 
     let mut expected_1 = workload.expected_numbered(0);
     expected_1.extend(head_start.expected_numbered(50));
@@ -164,7 +152,7 @@ async fn a_recreated_cluster_with_the_old_slot_name_publishes_every_event() -> R
     let tailbox = Tailbox::start(&base_args(&old, &kafka, &names))?;
     let before = Workload { writers: 2, transactions: 200, aggregates: 20 };
     before.run_numbered(&old.url(), 0).await?;
-    wait_caught_up(&old, &names, &tailbox).await?;
+    wait_caught_up(&old, &names).await.with_context(|| tailbox.log_text())?;
     tailbox.stop_clean()?;
     let (old_checkpoint, _) = slot_and_wal(&old.client().await?, &names.slot).await?;
     drop(old);
@@ -180,7 +168,7 @@ async fn a_recreated_cluster_with_the_old_slot_name_publishes_every_event() -> R
         new_end < old_checkpoint,
         "the new cluster's events must lie below the old checkpoint ({new_end:X} vs {old_checkpoint:X}), or this test proves nothing"
     );
-    wait_caught_up(&new, &names, &tailbox).await?;
+    wait_caught_up(&new, &names).await.with_context(|| tailbox.log_text())?;
 
     let expected = after.expected_numbered(SECOND_WRITERS);
     let total = before.expected().len() + expected.len();
@@ -209,7 +197,7 @@ async fn a_restored_cluster_refuses_a_checkpoint_past_its_wal_until_accepted() -
     let tailbox = Tailbox::start(&base_args(&primary, &kafka, &names))?;
     let backed_up = Workload { writers: 2, transactions: 40, aggregates: 10 };
     backed_up.run_numbered(&primary.url(), 0).await?;
-    wait_caught_up(&primary, &names, &tailbox).await?;
+    wait_caught_up(&primary, &names).await.with_context(|| tailbox.log_text())?;
     tailbox.stop_clean()?;
 
     // The backups: slot and WAL as they are now.
@@ -221,7 +209,7 @@ async fn a_restored_cluster_refuses_a_checkpoint_past_its_wal_until_accepted() -
     wait_streaming(&primary, &names.slot, &tailbox).await?;
     let orphaned = Workload { writers: 2, transactions: 40, aggregates: 10 };
     orphaned.run_numbered(&primary.url(), 50).await?;
-    wait_caught_up(&primary, &names, &tailbox).await?;
+    wait_caught_up(&primary, &names).await.with_context(|| tailbox.log_text())?;
     tailbox.stop_clean()?;
     drop(primary);
 
@@ -275,7 +263,7 @@ async fn a_restored_cluster_refuses_a_checkpoint_past_its_wal_until_accepted() -
     wait_streaming(&restored, &names.slot, &tailbox).await?;
     let after = Workload { writers: 2, transactions: 40, aggregates: 10 };
     after.run_numbered(&restored.url(), SECOND_WRITERS).await?;
-    wait_caught_up(&restored, &names, &tailbox).await?;
+    wait_caught_up(&restored, &names).await.with_context(|| tailbox.log_text())?;
     tailbox.stop_clean()?;
 
     // The checkpoint is now this timeline's: a plain start streams on.
@@ -283,7 +271,7 @@ async fn a_restored_cluster_refuses_a_checkpoint_past_its_wal_until_accepted() -
     wait_streaming(&restored, &names.slot, &tailbox).await?;
     let later = Workload { writers: 2, transactions: 8, aggregates: 10 };
     later.run_numbered(&restored.url(), 2 * SECOND_WRITERS).await?;
-    wait_caught_up(&restored, &names, &tailbox).await?;
+    wait_caught_up(&restored, &names).await.with_context(|| tailbox.log_text())?;
 
     let expected_after = after.expected_numbered(SECOND_WRITERS);
     let expected_later = later.expected_numbered(2 * SECOND_WRITERS);

@@ -13,7 +13,7 @@ use harness::{
     process::{Tailbox, base_args, output_text, run_command},
     slot_and_wal,
     verify::verify,
-    wait_for_confirmed, wait_streaming,
+    wait_caught_up, wait_streaming,
     workload::Workload,
 };
 use tailbox_e2e::{ConsumedRecord, PgServer, RedisServer};
@@ -68,17 +68,6 @@ async fn read_streams(redis: &RedisServer, prefix: &str) -> Result<Vec<ConsumedR
     Ok(records)
 }
 
-async fn wait_caught_up(pg: &PgServer, names: &Names, tailbox: &Tailbox) -> Result<()> {
-    let client = pg.client().await?;
-    let (_, current) = slot_and_wal(&client, &names.slot).await?;
-    if let Err(err) =
-        wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(120)).await
-    {
-        anyhow::bail!("{err}\n{}", tailbox.log_text());
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_streams_get_every_event_in_order_and_none_twice_across_sigkills() -> Result<()> {
     let pg = PgServer::start()?;
@@ -106,7 +95,7 @@ async fn redis_streams_get_every_event_in_order_and_none_twice_across_sigkills()
         }
     }
     writers.await??;
-    wait_caught_up(&pg, &names, &tailbox).await?;
+    wait_caught_up(&pg, &names).await.with_context(|| tailbox.log_text())?;
 
     let records = read_streams(&redis, &names.topic_prefix).await?;
     let report = verify(&records, &workload.expected())?;
@@ -162,7 +151,7 @@ async fn a_poison_row_goes_to_the_dead_letter_stream_and_the_stream_goes_on() ->
          (NULL, 'o-2', 'Created', '{\"n\": 2}'), \
          ('Order', 'o-3', 'Created', '{\"n\": 3}')",
     )?;
-    wait_caught_up(&pg, &names, &tailbox).await?;
+    wait_caught_up(&pg, &names).await.with_context(|| tailbox.log_text())?;
     let records = read_streams(&redis, &names.topic_prefix).await?;
     let dead: Vec<&ConsumedRecord> = records.iter().filter(|r| r.topic == dlq).collect();
     let published: Vec<&ConsumedRecord> = records.iter().filter(|r| r.topic != dlq).collect();
@@ -189,7 +178,7 @@ async fn a_redis_outage_holds_the_slot_and_loses_nothing() -> Result<()> {
     wait_streaming(&pg, &names.slot, &tailbox).await?;
     let before = Workload { writers: 2, transactions: 20, aggregates: 10 };
     before.run_at(&pg.url()).await?;
-    wait_caught_up(&pg, &names, &tailbox).await?;
+    wait_caught_up(&pg, &names).await.with_context(|| tailbox.log_text())?;
     redis.kill()?;
     let client = pg.client().await?;
     let (_, before_outage_writes) = slot_and_wal(&client, &names.slot).await?;
@@ -202,7 +191,7 @@ async fn a_redis_outage_holds_the_slot_and_loses_nothing() -> Result<()> {
         "the slot holds while Redis is down ({confirmed:X} past {before_outage_writes:X})"
     );
     redis.start_again()?;
-    wait_caught_up(&pg, &names, &tailbox).await?;
+    wait_caught_up(&pg, &names).await.with_context(|| tailbox.log_text())?;
     let mut expected = before.expected();
     expected.extend(during.expected_numbered(10));
     let records = read_streams(&redis, &names.topic_prefix).await?;
@@ -289,7 +278,7 @@ async fn a_password_from_a_file_works_and_a_wrong_one_stops_with_the_fix() -> Re
     let tailbox = Tailbox::start(&args)?;
     wait_streaming(&pg, &names.slot, &tailbox).await?;
     Workload { writers: 1, transactions: 4, aggregates: 2 }.run_at(&pg.url()).await?;
-    wait_caught_up(&pg, &names, &tailbox).await?;
+    wait_caught_up(&pg, &names).await.with_context(|| tailbox.log_text())?;
     let log = tailbox.stop_clean()?;
     ensure!(!log.contains(secret), "the password is never logged");
     Ok(())
@@ -320,7 +309,7 @@ async fn tls_is_verified_against_the_given_ca() -> Result<()> {
     let tailbox = Tailbox::start(&args)?;
     wait_streaming(&pg, &names.slot, &tailbox).await?;
     Workload { writers: 1, transactions: 4, aggregates: 2 }.run_at(&pg.url()).await?;
-    wait_caught_up(&pg, &names, &tailbox).await?;
+    wait_caught_up(&pg, &names).await.with_context(|| tailbox.log_text())?;
     tailbox.stop_clean()?;
     Ok(())
 }

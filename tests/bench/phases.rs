@@ -77,26 +77,9 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
         &env.tailbox_args(cfg, &names),
         env.log_path("catchup", run),
     )?;
-    let mut walsender = WalsenderWatch::default();
-    measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
-    let startup = tb.started.elapsed().as_secs_f64();
-    let mut last = ProcSample::default();
-    measure::wait_confirmed(
-        env,
-        &names.slot,
-        loaded.end_lsn,
-        drain_timeout(cfg.rows),
-        &mut walsender,
-        || {
-            last = tb.sample()?;
-            Ok(())
-        },
-    )
-    .await?;
-    let secs = tb.started.elapsed().as_secs_f64();
-    for (thread, cpu) in measure::busy_threads(tb.pid()) {
-        m.push(format!("catchup.thread_cpu_s.{thread}"), cpu);
-    }
+    let drained = drain(env, cfg, &names.slot, loaded.end_lsn, &mut tb, "catchup", m).await?;
+    let (startup, secs, last, walsender) =
+        (drained.startup, drained.secs, drained.last, drained.walsender);
     if let Some(b) = broker.as_mut() {
         b.poll();
     }
@@ -428,25 +411,8 @@ pub async fn redis(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result
         &env.tailbox_redis_args(cfg, &names, &redis.url()),
         env.log_path("redis", run),
     )?;
-    let mut walsender = WalsenderWatch::default();
-    measure::wait_active(env, &names.slot, &mut tb, Duration::from_secs(60)).await?;
-    let mut last = ProcSample::default();
-    measure::wait_confirmed(
-        env,
-        &names.slot,
-        loaded.end_lsn,
-        drain_timeout(cfg.rows),
-        &mut walsender,
-        || {
-            last = tb.sample()?;
-            Ok(())
-        },
-    )
-    .await?;
-    let secs = tb.started.elapsed().as_secs_f64();
-    for (thread, cpu) in measure::busy_threads(tb.pid()) {
-        m.push(format!("redis.thread_cpu_s.{thread}"), cpu);
-    }
+    let drained = drain(env, cfg, &names.slot, loaded.end_lsn, &mut tb, "redis", m).await?;
+    let (secs, last, walsender) = (drained.secs, drained.last, drained.walsender);
     stop(tb)?;
     env.drop_slot(&names.slot).await?;
     let mut conn = redis::Client::open(redis.url())?
@@ -479,6 +445,44 @@ pub async fn redis(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result
         progress(&format!("warning: {published} entries in Redis, {rows} rows written"));
     }
     Ok(())
+}
+
+/// What [`drain`] measured.
+struct Drained {
+    /// Spawn → replication started.
+    startup: f64,
+    /// Spawn → the slot confirmed the last commit.
+    secs: f64,
+    /// tailbox's last sample.
+    last: ProcSample,
+    walsender: WalsenderWatch,
+}
+
+/// Waits until `tb` streams from `slot`, then until the slot confirmed `end_lsn`,
+/// sampling tailbox; records its busy threads' CPU under `{phase}.thread_cpu_s.`.
+async fn drain(
+    env: &Env,
+    cfg: &Config,
+    slot: &str,
+    end_lsn: u64,
+    tb: &mut TailboxProc,
+    phase: &str,
+    m: &mut Metrics,
+) -> Result<Drained> {
+    let mut walsender = WalsenderWatch::default();
+    measure::wait_active(env, slot, tb, Duration::from_secs(60)).await?;
+    let startup = tb.started.elapsed().as_secs_f64();
+    let mut last = ProcSample::default();
+    measure::wait_confirmed(env, slot, end_lsn, drain_timeout(cfg.rows), &mut walsender, || {
+        last = tb.sample()?;
+        Ok(())
+    })
+    .await?;
+    let secs = tb.started.elapsed().as_secs_f64();
+    for (thread, cpu) in measure::busy_threads(tb.pid()) {
+        m.push(format!("{phase}.thread_cpu_s.{thread}"), cpu);
+    }
+    Ok(Drained { startup, secs, last, walsender })
 }
 
 /// Rows of the warm-up catch-up (at most `--rows`).
