@@ -194,7 +194,8 @@ pub struct PgArgs {
     /// Publication carrying the outbox table [default: tailbox].
     #[arg(long, env = "TAILBOX_PUBLICATION")]
     pub publication: Option<String>,
-    /// The outbox table, SCHEMA.TABLE [default: public.outbox].
+    /// The outbox table, SCHEMA.TABLE or TABLE as in SQL: unquoted parts fold to lower
+    /// case, "Quoted"."Parts" are exact [default: public.outbox].
     #[arg(long, env = "TAILBOX_OUTBOX_TABLE")]
     pub outbox_table: Option<String>,
     /// Column holding the event id (header `id`) [default: id].

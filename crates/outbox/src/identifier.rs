@@ -4,10 +4,10 @@
 //!
 //! Rules, as in PostgreSQL: a double-quoted part is taken exactly (`""` stands for one
 //! `"`; a `.` inside quotes belongs to the name); dots outside quotes separate parts.
-//! An unquoted part is folded to lower case by [`parse_name`] (publications, slots: the
-//! names `CREATE PUBLICATION Pub` creates), but kept as written by [`parse_table`]:
-//! tailbox has always matched `--outbox-table App.Outbox` against the table `"App"."Outbox"`,
-//! and keeps doing so.
+//! An unquoted part is folded to lower case, as PostgreSQL folds it: `App.Outbox` is the
+//! table `CREATE TABLE App.Outbox` made, `app.outbox`; the table `"App"."Outbox"` is
+//! written `'"App"."Outbox"'`, as psql shows it. (tailbox before 2026-11 matched unquoted
+//! names as written; the startup check names the quoted form when only that exists.)
 
 /// One part of a dotted name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +70,14 @@ pub fn parse_name(text: &str) -> Result<String, String> {
     }
 }
 
-/// `schema.table` or `table` (schema `public`): quoted parts exact, unquoted ones as
-/// written (see the module docs).
+/// `schema.table` or `table` (schema `public`): quoted parts exact, unquoted ones in
+/// lower case (see the module docs).
 pub fn parse_table(text: &str) -> Result<(String, String), String> {
     let parts = split(text)?;
+    let name = |part: &Part| if part.quoted { part.text.clone() } else { part.text.to_lowercase() };
     match parts.as_slice() {
-        [table] => Ok(("public".to_owned(), table.text.clone())),
-        [schema, table] => Ok((schema.text.clone(), table.text.clone())),
+        [table] => Ok(("public".to_owned(), name(table))),
+        [schema, table] => Ok((name(schema), name(table))),
         _ => {
             Err("expected SCHEMA.TABLE or TABLE; put a name containing '.' in double quotes".into())
         }
@@ -104,12 +105,12 @@ mod tests {
     fn tables_quoted_or_not() {
         assert_eq!(table("outbox"), pair("public", "outbox"));
         assert_eq!(table("app.events"), pair("app", "events"));
-        assert_eq!(table("App.Outbox"), pair("App", "Outbox"), "unquoted kept as written");
+        assert_eq!(table("App.Outbox"), pair("app", "outbox"), "unquoted folds, as in psql");
         assert_eq!(table("\"App\".\"Outbox\""), pair("App", "Outbox"));
         assert_eq!(table("\"My Schema\".\"Out.box\""), pair("My Schema", "Out.box"));
         assert_eq!(table("\"Out.box\""), pair("public", "Out.box"));
         assert_eq!(table("app.\"Say \"\"hi\"\"\""), pair("app", "Say \"hi\""));
-        assert_eq!(table(" \"App\".outbox "), pair("App", "outbox"));
+        assert_eq!(table(" \"App\".Outbox "), pair("App", "outbox"));
     }
 
     #[test]

@@ -304,7 +304,9 @@ impl ControlClient {
         if rows.is_empty() {
             return Err(ReplicationError::startup(
                 format!("outbox table {}.{} does not exist", table.schema, table.table),
-                "create it with sql/01_outbox_table.sql, or point `outbox_table` at yours",
+                "create it with sql/01_outbox_table.sql, or point `outbox_table` at yours (unquoted \
+                 names fold to lower case as in psql: write a mixed-case name in double quotes, \
+                 e.g. '\"App\".\"Outbox\"')",
             ));
         }
         let columns: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
