@@ -55,6 +55,10 @@ mod reader;
 pub mod tuple;
 
 pub use error::DecodeError;
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01), from which
+/// pgoutput's commit times and the replication protocol's clocks count.
+pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 pub use lsn::{Lsn, format_lsn, parse_lsn, write_lsn};
 pub use message::{
     Begin, Commit, Delete, Insert, LogicalMessage, Message, MessageKind, OldTuple, Origin,

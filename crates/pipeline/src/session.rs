@@ -62,7 +62,7 @@ use tailbox_outbox::{
     OutboxMapper, OutboxRecord,
     dead_letter::{self, DeadLetterReason},
 };
-use tailbox_pgoutput::{Insert, Message, format_lsn};
+use tailbox_pgoutput::{Insert, Message, PG_EPOCH_OFFSET_MICROS, format_lsn};
 use tailbox_replication::{WalEvent, WalSource};
 use tailbox_sink::{
     Ack, DeliveryError, EventMeta, RefusedRecord, SendOutcome, Sink, TransactionError,
@@ -91,9 +91,6 @@ const CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
 
 /// How long a sink transaction call may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// Counters of one session.
 #[derive(Debug, Default, Clone, Copy)]

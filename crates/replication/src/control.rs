@@ -355,17 +355,6 @@ impl ControlClient {
             active_pid: row.get(3),
         })
     }
-
-    /// `pg_current_wal_lsn()`.
-    pub async fn current_wal_lsn(&self) -> Result<u64, ReplicationError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await
-            .map_err(|e| ReplicationError::from_pg("reading pg_current_wal_lsn()", e))?;
-        let text: String = row.get(0);
-        Ok(parse_lsn(&text).unwrap_or(0))
-    }
 }
 
 /// The slot was invalidated because it fell behind `max_slot_wal_keep_size`.

@@ -34,8 +34,6 @@ use crate::{
     wire::{CommandFailure, PgWire, ReadBatch, ServerError, protocol},
 };
 
-/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_OFFSET_MICROS: u64 = 946_684_800_000_000;
 /// A status update goes out at least this often even if nothing new was confirmed: a
 /// sign of life well inside any sensible `wal_sender_timeout` (default 60 s), also
 /// while the pipeline does not read and so never sees the walsender's keepalives.
@@ -136,7 +134,7 @@ impl PgWalStream {
             return;
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
-        let pg_now = (now as u64).saturating_sub(PG_EPOCH_OFFSET_MICROS);
+        let pg_now = (now as u64).saturating_sub(tailbox_pgoutput::PG_EPOCH_OFFSET_MICROS as u64);
         let mut update = [0u8; 34];
         update[0] = b'r';
         for field in 0..3 {
@@ -190,26 +188,32 @@ fn begin_commit_ts(payload: &[u8]) -> Option<i64> {
 /// "Slot is active for another PID" is worth retrying (an old session is going away);
 /// a missing slot or publication is not.
 fn classify_start_error(slot: &str, error: ServerError) -> ReplicationError {
-    let text = &error.message;
-    if text.contains("does not exist") && text.contains("replication slot") {
-        return ReplicationError::startup(
+    // By SQLSTATE, not by message text: `lc_messages` may translate the text.
+    match error.code.as_str() {
+        // undefined_object: the slot named in START_REPLICATION does not exist.
+        "42704" => ReplicationError::startup(
             format!("replication slot {slot:?} does not exist"),
             format!(
                 "create it with sql/03_slot.sql (SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput'))"
             ),
-        );
+        ),
+        // object_in_use: another walsender holds it. The PID is only in the text; a
+        // translated message just loses it.
+        "55006" => {
+            let pid = error
+                .message
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|part| !part.is_empty())
+                .and_then(|p| p.parse().ok());
+            ReplicationError::SlotInUse { slot: slot.to_owned(), pid }
+        }
+        // object_not_in_prerequisite_state: an invalidated slot (the detail names the
+        // cause), unless it is the wait for a synchronized standby, which passes.
+        "55000" if !error.is_transient() => {
+            crate::control::slot_invalidated_by_detail(slot, error.detail.as_deref())
+        }
+        _ => error.into_error("starting replication"),
     }
-    if let Some(at) = text.find("is active for PID ") {
-        let pid = text[at + "is active for PID ".len()..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|p| p.parse().ok());
-        return ReplicationError::SlotInUse { slot: slot.to_owned(), pid };
-    }
-    if text.contains("can no longer") || text.contains("has been invalidated") {
-        return crate::control::slot_invalidated_by_detail(slot, error.detail.as_deref());
-    }
-    error.into_error("starting replication")
 }
 
 impl WalSource for PgWalStream {
@@ -299,5 +303,56 @@ impl WalSource for PgWalStream {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str, message: &str, detail: Option<&str>) -> ServerError {
+        ServerError {
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: message.into(),
+            detail: detail.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn start_refusals_are_classified_by_sqlstate_whatever_the_language() {
+        // German messages (lc_messages = de_DE): the SQLSTATE decides.
+        let missing = classify_start_error(
+            "s",
+            refused("42704", "Replikations-Slot »s« existiert nicht", None),
+        );
+        assert!(matches!(missing, ReplicationError::Startup(_)), "{missing}");
+        let busy = classify_start_error(
+            "s",
+            refused("55006", "Replikations-Slot »s« ist aktiv für PID 4242", None),
+        );
+        assert!(matches!(busy, ReplicationError::SlotInUse { pid: Some(4242), .. }), "{busy:?}");
+        let lost = classify_start_error(
+            "s",
+            refused(
+                "55000",
+                "kann keine Änderungen mehr erhalten",
+                Some("This slot has been invalidated due to \"wal_removed\"."),
+            ),
+        );
+        assert!(matches!(lost, ReplicationError::Startup(_)), "{lost}");
+        let waiting = classify_start_error(
+            "s",
+            refused(
+                "55000",
+                "replication slot \"standby_1\" specified in parameter \"synchronized_standby_slots\" does not have active_pid",
+                Some(
+                    "Logical replication is waiting on the standby associated with replication slot \"standby_1\".",
+                ),
+            ),
+        );
+        assert!(waiting.is_transient(), "{waiting}");
+        let other = classify_start_error("s", refused("42501", "permission denied", None));
+        assert!(!other.is_transient(), "{other}");
     }
 }
