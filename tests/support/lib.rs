@@ -11,6 +11,8 @@
 //! - [`consume_all`] / [`consume_pattern`] / [`consume`]: read back what was
 //!   published, with read_committed isolation.
 //! - [`RedisServer`]: a throwaway `redis-server` with its own port and data.
+//! - [`WebhookReceiver`]: a real HTTP receiver that verifies Standard Webhooks
+//!   signatures, records arrivals and answers with scripted faults.
 //! - [`tailbox_bin`]: the `tailbox` binary, built once per process.
 //! - [`unique_name`]: names for slots, publications, topics and groups.
 //!
@@ -27,6 +29,7 @@ mod pg;
 mod proxy;
 mod redis;
 mod script;
+mod webhook;
 
 pub use consume::{
     ConsumeOptions, ConsumedRecord, DEFAULT_QUIET, Subscription, consume, consume_all,
@@ -42,3 +45,4 @@ pub use pg::{
 };
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
+pub use webhook::{Arrival, Reply, Script, WebhookReceiver};

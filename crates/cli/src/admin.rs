@@ -288,6 +288,12 @@ impl IdentityStatus {
                         Ok(mut sink) => sink.read_checkpoints().await,
                         Err(e) => Err(e),
                     },
+                    Destination::Webhook(webhook) => {
+                        match tailbox_webhook_sink::Store::connect(&webhook.pg).await {
+                            Ok(store) => store.read_checkpoints().await,
+                            Err(e) => Err(e),
+                        }
+                    }
                 };
                 Some(read.map_err(|e| e.to_string()).map(|records| {
                     resume::scan(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), &owner)
@@ -493,6 +499,72 @@ pub fn teardown(config: &Config) -> Result<()> {
             config.publication,
             describe(publication, "dropped", "not there")
         );
+        Ok(())
+    })
+}
+
+/// `tailbox dead-letters list`: the webhook sink's dead letters, oldest first.
+pub fn dead_letters_list(config: &Config, ids: &[i64], as_json: bool) -> Result<()> {
+    let pg = config.pg()?;
+    runtime()?.block_on(async {
+        let store = tailbox_webhook_sink::Store::connect(&pg).await?;
+        let rows = store.dead_letters(ids).await?;
+        for row in &rows {
+            let l = &row.letter;
+            let when = |t: Option<std::time::SystemTime>| {
+                t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs())
+            };
+            if as_json {
+                let line = json!({
+                    "id": row.id,
+                    "event_id": l.event_id,
+                    "topic": l.topic,
+                    "aggregate_id": String::from_utf8_lossy(&l.aggregate_id),
+                    "error": l.error,
+                    "source_lsn": l.source_lsn,
+                    "attempts": l.attempts,
+                    "first_attempt_unix": when(l.first_attempt),
+                    "last_attempt_unix": when(l.last_attempt),
+                    "response_status": l.response_status,
+                    "response_body": l.response_body,
+                    "replayable": l.body.is_some(),
+                    "replayed": row.replayed_at.is_some(),
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "{:>6}  {}  {}  aggregate {}  lsn {}  attempts {}  status {}  {}",
+                    row.id,
+                    l.event_id.as_deref().unwrap_or("-"),
+                    l.topic.as_deref().unwrap_or("-"),
+                    String::from_utf8_lossy(&l.aggregate_id),
+                    l.source_lsn.as_deref().unwrap_or("-"),
+                    l.attempts,
+                    l.response_status.map_or("-".to_owned(), |s| s.to_string()),
+                    l.error,
+                );
+            }
+        }
+        if !as_json {
+            eprintln!("tailbox: {} dead letter(s)", rows.len());
+        }
+        Ok(())
+    })
+}
+
+/// `tailbox dead-letters replay`: POSTs dead letters again, one attempt each.
+pub fn dead_letters_replay(config: &Config, ids: &[i64]) -> Result<()> {
+    let webhook = config.webhook()?;
+    runtime()?.block_on(async {
+        let results = tailbox_webhook_sink::replay::replay(&webhook, ids).await?;
+        let failed = results.iter().filter(|r| !r.delivered).count();
+        for r in &results {
+            println!("{:>6}  {}", r.id, r.outcome);
+        }
+        eprintln!("tailbox: {} replayed, {failed} not delivered", results.len() - failed);
+        if failed > 0 {
+            anyhow::bail!("{failed} dead letter(s) not delivered");
+        }
         Ok(())
     })
 }

@@ -37,7 +37,7 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Show the slot and publication (LSNs, retained WAL, lag, holder), the server's
     /// identity and, with Kafka settings, whether the checkpoint is this server's.
-    Status(StatusArgs),
+    Status(Box<StatusArgs>),
     /// Create the publication and the slot unless they exist (sql/02 and sql/03).
     Setup(SetupArgs),
     /// Drop the slot and the publication if they exist (sql/99_teardown.sql).
@@ -45,6 +45,34 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The webhook sink's dead letters (table tailbox_dead_letter).
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+/// `tailbox dead-letters …`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters not replayed yet (or those named with --id), oldest first.
+    List(Box<DeadLettersArgs>),
+    /// POST dead letters again (same body and webhook-id, fresh signature), one attempt
+    /// each; a 2xx marks the row replayed.
+    Replay(Box<DeadLettersArgs>),
+}
+
+/// Options of `tailbox dead-letters list|replay`.
+#[derive(Debug, Args)]
+pub struct DeadLettersArgs {
+    /// Only this dead letter (repeatable) [default: every one not replayed yet].
+    #[arg(long = "id")]
+    pub ids: Vec<i64>,
+    /// Print JSON lines instead of a table (list).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub pg: PgArgs,
+    #[command(flatten)]
+    pub destination: DestinationArgs,
 }
 
 /// Options of `tailbox backfill`: those of `run`, and the order of the rows.
@@ -110,13 +138,70 @@ pub struct StatusArgs {
 /// Where records go: the sink, and each sink's options in a group of its own.
 #[derive(Debug, Args)]
 pub struct DestinationArgs {
-    /// Destination: kafka or redis (Redis Streams) [default: kafka].
+    /// Destination: kafka, redis (Redis Streams) or webhook (HTTP POST per event)
+    /// [default: kafka].
     #[arg(long, env = "TAILBOX_SINK")]
     pub sink: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The webhook sink's options (`--sink webhook`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "HTTP webhooks (--sink webhook)")]
+pub struct WebhookArgs {
+    /// URL each event is POSTed to (required with --sink webhook); {aggregatetype} is
+    /// replaced by the event's aggregate type (recovered from the topic that
+    /// topic_template made). Checkpoints and dead letters go to PostgreSQL tables
+    /// (sql/05_webhook_tables.sql).
+    #[arg(long, env = "TAILBOX_WEBHOOK_URL", hide_env_values = true)]
+    pub webhook_url: Option<String>,
+    /// File holding the Standard Webhooks signing secret (whsec_<base64>); without it
+    /// requests are not signed.
+    #[arg(long, env = "TAILBOX_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<String>,
+    /// File of extra request headers, one "Name: value" per line (e.g. Authorization);
+    /// values are never logged or shown.
+    #[arg(long, env = "TAILBOX_WEBHOOK_HEADERS_FILE")]
+    pub webhook_headers_file: Option<String>,
+    /// Request body: payload (the payload column as stored, with webhook_content_type)
+    /// or envelope (JSON: id, type, aggregatetype, aggregateid, payload, metadata)
+    /// [default: payload].
+    #[arg(long, env = "TAILBOX_WEBHOOK_BODY")]
+    pub webhook_body: Option<String>,
+    /// Content-Type of payload bodies [default: application/json].
+    #[arg(long, env = "TAILBOX_WEBHOOK_CONTENT_TYPE")]
+    pub webhook_content_type: Option<String>,
+    /// Requests in flight at most; each aggregate has at most one [default: 16].
+    #[arg(long, env = "TAILBOX_WEBHOOK_CONCURRENCY")]
+    pub webhook_concurrency: Option<String>,
+    /// Attempts per event before it is dead-lettered; 0: retry until delivered or
+    /// refused [default: 0].
+    #[arg(long, env = "TAILBOX_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: Option<String>,
+    /// Time limit of one request, connecting included [default: 10000].
+    #[arg(long, env = "TAILBOX_WEBHOOK_TIMEOUT_MS")]
+    pub webhook_timeout_ms: Option<String>,
+    /// Wait after an event's first failed attempt; doubles per attempt, with jitter
+    /// [default: 500].
+    #[arg(long, env = "TAILBOX_WEBHOOK_BACKOFF_MS")]
+    pub webhook_backoff_ms: Option<String>,
+    /// Longest wait between attempts [default: 60000].
+    #[arg(long, env = "TAILBOX_WEBHOOK_BACKOFF_MAX_MS")]
+    pub webhook_backoff_max_ms: Option<String>,
+    /// Consecutive failed attempts that open the circuit breaker; 0: never [default: 5].
+    #[arg(long, env = "TAILBOX_WEBHOOK_BREAKER_FAILURES")]
+    pub webhook_breaker_failures: Option<String>,
+    /// How long an open breaker sends nothing before one probe [default: 30000].
+    #[arg(long, env = "TAILBOX_WEBHOOK_BREAKER_COOLDOWN_MS")]
+    pub webhook_breaker_cooldown_ms: Option<String>,
+    /// PEM file of the CA certificates to trust for https (instead of the public roots).
+    #[arg(long, env = "TAILBOX_WEBHOOK_CA")]
+    pub webhook_ca: Option<String>,
 }
 
 /// The Redis Streams sink's options (`--sink redis`).

@@ -19,11 +19,14 @@ use std::{
 use clap::{ArgMatches, parser::ValueSource};
 use secrecy::{ExposeSecret, SecretString};
 use tailbox_kafka_sink::SinkConfig;
-use tailbox_outbox::{ColumnNames, OutboxConfig, PayloadFormat};
+use tailbox_outbox::{ColumnNames, OutboxConfig, PayloadFormat, TopicTemplate};
 use tailbox_pipeline::settings::DEFAULT_HEARTBEAT_SQL;
 use tailbox_pipeline::settings::Destination;
 use tailbox_redis_sink::{Durability, RedisSinkConfig, Trim};
 use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
+use tailbox_webhook_sink::{
+    Backoff, BodyFormat, SigningKey, UrlTemplate, WebhookSinkConfig, parse_header,
+};
 
 use crate::logging::LogFormat;
 
@@ -98,6 +101,19 @@ const KEYS: &[Key] = &[
     key("redis_ca", None, Kind::Text),
     key("redis_durability", Some("reply"), Kind::Text),
     key("redis_trim", Some("none"), Kind::Text),
+    key("webhook_url", None, Kind::Text),
+    key("webhook_secret_file", None, Kind::Text),
+    key("webhook_headers_file", None, Kind::Text),
+    key("webhook_body", Some("payload"), Kind::Text),
+    key("webhook_content_type", Some("application/json"), Kind::Text),
+    key("webhook_concurrency", Some("16"), Kind::Int),
+    key("webhook_max_attempts", Some("0"), Kind::Int),
+    key("webhook_timeout_ms", Some("10000"), Kind::Int),
+    key("webhook_backoff_ms", Some("500"), Kind::Int),
+    key("webhook_backoff_max_ms", Some("60000"), Kind::Int),
+    key("webhook_breaker_failures", Some("5"), Kind::Int),
+    key("webhook_breaker_cooldown_ms", Some("30000"), Kind::Int),
+    key("webhook_ca", None, Kind::Text),
     key("kafka_props", None, Kind::Props),
     // Topics on demand (see TopicOptions).
     key("create_topics", Some("true"), Kind::Bool),
@@ -219,6 +235,8 @@ pub struct Config {
     /// The Redis sink's settings (with `sink = redis`; the password from
     /// `redis_password_file` already in).
     pub redis: Option<RedisSinkConfig>,
+    /// The webhook sink's settings (with `sink = webhook` and `webhook_url` set).
+    pub webhook: Option<WebhookSinkConfig>,
     /// librdkafka properties; secret ones (see [`is_secret_prop`]) held as secrets.
     pub kafka_props: Vec<(String, PropValue)>,
     pub topic_template: String,
@@ -720,12 +738,23 @@ impl Config {
         let sink = match sink_text.trim().to_ascii_lowercase().as_str() {
             "kafka" => SinkKind::Kafka,
             "redis" => SinkKind::Redis,
+            "webhook" => SinkKind::Webhook,
             _ => {
-                c.fail("sink", &sink_text, "unknown sink", "use kafka or redis");
+                c.fail("sink", &sink_text, "unknown sink", "use kafka, redis or webhook");
                 SinkKind::Kafka
             }
         };
         let redis = redis_config(&mut c, sink, &checkpoint_topic, max_in_flight);
+        let webhook =
+            webhook_config(&mut c, sink, pg.as_ref(), &topic_template, &dlq_topic, max_in_flight);
+        if sink == SinkKind::Webhook && exactly_once {
+            c.fail(
+                "exactly_once",
+                "true",
+                "the webhook sink delivers at least once",
+                "drop exactly_once; receivers deduplicate by the webhook-id header",
+            );
+        }
         let mut kafka_props: Vec<(String, PropValue)> =
             raw.props.iter().map(|(k, (v, _))| (k.clone(), PropValue::new(k, v.clone()))).collect();
         let kafka_sasl_password_from_file = match sasl_password_from_file(&mut c) {
@@ -739,6 +768,12 @@ impl Config {
         let mut shown_values = raw.values.clone();
         if let Some((text, _)) = shown_values.get_mut("pg_url") {
             *text = pg.as_ref().map(PgConnectionConfig::redacted).unwrap_or_default();
+        }
+        if let Some((text, _)) = shown_values.get_mut("webhook_url") {
+            // A query string may carry a token.
+            if let Some((base, _)) = text.split_once('?') {
+                *text = format!("{base}?{REDACTED}");
+            }
         }
         if let Some((text, _)) = shown_values.get_mut("redis_url") {
             *text = match &redis {
@@ -769,6 +804,7 @@ impl Config {
             sink,
             kafka_brokers,
             redis,
+            webhook,
             kafka_props,
             topic_template,
             checkpoint_topic,
@@ -857,7 +893,17 @@ impl Config {
                     "redis_url is not set; fix: pass --redis-url, set TAILBOX_REDIS_URL, or redis_url in the config file (redis://[user:password@]host:port[/db])".into(),
                 ])
             }),
+            SinkKind::Webhook => self.webhook().map(|w| Destination::Webhook(Box::new(w))),
         }
+    }
+
+    /// The webhook sink's settings, or the line saying what is missing.
+    pub fn webhook(&self) -> Result<WebhookSinkConfig, ConfigErrors> {
+        self.webhook.clone().ok_or_else(|| {
+            ConfigErrors(vec![
+                "webhook_url is not set (or pg_url is missing); fix: pass --webhook-url, set TAILBOX_WEBHOOK_URL, or webhook_url in the config file (https://host/path/{aggregatetype})".into(),
+            ])
+        })
     }
 
     /// How often the checkpoint is written and the slot confirmed.
@@ -977,6 +1023,8 @@ pub enum SinkKind {
     Kafka,
     /// Redis Streams.
     Redis,
+    /// HTTP webhooks.
+    Webhook,
 }
 
 /// The Redis sink's settings, when `sink = redis` and `redis_url` is set.
@@ -1059,6 +1107,138 @@ fn redis_config(
         durability,
         trim,
     })
+}
+
+/// The webhook sink's settings, when `sink = webhook`, `webhook_url` and `pg_url` are
+/// set; every webhook key is checked either way.
+fn webhook_config(
+    c: &mut Checker<'_>,
+    sink: SinkKind,
+    pg: Option<&PgConnectionConfig>,
+    topic_template: &str,
+    dlq_topic: &str,
+    max_in_flight: u64,
+) -> Option<WebhookSinkConfig> {
+    let body_text = c.string("webhook_body");
+    let content_type = c.string("webhook_content_type");
+    if reqwest_header_value_ok(&content_type).is_none() {
+        c.fail(
+            "webhook_content_type",
+            &content_type,
+            "not a header value",
+            "e.g. application/json",
+        );
+    }
+    let body = BodyFormat::parse(&body_text, &content_type).or_else(|| {
+        c.fail(
+            "webhook_body",
+            &body_text,
+            "expected payload or envelope",
+            "use payload or envelope",
+        );
+        None
+    });
+    let concurrency = c.int("webhook_concurrency", 1, 1024, false) as usize;
+    let max_attempts = c.int("webhook_max_attempts", 1, 1_000_000, true);
+    let timeout = Duration::from_millis(c.int("webhook_timeout_ms", 100, 600_000, false));
+    let initial = Duration::from_millis(c.int("webhook_backoff_ms", 1, 3_600_000, false));
+    let max = Duration::from_millis(c.int("webhook_backoff_max_ms", 1, 3_600_000, false));
+    let breaker_failures = c.int("webhook_breaker_failures", 1, 1_000_000, true) as u32;
+    let breaker_cooldown =
+        Duration::from_millis(c.int("webhook_breaker_cooldown_ms", 1, 3_600_000, false));
+    let signing_key =
+        c.text("webhook_secret_file").and_then(|file| {
+            match std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read it: {e}"))
+                .and_then(|t| SigningKey::parse(&t))
+            {
+                Ok(key) => Some(key),
+                Err(reason) => {
+                    c.fail(
+                        "webhook_secret_file",
+                        &file,
+                        &reason,
+                        "point webhook_secret_file at a file holding only whsec_<base64>",
+                    );
+                    None
+                }
+            }
+        });
+    let mut headers = tailbox_webhook_sink::config::HeaderMap::new();
+    if let Some(file) = c.text("webhook_headers_file") {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                        continue;
+                    }
+                    match parse_header(line) {
+                        Ok((name, value)) => {
+                            headers.append(name, value);
+                        }
+                        Err(reason) => c.fail(
+                            "webhook_headers_file",
+                            &file,
+                            &format!("line {}: {reason}", n + 1),
+                            "one \"Name: value\" per line",
+                        ),
+                    }
+                }
+            }
+            Err(e) => c.fail(
+                "webhook_headers_file",
+                &file,
+                &format!("cannot read it: {e}"),
+                "point webhook_headers_file at a readable file",
+            ),
+        }
+    }
+    let url = c.text("webhook_url").and_then(|text| match UrlTemplate::parse(&text) {
+        Ok(url) => Some(url),
+        Err(reason) => {
+            c.fail(
+                "webhook_url",
+                REDACTED,
+                &reason,
+                "e.g. https://hooks.example/outbox/{aggregatetype}",
+            );
+            None
+        }
+    });
+    let topic_template = TopicTemplate::parse(topic_template).ok();
+    if let (Some(url), Some(template)) = (&url, &topic_template)
+        && url.has_placeholder()
+        && !template.has_placeholder()
+    {
+        c.fail(
+            "webhook_url",
+            REDACTED,
+            "uses {aggregatetype} but topic_template has none to recover it from",
+            "put {aggregatetype} in topic_template too, or drop it from webhook_url",
+        );
+    }
+    (sink == SinkKind::Webhook).then_some(())?;
+    Some(WebhookSinkConfig {
+        url: url?,
+        topic_template: topic_template?,
+        body: body?,
+        signing_key,
+        headers,
+        ca_file: c.text("webhook_ca").map(Into::into),
+        concurrency,
+        max_attempts: (max_attempts > 0).then_some(max_attempts as u32),
+        request_timeout: timeout,
+        backoff: Backoff { initial, max: max.max(initial) },
+        breaker_failures,
+        breaker_cooldown,
+        max_buffered: max_in_flight,
+        dlq_topic: dlq_topic.to_owned(),
+        pg: pg?.clone(),
+    })
+}
+
+fn reqwest_header_value_ok(text: &str) -> Option<()> {
+    tailbox_webhook_sink::config::HeaderValue::from_str(text).ok().map(|_| ())
 }
 
 /// `reply`, `replicas:N[:MS]`, `aof[:N[:MS]]`.

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand},
+    cli::{Cli, Command, ConfigCommand, DeadLettersCommand},
     config::ConfigErrors,
 };
 
@@ -64,6 +64,12 @@ fn main() -> ExitCode {
         }
         Command::Teardown(_) => admin::teardown(&config),
         Command::Config(ConfigCommand::Check(_)) => config_check(&config),
+        Command::DeadLetters(DeadLettersCommand::List(args)) => {
+            admin::dead_letters_list(&config, &args.ids, args.json)
+        }
+        Command::DeadLetters(DeadLettersCommand::Replay(args)) => {
+            admin::dead_letters_replay(&config, &args.ids)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

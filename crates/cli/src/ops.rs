@@ -18,6 +18,7 @@ use serde_json::json;
 use tailbox_pgoutput::format_lsn;
 use tailbox_pipeline::PipelineMetrics;
 use tailbox_replication::{ControlClient, PgConnectionConfig, control::SlotReport};
+use tailbox_webhook_sink::BreakerState;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
@@ -141,12 +142,17 @@ impl Ops {
         self.loop_alive.load(Ordering::Relaxed)
     }
 
-    /// `/readyz`: streaming from the slot, the sink reachable, and no record waiting for
-    /// a missing topic.
+    /// `/readyz`: streaming from the slot, the sink reachable, no record waiting for a
+    /// missing topic, and (webhook sink) the circuit breaker not open.
     pub fn ready(&self) -> bool {
         self.pipeline.streaming.load(Ordering::Relaxed)
             && self.pipeline.kafka_ok.load(Ordering::Relaxed)
             && self.topics.missing().is_empty()
+            && self.breaker() != BreakerState::Open
+    }
+
+    fn breaker(&self) -> BreakerState {
+        BreakerState::from_u8(self.pipeline.webhook_breaker.load(Ordering::Relaxed))
     }
 
     /// Why not ready, for the `/readyz` body.
@@ -154,10 +160,16 @@ impl Ops {
         let streaming = self.pipeline.streaming.load(Ordering::Relaxed);
         let kafka_ok = self.pipeline.kafka_ok.load(Ordering::Relaxed);
         let missing = self.topics.missing();
-        if streaming && kafka_ok && missing.is_empty() {
-            return "ready\n".into();
+        let breaker = self.breaker();
+        if streaming && kafka_ok && missing.is_empty() && breaker != BreakerState::Open {
+            return "ready
+"
+            .into();
         }
         let mut text = format!("not ready: streaming={streaming} kafka_ok={kafka_ok}");
+        if breaker == BreakerState::Open {
+            text.push_str("; webhook circuit breaker open (the receiver keeps failing)");
+        }
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|m| m.topic.as_str()).collect();
             text.push_str(&format!(
@@ -313,6 +325,12 @@ impl Ops {
             "gauge",
             "1 while the last acknowledgement or checkpoint write succeeded recently.",
             &plain(flag(&m.kafka_ok)),
+        );
+        metric(
+            "tailbox_webhook_breaker_state",
+            "gauge",
+            "The webhook sink's circuit breaker: 0 closed, 1 half-open (probing), 2 open (sending nothing).",
+            &plain(f64::from(m.webhook_breaker.load(Ordering::Relaxed))),
         );
         metric(
             "tailbox_up",

@@ -61,6 +61,21 @@ impl TopicTemplate {
     }
 }
 
+impl TopicTemplate {
+    /// The aggregate type a topic was rendered from (the inverse of
+    /// [`TopicTemplate::render`]); `None` for a template without a placeholder or a topic
+    /// it did not render.
+    pub fn aggregate_type<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let suffix = self.suffix.as_deref()?;
+        topic.strip_prefix(self.prefix.as_str())?.strip_suffix(suffix)
+    }
+
+    /// Whether the template has an `{aggregatetype}` placeholder.
+    pub fn has_placeholder(&self) -> bool {
+        self.suffix.is_some()
+    }
+}
+
 fn is_topic_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
 }
@@ -90,6 +105,18 @@ mod tests {
     fn renders_debezium_default() -> Result<(), ConfigError> {
         let t = TopicTemplate::parse("outbox.event.{aggregatetype}")?;
         assert_eq!(t.render(b"Order").as_deref(), Ok("outbox.event.Order"));
+        Ok(())
+    }
+
+    #[test]
+    fn recovers_the_aggregate_type_from_a_topic() -> Result<(), ConfigError> {
+        let t = TopicTemplate::parse("app.{aggregatetype}.v1")?;
+        assert_eq!(t.aggregate_type("app.Order.v1"), Some("Order"));
+        assert_eq!(t.aggregate_type("other.Order.v1"), None);
+        assert!(t.has_placeholder());
+        let fixed = TopicTemplate::parse("all.events")?;
+        assert_eq!(fixed.aggregate_type("all.events"), None);
+        assert!(!fixed.has_placeholder());
         Ok(())
     }
 

@@ -28,6 +28,7 @@ use tailbox_replication::{
     ControlClient, OutboxTableSpec, ReplicationError, snapshot::ExportedSnapshot,
 };
 use tailbox_sink::{EventMeta, SendOutcome, Sink};
+use tailbox_webhook_sink::WebhookSink;
 use tracing::{info, warn};
 
 use crate::{
@@ -166,6 +167,11 @@ async fn publish_snapshot(
             // commit lies at or after the consistent point.
             meta.commit_lsn = snapshot.consistent_point.saturating_sub(1);
             let sink = RedisSink::connect(redis).await?;
+            publish_rows(settings, control, snapshot, mapper, meta, sink, columns.len()).await
+        }
+        Destination::Webhook(webhook) => {
+            let gauge = Arc::clone(&settings.metrics.webhook_breaker);
+            let sink = WebhookSink::connect(webhook, gauge).await?;
             publish_rows(settings, control, snapshot, mapper, meta, sink, columns.len()).await
         }
     }

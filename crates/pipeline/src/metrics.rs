@@ -7,8 +7,8 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Mutex,
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering},
     },
 };
 
@@ -81,6 +81,9 @@ pub struct PipelineMetrics {
     pub streaming: AtomicBool,
     /// The last acknowledgement or checkpoint write succeeded and is recent.
     pub kafka_ok: AtomicBool,
+    /// The webhook sink's circuit breaker ([`tailbox_webhook_sink::BreakerState`] as a
+    /// number: 0 closed, 1 half-open, 2 open); 0 with other sinks.
+    pub webhook_breaker: Arc<AtomicU8>,
     last_error: Mutex<Option<String>>,
 }
 

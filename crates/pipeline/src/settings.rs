@@ -6,6 +6,7 @@ use tailbox_kafka_sink::SinkConfig;
 use tailbox_outbox::OutboxConfig;
 use tailbox_redis_sink::RedisSinkConfig;
 use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
+use tailbox_webhook_sink::WebhookSinkConfig;
 
 use crate::metrics::PipelineMetrics;
 
@@ -79,6 +80,8 @@ pub enum Destination {
     Kafka(SinkConfig),
     /// Redis Streams.
     Redis(Box<RedisSinkConfig>),
+    /// HTTP webhooks (checkpoints and dead letters in PostgreSQL tables).
+    Webhook(Box<WebhookSinkConfig>),
 }
 
 /// The default heartbeat: a non-transactional logical message. It writes WAL in this

@@ -26,6 +26,7 @@ use tailbox_replication::{
     ControlClient, PgWalStream, ReplicationError, control::slot_lost, stream::StreamSettings,
 };
 use tailbox_sink::{DryRunSink, Sink};
+use tailbox_webhook_sink::WebhookSink;
 use tracing::{info, warn};
 
 use crate::{
@@ -170,6 +171,14 @@ async fn run_session(
         // Entry IDs from the WAL make every Redis delivery exactly-once already.
         (Destination::Redis(redis), _) => {
             let sink = RedisSink::connect(redis).await?;
+            let mode = DeliveryMode::AtLeastOnce;
+            stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await
+        }
+        // At least once: receivers deduplicate by webhook-id (`--exactly-once` is
+        // refused for this sink by the configuration).
+        (Destination::Webhook(webhook), _) => {
+            let gauge = std::sync::Arc::clone(&settings.metrics.webhook_breaker);
+            let sink = WebhookSink::connect(webhook, gauge).await?;
             let mode = DeliveryMode::AtLeastOnce;
             stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await
         }

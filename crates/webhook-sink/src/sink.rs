@@ -1,0 +1,176 @@
+//! [`WebhookSink`]: the [`Sink`] the pipeline talks to. `send` builds the request and
+//! queues it for the dispatcher task (never waiting); acknowledgements come back over a
+//! channel in whatever order the requests finish.
+
+use std::sync::Arc;
+
+use tailbox_outbox::{OutboxRecord, headers};
+use tailbox_sink::{
+    Ack, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    breaker::{Breaker, BreakerGauge},
+    config::WebhookSinkConfig,
+    dispatcher::{self, LaneKey, Policy, Queued, WRITTEN_HEADER},
+    http::Http,
+    request::{Positions, prepare},
+    store::{DeadLetter, Store},
+};
+
+/// The webhook sink.
+pub struct WebhookSink {
+    queue: mpsc::UnboundedSender<Queued>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    store: Arc<Store>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    positions: Positions,
+    next_seq: u64,
+    /// Sent and not yet acknowledged.
+    outstanding: u64,
+    config: WebhookSinkConfig,
+}
+
+impl WebhookSink {
+    /// Builds the HTTP client, connects to PostgreSQL, checks the webhook tables and
+    /// starts the dispatcher; the breaker's state goes to `gauge`.
+    pub async fn connect(
+        config: &WebhookSinkConfig,
+        gauge: BreakerGauge,
+    ) -> Result<Self, SinkError> {
+        let http = Http::new(config)?;
+        let store = Arc::new(Store::connect(&config.pg).await?);
+        store.check_tables().await?;
+        let (queue, queued) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let policy = Policy {
+            concurrency: config.concurrency,
+            max_attempts: config.max_attempts,
+            backoff: config.backoff,
+        };
+        let breaker = Breaker::new(config.breaker_failures, config.breaker_cooldown, gauge);
+        let dispatcher = tokio::spawn(dispatcher::run(
+            http,
+            Arc::clone(&store),
+            policy,
+            breaker,
+            queued,
+            ack_tx,
+        ));
+        Ok(Self {
+            queue,
+            acks,
+            store,
+            dispatcher,
+            positions: Positions::default(),
+            next_seq: 0,
+            outstanding: 0,
+            config: config.clone(),
+        })
+    }
+
+    fn enqueue(&mut self, make: impl FnOnce(u64) -> Queued) -> Result<SendOutcome, DeliveryError> {
+        let seq = self.next_seq;
+        self.queue.send(make(seq)).map_err(|_| DeliveryError::Failed {
+            source: "the webhook dispatcher stopped".into(),
+        })?;
+        self.next_seq += 1;
+        self.outstanding += 1;
+        Ok(SendOutcome::Enqueued(seq))
+    }
+
+    fn full(&self) -> bool {
+        self.outstanding >= self.config.max_buffered.max(1)
+    }
+
+    fn took(&mut self, ack: Ack) -> Ack {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        ack
+    }
+
+    /// A dead-letter record from the session: already written (the copy of an event we
+    /// refused) or to be written now (a row that never became an event).
+    fn send_dead_letter(&mut self, record: &OutboxRecord) -> Result<SendOutcome, DeliveryError> {
+        let header = |name: &str| {
+            record
+                .headers
+                .iter()
+                .find(|(n, _)| &**n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        if header(WRITTEN_HEADER).is_some() {
+            return self.enqueue(|seq| Queued::Done { seq });
+        }
+        let reserved =
+            [headers::ERROR, headers::SOURCE_LSN, headers::SOURCE_TABLE, headers::SOURCE_TOPIC];
+        let letter = DeadLetter {
+            event_id: header(headers::ID),
+            topic: header(headers::SOURCE_TOPIC),
+            aggregate_id: record.key.to_vec(),
+            payload: record.value.to_vec(),
+            headers: record
+                .headers
+                .iter()
+                .filter(|(n, _)| !reserved.contains(&&**n))
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect(),
+            error: header(headers::ERROR).unwrap_or_else(|| "dead-lettered".into()),
+            source_lsn: header(headers::SOURCE_LSN),
+            source_table: header(headers::SOURCE_TABLE),
+            ..DeadLetter::default()
+        };
+        self.enqueue(|seq| Queued::DeadLetter { seq, letter: Box::new(letter) })
+    }
+}
+
+impl Sink for WebhookSink {
+    fn send(
+        &mut self,
+        record: &OutboxRecord,
+        meta: Option<&EventMeta>,
+    ) -> Result<SendOutcome, DeliveryError> {
+        // Dead letters never wait: the session's dead-letter path cannot take `Blocked`.
+        if *record.topic == *self.config.dlq_topic {
+            return self.send_dead_letter(record);
+        }
+        if self.full() {
+            return Ok(SendOutcome::Blocked);
+        }
+        let aggregate_type =
+            self.config.topic_template.aggregate_type(&record.topic).unwrap_or(&record.topic);
+        let position = self.positions.next(meta.map_or(0, |m| m.commit_lsn));
+        let event =
+            prepare(record, meta, position, &self.config.url, aggregate_type, &self.config.body);
+        let lane: LaneKey = (Arc::clone(&event.record.topic), event.record.key.clone());
+        self.enqueue(|seq| Queued::Event { seq, lane, event: Box::new(event) })
+    }
+
+    fn send_checkpoint(&mut self, key: &[u8], value: &[u8]) -> Result<SendOutcome, DeliveryError> {
+        let (key, value) = (key.to_vec(), value.to_vec());
+        self.enqueue(|seq| Queued::Checkpoint { seq, key, value })
+    }
+
+    async fn next_ack(&mut self) -> Ack {
+        match self.acks.recv().await {
+            Some(ack) => self.took(ack),
+            // The dispatcher is gone (it only ends when the sink is dropped).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn try_next_ack(&mut self) -> Option<Ack> {
+        let ack = self.acks.try_recv().ok()?;
+        Some(self.took(ack))
+    }
+
+    async fn read_checkpoints(&mut self) -> Result<CheckpointRecords, SinkError> {
+        self.store.read_checkpoints().await
+    }
+}
+
+impl Drop for WebhookSink {
+    fn drop(&mut self) {
+        self.dispatcher.abort();
+    }
+}

@@ -1,0 +1,216 @@
+//! A real HTTP receiver for the webhook sink's tests (hyper, on 127.0.0.1): it checks
+//! each request's Standard Webhooks signature with its own HMAC (independent of
+//! tailbox's code), records every arrival in order, and answers as its script says:
+//! 200, any status (with `Retry-After`), a stall longer than the client's timeout, or
+//! a dropped connection.
+
+use std::{
+    convert::Infallible,
+    future::poll_fn,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use hmac::{Hmac, KeyInit, Mac};
+use hyper::{
+    Request, Response, StatusCode,
+    body::{Body, Incoming},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use sha2::Sha256;
+use tokio::net::TcpListener;
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// Arrival order (0, 1, …) over all requests.
+    pub index: usize,
+    /// The request path.
+    pub path: String,
+    /// `webhook-id`.
+    pub id: String,
+    /// `webhook-timestamp`.
+    pub timestamp: i64,
+    /// Whether `webhook-signature` verified with the receiver's secret.
+    pub signature_ok: bool,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// Every header, lower-case name → value.
+    pub headers: Vec<(String, String)>,
+    /// The status the receiver answered (`None`: it stalled or dropped the connection).
+    pub answered: Option<u16>,
+}
+
+impl Arrival {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether it got a 2xx.
+    pub fn delivered(&self) -> bool {
+        self.answered.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// 200.
+    Ok,
+    /// This status, with `Retry-After: secs` if given.
+    Status(u16, Option<u64>),
+    /// Waits this long before answering 200 (longer than the client's timeout: a
+    /// timeout for the client, which retries).
+    Stall(Duration),
+}
+
+/// Decides each reply from the arrival (before `answered` is set).
+pub type Script = Arc<dyn Fn(&Arrival) -> Reply + Send + Sync>;
+
+struct State {
+    arrivals: Vec<Arrival>,
+    script: Script,
+}
+
+/// A receiver on a port of its own; stops when dropped.
+pub struct WebhookReceiver {
+    addr: std::net::SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    /// Starts one (inside a tokio runtime) that verifies with `secret` (`whsec_…`) and
+    /// answers 200 until told otherwise.
+    pub async fn start(secret: &str) -> Result<Self> {
+        let key = STANDARD
+            .decode(secret.trim().trim_start_matches("whsec_"))
+            .context("the test secret is not base64")?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state =
+            Arc::new(Mutex::new(State { arrivals: Vec::new(), script: Arc::new(|_| Reply::Ok) }));
+        let shared = Arc::clone(&state);
+        let key = Arc::new(key);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = Arc::clone(&shared);
+                let key = Arc::clone(&key);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        let key = Arc::clone(&key);
+                        async move { Ok::<_, Infallible>(answer(req, &state, &key).await) }
+                    });
+                    let _ =
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replaces the script.
+    pub fn set_script(&self, script: impl Fn(&Arrival) -> Reply + Send + Sync + 'static) {
+        if let Ok(mut state) = self.state.lock() {
+            state.script = Arc::new(script);
+        }
+    }
+
+    /// Every arrival so far, in order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.state.lock().map(|s| s.arrivals.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &[u8]) -> Response<String> {
+    let path = req.uri().path().to_owned();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    while let Some(Ok(frame)) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let id = get("webhook-id").unwrap_or_default();
+    let timestamp: i64 = get("webhook-timestamp").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let signature_ok = get("webhook-signature").is_some_and(|header| {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else { return false };
+        mac.update(format!("{id}.{timestamp}.").as_bytes());
+        mac.update(&bytes);
+        let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+        header.split(' ').any(|s| s == expected)
+    });
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let fresh = (now - timestamp).abs() <= 300;
+    let (index, reply) = {
+        let Ok(mut state) = state.lock() else {
+            return Response::new(String::new());
+        };
+        let index = state.arrivals.len();
+        let arrival = Arrival {
+            index,
+            path,
+            id,
+            timestamp,
+            signature_ok: signature_ok && fresh,
+            body: bytes,
+            headers,
+            answered: None,
+        };
+        let reply = (state.script)(&arrival);
+        state.arrivals.push(arrival);
+        (index, reply)
+    };
+    let status = match reply {
+        Reply::Ok => 200,
+        Reply::Status(status, _) => status,
+        Reply::Stall(wait) => {
+            tokio::time::sleep(wait).await;
+            200
+        }
+    };
+    // Recorded only once answered: a stalled request the client gave up on counts as
+    // answered here, but the client saw a timeout (tests tell them apart by `Stall`).
+    if let Ok(mut state) = state.lock()
+        && let Some(arrival) = state.arrivals.get_mut(index)
+    {
+        arrival.answered = if matches!(reply, Reply::Stall(_)) { None } else { Some(status) };
+    }
+    let mut response = Response::new(String::new());
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Reply::Status(_, Some(secs)) = reply
+        && let Ok(value) = secs.to_string().parse()
+    {
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, value);
+    }
+    response
+}
