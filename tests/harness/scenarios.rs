@@ -61,8 +61,12 @@ pub async fn commit_order(
     let report = verify(&records, &expected)?;
     println!("summary: PostgreSQL {} {report}", pg.major());
     ensure!(report.lost == 0, "events lost: {report}\n{}", tailbox.log_text());
-    ensure!(report.reordered == 0, "per-aggregate order broken: {report}");
-    ensure!(report.duplicates == 0, "a clean run publishes no duplicates: {report}");
+    ensure!(report.reordered == 0, "per-aggregate order broken: {report}\n{}", tailbox.log_text());
+    ensure!(
+        report.duplicates == 0,
+        "a clean run publishes no duplicates: {report}\n{}",
+        tailbox.log_text()
+    );
     ensure!(report.wrong_xid == 0, "xid headers wrong: {report}");
     wait_caught_up(pg, &names).await?;
     tailbox.terminate(Duration::from_secs(30))?;

@@ -135,6 +135,12 @@ pub async fn consume(
     let deadline = start + opts.timeout;
     let mut last_record = start;
     let mut records = Vec::new();
+    // A rebalance (a topic matching the pattern appears, the group's assignment changes)
+    // hands partitions back from the start, as no offsets are committed: the same
+    // record (topic, partition, offset) is then delivered again. That is the reader's
+    // repetition, not a duplicate tailbox published, which has an offset of its own.
+    let mut seen_offsets: std::collections::HashSet<(String, i32, i64)> =
+        std::collections::HashSet::new();
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -163,6 +169,9 @@ pub async fn consume(
                 continue;
             }
         };
+        if !seen_offsets.insert((msg.topic().to_owned(), msg.partition(), msg.offset())) {
+            continue;
+        }
         let headers = msg
             .headers()
             .map(|hs| {
