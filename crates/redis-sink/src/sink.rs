@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, aio::MultiplexedConnection};
 use tailbox_outbox::OutboxRecord;
 use tailbox_sink::{
-    Ack, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
+    Ack, AckChannel, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
 };
 use tokio::sync::mpsc;
 
@@ -26,14 +26,12 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The Redis Streams sink.
 pub struct RedisSink {
     queue: mpsc::UnboundedSender<Queued>,
-    acks: mpsc::UnboundedReceiver<Ack>,
+    acks: AckChannel,
     /// For reading checkpoints (the multiplexed connection is shared with the writer).
     conn: MultiplexedConnection,
     writer: tokio::task::JoinHandle<()>,
     ids: EntryIds,
     next_seq: u64,
-    /// Sent and not yet acknowledged.
-    outstanding: u64,
     config: RedisSinkConfig,
 }
 
@@ -61,7 +59,7 @@ impl RedisSink {
             require_waitaof(&mut conn).await?;
         }
         let (queue, queued) = mpsc::unbounded_channel();
-        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = AckChannel::new();
         let writer =
             tokio::spawn(writer::run(conn.clone(), queued, ack_tx, config.durability, config.trim));
         Ok(Self {
@@ -71,7 +69,6 @@ impl RedisSink {
             writer,
             ids: EntryIds::default(),
             next_seq: 0,
-            outstanding: 0,
             config: config.clone(),
         })
     }
@@ -82,17 +79,12 @@ impl RedisSink {
             .send(Queued { seq, cmd, is_record })
             .map_err(|_| DeliveryError::Failed { source: "the Redis writer stopped".into() })?;
         self.next_seq += 1;
-        self.outstanding += 1;
+        self.acks.on_sent();
         Ok(SendOutcome::Enqueued(seq))
     }
 
     fn full(&self) -> bool {
-        self.outstanding >= self.config.max_buffered.max(1)
-    }
-
-    fn took(&mut self, ack: Ack) -> Ack {
-        self.outstanding = self.outstanding.saturating_sub(1);
-        ack
+        self.acks.is_full(self.config.max_buffered)
     }
 }
 
@@ -176,16 +168,11 @@ impl Sink for RedisSink {
     }
 
     async fn next_ack(&mut self) -> Ack {
-        match self.acks.recv().await {
-            Some(ack) => self.took(ack),
-            // The writer is gone (it only ends when the sink is dropped): nothing more.
-            None => std::future::pending().await,
-        }
+        self.acks.next().await
     }
 
     fn try_next_ack(&mut self) -> Option<Ack> {
-        let ack = self.acks.try_recv().ok()?;
-        Some(self.took(ack))
+        self.acks.try_next()
     }
 
     async fn read_checkpoints(&mut self) -> Result<CheckpointRecords, SinkError> {

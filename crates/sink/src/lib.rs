@@ -29,12 +29,15 @@
 //! - [`sink`]: the [`Sink`] trait, [`Ack`], [`SendOutcome`], [`EventMeta`].
 //! - [`error`]: [`SinkError`], [`DeliveryError`], [`TransactionError`]: transient vs
 //!   definite, whatever the destination.
+//! - [`ack_channel`]: [`AckChannel`], acknowledgements from a sink's own task.
 //! - [`dry_run`]: [`DryRunSink`], which logs what would be published and stores nothing.
 
+pub mod ack_channel;
 pub mod dry_run;
 pub mod error;
 pub mod sink;
 
+pub use ack_channel::AckChannel;
 pub use dry_run::DryRunSink;
 pub use error::{DeliveryError, SinkError, TransactionError};
 pub use sink::{Ack, CheckpointRecords, EventMeta, RefusedRecord, SendOutcome, Sink};

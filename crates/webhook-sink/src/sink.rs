@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tailbox_outbox::{OutboxRecord, headers};
 use tailbox_sink::{
-    Ack, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
+    Ack, AckChannel, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
 };
 use tokio::sync::mpsc;
 
@@ -22,13 +22,11 @@ use crate::{
 /// The webhook sink.
 pub struct WebhookSink {
     queue: mpsc::UnboundedSender<Queued>,
-    acks: mpsc::UnboundedReceiver<Ack>,
+    acks: AckChannel,
     store: Arc<Store>,
     dispatcher: tokio::task::JoinHandle<()>,
     positions: Positions,
     next_seq: u64,
-    /// Sent and not yet acknowledged.
-    outstanding: u64,
     config: WebhookSinkConfig,
 }
 
@@ -43,7 +41,7 @@ impl WebhookSink {
         let store = Arc::new(Store::connect(&config.pg).await?);
         store.check_tables().await?;
         let (queue, queued) = mpsc::unbounded_channel();
-        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = AckChannel::new();
         let policy = Policy {
             concurrency: config.concurrency,
             max_attempts: config.max_attempts,
@@ -65,7 +63,6 @@ impl WebhookSink {
             dispatcher,
             positions: Positions::default(),
             next_seq: 0,
-            outstanding: 0,
             config: config.clone(),
         })
     }
@@ -76,17 +73,12 @@ impl WebhookSink {
             source: "the webhook dispatcher stopped".into(),
         })?;
         self.next_seq += 1;
-        self.outstanding += 1;
+        self.acks.on_sent();
         Ok(SendOutcome::Enqueued(seq))
     }
 
     fn full(&self) -> bool {
-        self.outstanding >= self.config.max_buffered.max(1)
-    }
-
-    fn took(&mut self, ack: Ack) -> Ack {
-        self.outstanding = self.outstanding.saturating_sub(1);
-        ack
+        self.acks.is_full(self.config.max_buffered)
     }
 
     /// A dead-letter record from the session: already written (the copy of an event we
@@ -152,16 +144,11 @@ impl Sink for WebhookSink {
     }
 
     async fn next_ack(&mut self) -> Ack {
-        match self.acks.recv().await {
-            Some(ack) => self.took(ack),
-            // The dispatcher is gone (it only ends when the sink is dropped).
-            None => std::future::pending().await,
-        }
+        self.acks.next().await
     }
 
     fn try_next_ack(&mut self) -> Option<Ack> {
-        let ack = self.acks.try_recv().ok()?;
-        Some(self.took(ack))
+        self.acks.try_next()
     }
 
     async fn read_checkpoints(&mut self) -> Result<CheckpointRecords, SinkError> {
