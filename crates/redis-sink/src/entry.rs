@@ -47,6 +47,18 @@ pub fn xadd(
     cmd
 }
 
+/// The stream and entry ID of an `XADD` built by [`xadd`].
+pub fn stream_and_id(cmd: &Cmd, trim: Option<Trim>) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let _xadd = args.next()?;
+    let stream = args.next()?.to_vec();
+    let id = args.nth(if trim.is_some() { 3 } else { 0 })?.to_vec();
+    Some((stream, id))
+}
+
 /// The record an `XADD` built by [`xadd`] carried, for its dead-letter copy.
 pub fn refused_copy(cmd: &Cmd, trim: Option<Trim>) -> RefusedRecord {
     let mut args = cmd.args_iter().filter_map(|a| match a {
@@ -94,6 +106,11 @@ mod tests {
             assert_eq!(copy.value.as_deref(), Some(b"{\"n\":1}".as_slice()));
             let names: Vec<&str> = copy.headers.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(names, ["id", "lsn", "xid", "commit_ts"]);
+            let (stream, id) = stream_and_id(&cmd, trim).expect("an XADD");
+            assert_eq!(
+                (stream.as_slice(), id.as_slice()),
+                (b"outbox.event.Order".as_slice(), b"16-2".as_slice())
+            );
         }
     }
 }

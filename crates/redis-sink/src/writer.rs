@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 use crate::{
     REDIS,
     config::{Durability, Trim},
-    entry::refused_copy,
+    entry::{VALUE_FIELD, refused_copy, stream_and_id},
 };
 
 /// Commands per `MULTI … EXEC` at most.
@@ -70,7 +70,7 @@ pub(crate) async fn run(
         match write(&mut conn, &batch, durability).await {
             Ok(replies) => {
                 for (queued, reply) in batch.drain(..).zip(replies) {
-                    let _ = acks.send(ack(queued, reply, trim));
+                    let _ = acks.send(ack(&mut conn, queued, reply, trim).await);
                 }
             }
             Err(error) => {
@@ -150,20 +150,64 @@ fn not_durable(detail: String) -> RedisError {
 }
 
 /// The acknowledgement of one command from its reply.
-fn ack(queued: Queued, reply: Result<Value, RedisError>, trim: Option<Trim>) -> Ack {
+async fn ack(
+    conn: &mut MultiplexedConnection,
+    queued: Queued,
+    reply: Result<Value, RedisError>,
+    trim: Option<Trim>,
+) -> Ack {
     let seq = queued.seq;
     let Err(error) = reply else { return Ack { seq, result: Ok(()), refused: None } };
     if error.detail().is_some_and(|d| d.contains(ALREADY_THERE))
         || error.to_string().contains(ALREADY_THERE)
     {
-        debug!(seq, "entry already in its stream (a replay): counted as delivered");
-        return Ack { seq, result: Ok(()), refused: None };
+        return match is_our_replay(conn, &queued, trim).await {
+            Ok(true) => {
+                debug!(seq, "entry already in its stream (a replay): counted as delivered");
+                Ack { seq, result: Ok(()), refused: None }
+            }
+            // Not ours: counting it as delivered would skip the event. Fail (the slot
+            // holds) and say why.
+            Ok(false) => failed(
+                seq,
+                "the stream already holds entries past this event's ID that tailbox did not write \
+                 for it: another database or writer publishes to the same stream (entry IDs are \
+                 this database's WAL positions); fix: give each database streams of its own \
+                 (topic_template, dlq_topic)",
+            ),
+            Err(e) => failed(seq, &format!("checking a refused entry: {e}")),
+        };
     }
     // Inside EXEC only run-time errors reach single commands, and those are about the
     // command itself (a key holding another type, no permission): refused for good.
     let result = Err(DeliveryError::Refused { destination: REDIS, source: Box::new(error) });
     let refused = queued.is_record.then(|| Box::new(refused_copy(&queued.cmd, trim)));
     Ack { seq, result, refused }
+}
+
+/// An entry's fields as XRANGE returns them.
+type Fields = Vec<(String, Vec<u8>)>;
+
+/// Whether the entry Redis refused as "not above the top" is this very event, written
+/// before (a replay): the stream holds an entry with its ID whose `lsn`, `xid` and
+/// payload are the event's. Anything else (no such entry, other values) is another
+/// writer's, and counting the event as delivered would lose it.
+async fn is_our_replay(
+    conn: &mut MultiplexedConnection,
+    queued: &Queued,
+    trim: Option<Trim>,
+) -> Result<bool, RedisError> {
+    let Some((stream, id)) = stream_and_id(&queued.cmd, trim) else { return Ok(false) };
+    let entries: Vec<(String, Fields)> =
+        redis::cmd("XRANGE").arg(&stream).arg(&id).arg(&id).query_async(conn).await?;
+    let Some((_, stored)) = entries.first() else { return Ok(false) };
+    let ours = refused_copy(&queued.cmd, trim);
+    let field = |fields: &[(String, Vec<u8>)], name: &str| {
+        fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    let stored_value = field(stored, VALUE_FIELD);
+    Ok(["lsn", "xid"].iter().all(|name| field(stored, name) == field(&ours.headers, name))
+        && stored_value == ours.value)
 }
 
 fn failed(seq: u64, why: &str) -> Ack {

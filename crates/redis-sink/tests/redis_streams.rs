@@ -236,3 +236,26 @@ async fn trimming_keeps_about_the_last_entries() -> Result<()> {
 fn slow_reads() -> redis::AsyncConnectionConfig {
     redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)))
 }
+
+/// Another database (or writer) publishing to the same stream puts its own WAL positions
+/// there as IDs: our event is refused as "not above the top", but it is not ours, so it
+/// must not count as delivered (that would skip it): the batch fails and the slot holds.
+#[tokio::test]
+async fn a_stream_shared_with_another_writer_fails_instead_of_skipping() -> Result<()> {
+    let server = RedisServer::start()?;
+    let mut conn = client(&server).await?;
+    let _: String = redis::cmd("XADD")
+        .arg("shared")
+        .arg("99999-0")
+        .arg("payload")
+        .arg("theirs")
+        .query_async(&mut conn)
+        .await?;
+    let mut sink = RedisSink::connect(&config(&server)).await?;
+    let acks = send_all(&mut sink, &[(0x100, vec![("shared", 1)])]).await?;
+    let result = &acks[0].result;
+    ensure!(result.as_ref().is_err_and(|e| !e.is_refused()), "not delivered, retried: {acks:?}");
+    ensure!(format!("{result:?}").contains("another database or writer"), "{result:?}");
+    ensure!(entries(&server, "shared").await?.len() == 1, "nothing of ours was counted as there");
+    Ok(())
+}
