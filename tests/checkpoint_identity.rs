@@ -12,7 +12,7 @@ use std::{collections::BTreeSet, time::Duration};
 use anyhow::{Context, Result, ensure};
 use harness::{
     Names, apply_sql,
-    process::{Tailbox, base_args, output_text, run_command, run_to_exit},
+    process::{Tailbox, base_args, run_to_exit, status_text},
     slot_and_wal,
     verify::{Report, verify},
     wait_caught_up, wait_streaming,
@@ -226,24 +226,7 @@ async fn a_restored_cluster_refuses_a_checkpoint_past_its_wal_until_accepted() -
     // Promoted: timeline 2, branching off timeline 1 before the checkpoint.
     let restored = restored_and_promoted;
     restored.promote()?;
-    let url = format!("postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres", restored.port());
-    let status = run_command(
-        &[
-            "status",
-            "--pg-url",
-            &url,
-            "--slot",
-            &names.slot,
-            "--publication",
-            &names.publication,
-            "--kafka-brokers",
-            &kafka,
-            "--checkpoint-topic",
-            &names.checkpoint_topic,
-        ],
-        &[],
-    )?;
-    let status = output_text(&status);
+    let status = status_text(&restored, &names, &["--kafka-brokers", &kafka])?;
     ensure!(
         status.contains("timeline 2") && status.contains("DOES NOT MATCH"),
         "status shows both identities and the mismatch:\n{status}"

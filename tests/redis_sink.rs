@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use harness::{
     Names, apply_sql,
-    process::{Tailbox, base_args, output_text, run_command},
+    process::{Tailbox, base_args, output_text, run_command, status_text},
     slot_and_wal,
     verify::verify,
     wait_caught_up, wait_streaming,
@@ -107,27 +107,8 @@ async fn redis_streams_get_every_event_in_order_and_none_twice_across_sigkills()
     ensure!(report.wrong_xid == 0, "xid fields wrong: {report}");
 
     // The checkpoint lives in Redis, and status finds it this server's.
-    let url = format!("postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres", pg.port());
     let redis_url = redis.url();
-    let status = run_command(
-        &[
-            "status",
-            "--pg-url",
-            &url,
-            "--slot",
-            &names.slot,
-            "--publication",
-            &names.publication,
-            "--checkpoint-topic",
-            &names.checkpoint_topic,
-            "--sink",
-            "redis",
-            "--redis-url",
-            &redis_url,
-        ],
-        &[],
-    )?;
-    let status = output_text(&status);
+    let status = status_text(&pg, &names, &["--sink", "redis", "--redis-url", &redis_url])?;
     ensure!(status.contains("matches this server"), "status:\n{status}");
     tailbox.stop_clean()?;
     Ok(())

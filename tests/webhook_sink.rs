@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Result, ensure};
 use harness::{
     Names, apply_sql, apply_sql_files,
-    process::{Tailbox, base_args, output_text, run_command},
+    process::{Tailbox, base_args, output_text, role_url, run_command, status_text},
     slot_and_wal,
     verify::verify,
     wait_for_confirmed, wait_streaming,
@@ -185,25 +185,9 @@ async fn webhooks_arrive_at_least_once_in_aggregate_order_across_faults_and_sigk
     ensure!(dead == poison, "dead letters {dead:?} != poison {poison:?}");
 
     // The checkpoint lives in tailbox_checkpoint, and status finds it this server's.
-    let url = format!("postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres", pg.port());
+    let url = role_url(&pg);
     let webhook_url = format!("{}/hooks/{{aggregatetype}}", receiver.url());
-    let status = run_command(
-        &[
-            "status",
-            "--pg-url",
-            &url,
-            "--slot",
-            &names.slot,
-            "--publication",
-            &names.publication,
-            "--sink",
-            "webhook",
-            "--webhook-url",
-            &webhook_url,
-        ],
-        &[],
-    )?;
-    let status = output_text(&status);
+    let status = status_text(&pg, &names, &["--sink", "webhook", "--webhook-url", &webhook_url])?;
     ensure!(status.contains("matches this server"), "status:\n{status}");
 
     // dead-letters list shows them; replay sends them again (still refused: exit 1).

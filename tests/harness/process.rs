@@ -24,7 +24,7 @@ pub fn base_args(pg: &PgServer, kafka: &str, names: &Names) -> Vec<String> {
     [
         "run",
         "--pg-url",
-        &format!("postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres", pg.port()),
+        &role_url(pg),
         "--kafka-brokers",
         kafka,
         "--slot",
@@ -41,6 +41,30 @@ pub fn base_args(pg: &PgServer, kafka: &str, names: &Names) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// The URL of `pg` as the role of sql/04_role.sql.
+pub fn role_url(pg: &PgServer) -> String {
+    format!("postgres://tailbox:tailbox-test@127.0.0.1:{}/postgres", pg.port())
+}
+
+/// `tailbox status` for this test's slot, publication and checkpoint store, as the role
+/// of sql/04_role.sql, with the sink's `destination` arguments; stdout and stderr.
+pub fn status_text(pg: &PgServer, names: &Names, destination: &[&str]) -> Result<String> {
+    let url = role_url(pg);
+    let mut args = vec![
+        "status",
+        "--pg-url",
+        &url,
+        "--slot",
+        &names.slot,
+        "--publication",
+        &names.publication,
+        "--checkpoint-topic",
+        &names.checkpoint_topic,
+    ];
+    args.extend_from_slice(destination);
+    Ok(output_text(&run_command(&args, &[])?))
 }
 
 impl Tailbox {
