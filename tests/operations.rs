@@ -5,9 +5,9 @@
 
 mod harness;
 
+use harness::http::{free_port, http_get};
+
 use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
     process::Output,
     time::{Duration, Instant},
 };
@@ -52,29 +52,6 @@ fn status_json(pg: &PgServer, names: &Names) -> Result<serde_json::Value> {
     let out = admin(pg, names, &["status", "--json"])?;
     let (stdout, stderr) = text(&out);
     serde_json::from_str(&stdout).with_context(|| format!("status --json: {stdout}\n{stderr}"))
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A plain HTTP/1.0 GET: (status code, body).
-fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("no header end in {response:?}"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("no status in {head:?}"))?;
-    Ok((code, body.to_owned()))
 }
 
 /// Waits until `path` answers `code`.

@@ -6,9 +6,9 @@
 
 mod harness;
 
+use harness::http::{free_port, http_get};
+
 use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
     sync::OnceLock,
     time::{Duration, Instant},
 };
@@ -27,22 +27,6 @@ fn broker() -> Result<&'static KafkaAclListeners> {
         .as_ref()
         .map(|(_, listeners)| listeners)
         .map_err(|e| anyhow!("the ACL broker did not start: {e}"))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A plain HTTP/1.0 GET: (status code, body).
-fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("no header end")?;
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status")?;
-    Ok((code, body.to_owned()))
 }
 
 fn insert(pg: &PgServer, aggregate_type: &str, n: usize) -> Result<()> {
