@@ -290,7 +290,8 @@ impl Config {
                 "leave it unset (derived from the system identifier, slot and database) or give a name unique to this slot",
             );
         }
-        let status_interval_ms = c.int("status_interval_ms", o.status_interval_ms, 10, 60_000, false);
+        let status_interval_ms =
+            c.int("status_interval_ms", o.status_interval_ms, 10, 60_000, false);
         let max_in_flight = c.int("max_in_flight", o.max_in_flight, 1, 1_000_000, false);
         let shutdown_timeout_secs =
             c.int("shutdown_timeout_secs", o.shutdown_timeout_secs, 0, 86_400, true);
@@ -323,7 +324,8 @@ impl Config {
         }
         let pg = sinks::pg_connection(&mut c, pg_options);
         let sink = settings.sink.sink.unwrap_or(SinkKind::Kafka);
-        let redis = sinks::redis_config(&mut c, sink, &settings.redis, &checkpoint_topic, max_in_flight);
+        let redis =
+            sinks::redis_config(&mut c, sink, &settings.redis, &checkpoint_topic, max_in_flight);
         let webhook = sinks::webhook_config(
             &mut c,
             sink,
@@ -417,7 +419,9 @@ impl Config {
 
     /// The PostgreSQL connection, or the line saying how to give one.
     pub fn pg(&self) -> Result<PgConnectionConfig, ConfigErrors> {
-        self.pg.clone().ok_or_else(|| missing("pg_url", "e.g. postgres://tailbox:SECRET@db:5432/app"))
+        self.pg
+            .clone()
+            .ok_or_else(|| missing("pg_url", "e.g. postgres://tailbox:SECRET@db:5432/app"))
     }
 
     /// The outbox table and mapping (already checked).
@@ -464,9 +468,11 @@ impl Config {
                 check_kafka_props(&kafka)?;
                 Ok(Destination::Kafka(kafka))
             }
-            SinkKind::Redis => self.redis.clone().map(|r| Destination::Redis(Box::new(r))).ok_or_else(
-                || missing("redis_url", "redis://[user:password@]host:port[/db]"),
-            ),
+            SinkKind::Redis => self
+                .redis
+                .clone()
+                .map(|r| Destination::Redis(Box::new(r)))
+                .ok_or_else(|| missing("redis_url", "redis://[user:password@]host:port[/db]")),
             SinkKind::Webhook => self.webhook().map(|w| Destination::Webhook(Box::new(w))),
         }
     }
@@ -475,7 +481,9 @@ impl Config {
     pub fn webhook(&self) -> Result<WebhookSinkConfig, ConfigErrors> {
         self.webhook.clone().ok_or_else(|| match &self.pg {
             // The webhook sink keeps its checkpoint and dead letters in PostgreSQL.
-            None if self.sink == SinkKind::Webhook => self.pg().err().unwrap_or_else(|| missing("pg_url", "")),
+            None if self.sink == SinkKind::Webhook => {
+                self.pg().err().unwrap_or_else(|| missing("pg_url", ""))
+            }
             _ => missing("webhook_url", "https://host/path/{aggregatetype}"),
         })
     }
@@ -628,8 +636,11 @@ pub fn name_fields(text: &str) -> String {
     for key in keys() {
         let quoted = format!("`{}`", key.name);
         if out.contains(&quoted) {
-            let file =
-                if key.in_file { format!(", {} in the config file", key.name) } else { String::new() };
+            let file = if key.in_file {
+                format!(", {} in the config file", key.name)
+            } else {
+                String::new()
+            };
             out = out.replace(&quoted, &format!("{} ({}{file})", key.flag, key.env));
         }
     }

@@ -173,7 +173,7 @@ fn merge(
 /// Parses the file and checks it key by key, so every problem is named at once: the
 /// layer of the keys that are fine, and a line for each key that is not.
 fn parse_file(path: &Path, text: &str) -> Result<(toml::Table, Vec<String>), ConfigErrors> {
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e
             .span()
             .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
@@ -186,18 +186,20 @@ fn parse_file(path: &Path, text: &str) -> Result<(toml::Table, Vec<String>), Con
         )])
     })?;
     let mut errors = Vec::new();
-    table.retain(|name, value| match check_file_key(path, name, value) {
-        Ok(()) => true,
-        Err(line) => {
-            errors.push(line);
-            false
+    let mut checked = toml::Table::new();
+    for (name, value) in table {
+        match check_file_key(path, &name, value) {
+            Ok(value) => _ = checked.insert(name, value),
+            Err(line) => errors.push(line),
         }
-    });
-    Ok((table, errors))
+    }
+    Ok((checked, errors))
 }
 
-/// One key of the file, deserialised on its own so that an error belongs to it.
-fn check_file_key(path: &Path, name: &str, value: &toml::Value) -> Result<(), String> {
+/// One key of the file, deserialised on its own so that an error belongs to it. A
+/// number or boolean written as a string (`max_in_flight = "10"`) is taken as one, as
+/// it always was.
+fn check_file_key(path: &Path, name: &str, value: toml::Value) -> Result<toml::Value, String> {
     let path = path.display();
     if let Some(key) = key(name).filter(|k| !k.in_file) {
         return Err(format!(
@@ -205,10 +207,20 @@ fn check_file_key(path: &Path, name: &str, value: &toml::Value) -> Result<(), St
             key.flag, key.env
         ));
     }
-    let single = toml::Table::from_iter([(name.to_owned(), value.clone())]);
-    let Err(e) = Settings::deserialize(single) else {
-        return Ok(());
+    let fits = |value: &toml::Value| {
+        Settings::deserialize(toml::Table::from_iter([(name.to_owned(), value.clone())]))
     };
+    let Err(e) = fits(&value) else {
+        return Ok(value);
+    };
+    if let toml::Value::String(text) = &value {
+        let text = text.trim();
+        let number = text.parse().ok().map(toml::Value::Integer);
+        let boolean = text.parse().ok().map(toml::Value::Boolean);
+        if let Some(value) = [number, boolean].into_iter().flatten().find(|v| fits(v).is_ok()) {
+            return Ok(value);
+        }
+    }
     if e.message().starts_with(&format!("unknown field `{name}`")) {
         let hint = closest_key(name).map(|k| format!("did you mean {k}? ")).unwrap_or_default();
         let known: Vec<&str> =
@@ -261,10 +273,13 @@ pub fn clap_error(err: &clap::Error, argv: &[OsString]) -> Option<ConfigErrors> 
     } else {
         Source::Env
     };
-    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    // An empty value with nothing to choose from is a missing one: clap says so best.
+    let value = text(ContextKind::InvalidValue).filter(|v| !v.is_empty())?;
     let shown = if key.secret { REDACTED.to_owned() } else { value };
     let reason = match (err.get(ContextKind::ValidValue), std::error::Error::source(err)) {
-        (Some(ContextValue::Strings(valid)), _) => format!("expected one of {}", valid.join(", ")),
+        (Some(ContextValue::Strings(valid)), _) if !valid.is_empty() => {
+            format!("expected one of {}", valid.join(", "))
+        }
         (_, Some(cause)) if cause.is::<std::num::ParseIntError>() => {
             format!("expected a whole number ({cause})")
         }

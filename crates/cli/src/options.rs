@@ -376,7 +376,8 @@ mod props_table {
 
     pub fn serialize<S: Serializer>(props: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
         // Later entries win, as for repeated flags.
-        let map: BTreeMap<&str, &str> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let map: BTreeMap<&str, &str> =
+            props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         s.collect_map(map)
     }
 

@@ -4,7 +4,6 @@
 
 use std::fmt::Write;
 
-
 /// Renders the reference: one table per subcommand, one row per option, with its flag,
 /// environment variable, config-file key, default and help.
 pub fn render() -> String {

@@ -118,7 +118,12 @@ pub(super) fn redis_config(
             Some(pem)
         }
         Ok(_) => {
-            c.fail("redis_ca", file, "not a PEM certificate", "give the CA certificate in PEM form");
+            c.fail(
+                "redis_ca",
+                file,
+                "not a PEM certificate",
+                "give the CA certificate in PEM form",
+            );
             None
         }
         Err(e) => {

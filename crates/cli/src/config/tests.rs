@@ -14,7 +14,11 @@ fn load_with(args: &[&str], file: Option<&str>) -> Result<Config, ConfigErrors> 
     load_from(crate::cli::command(), args, file)
 }
 
-fn load_from(cmd: clap::Command, args: &[&str], file: Option<&str>) -> Result<Config, ConfigErrors> {
+fn load_from(
+    cmd: clap::Command,
+    args: &[&str],
+    file: Option<&str>,
+) -> Result<Config, ConfigErrors> {
     let io = |e: std::io::Error| ConfigErrors(vec![e.to_string()]);
     let mut argv: Vec<OsString> = vec!["tailbox".into()];
     let dir = std::env::temp_dir().join(format!(
@@ -30,9 +34,9 @@ fn load_from(cmd: clap::Command, args: &[&str], file: Option<&str>) -> Result<Co
         argv.push(path.into());
     }
     argv.extend(args.iter().map(OsString::from));
-    let matches = cmd.try_get_matches_from(&argv).map_err(|e| {
-        clap_error(&e, &argv).unwrap_or_else(|| ConfigErrors(vec![e.to_string()]))
-    })?;
+    let matches = cmd
+        .try_get_matches_from(&argv)
+        .map_err(|e| clap_error(&e, &argv).unwrap_or_else(|| ConfigErrors(vec![e.to_string()])))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
     let mut leaf = &matches;
     while let Some((_, sub)) = leaf.subcommand() {
@@ -255,8 +259,14 @@ fn values_of_the_wrong_type_get_one_line_naming_where_they_came_from() {
         ("kafka_props in ", "\"a\" = [1]"),
     ] {
         let line = errs.iter().find(|l| l.contains(needle));
-        assert!(line.is_some_and(|l| l.contains(value) && l.contains("fix:")), "{needle}: {errs:#?}");
+        assert!(
+            line.is_some_and(|l| l.contains(value) && l.contains("fix:")),
+            "{needle}: {errs:#?}"
+        );
     }
+    // A number or boolean written as a string is still taken (as before).
+    let c = load_with(&["run"], Some("max_in_flight = \"12\"\ndry_run = \"true\"\n"));
+    assert!(c.as_ref().is_ok_and(|c| c.max_in_flight == 12 && c.dry_run), "{c:?}");
     // The file's other keys still apply, and their problems are reported with these.
     let errs = errors(load_with(&["run", "--slot", "Bad-Slot"], Some("max_in_flight = true\n")));
     assert_eq!(errs.len(), 2, "{errs:#?}");
@@ -311,10 +321,8 @@ fn shows_tls_paths_and_every_host_but_no_password() -> Result<(), ConfigErrors> 
     let c = load_with(&["run", "--pg-url", "host=db user=app password='a b' dbname=x"], None)?;
     let text = c.render();
     assert!(!text.contains("a b") && text.contains("app:REDACTED@db/x"), "{text}");
-    let errs = errors(load_with(
-        &["run", "--pg-url", "postgres://u:hunter2@h/db?sslpassword=k3y"],
-        None,
-    ));
+    let errs =
+        errors(load_with(&["run", "--pg-url", "postgres://u:hunter2@h/db?sslpassword=k3y"], None));
     assert!(
         errs.len() == 1 && errs[0].contains("--pg-url") && errs[0].contains("fix:"),
         "{errs:?}"
@@ -356,8 +364,7 @@ fn password_file_goes_into_the_url() -> Result<(), ConfigErrors> {
 }
 
 #[test]
-fn kafka_sasl_password_file_sets_sasl_password_and_is_never_shown() -> Result<(), ConfigErrors>
-{
+fn kafka_sasl_password_file_sets_sasl_password_and_is_never_shown() -> Result<(), ConfigErrors> {
     let dir = std::env::temp_dir().join(format!("tailbox-kpw-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
     let pw = dir.join("pw");
@@ -406,13 +413,10 @@ fn kafka_sasl_password_file_sets_sasl_password_and_is_never_shown() -> Result<()
     assert!(!errs[0].contains("k@fka") && !errs[0].contains("S3cret"), "{errs:?}");
     let empty = dir.join("empty");
     std::fs::write(&empty, "\n").map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-    let errs = errors(load_with(
-        &["run", "--kafka-sasl-password-file", &empty.to_string_lossy()],
-        None,
-    ));
-    assert!(errs.len() == 1 && errs[0].contains("empty"), "{errs:?}");
     let errs =
-        errors(load_with(&["run", "--kafka-sasl-password-file", "/nonexistent/pw"], None));
+        errors(load_with(&["run", "--kafka-sasl-password-file", &empty.to_string_lossy()], None));
+    assert!(errs.len() == 1 && errs[0].contains("empty"), "{errs:?}");
+    let errs = errors(load_with(&["run", "--kafka-sasl-password-file", "/nonexistent/pw"], None));
     assert!(errs.len() == 1 && errs[0].contains("cannot read"), "{errs:?}");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
