@@ -343,11 +343,9 @@ impl Config {
                 "drop exactly_once; receivers deduplicate by the webhook-id header",
             );
         }
-        let given_props: BTreeMap<&String, &String> =
-            settings.kafka.kafka_props.iter().map(|(k, v)| (k, v)).collect();
-        let mut kafka_props: Vec<(String, PropValue)> = given_props
-            .iter()
-            .map(|(k, v)| ((*k).clone(), PropValue::new(k, (*v).clone())))
+        // Merged per property already (one entry each, file first, flags on top).
+        let mut kafka_props: Vec<(String, PropValue)> = (settings.kafka.kafka_props.iter())
+            .map(|(k, v)| (k.clone(), PropValue::new(k, v.clone())))
             .collect();
         let kafka_sasl_password_from_file =
             match sinks::sasl_password_from_file(&mut c, &settings.kafka) {
