@@ -523,6 +523,12 @@ impl Config {
             let source = self.source(&key.name).short(&key.name);
             _ = writeln!(out, "{comment}{} = {shown}  # {source}", key.name);
         }
+        // Settings only the file can give (nested tables), after the options.
+        for (name, shown) in &self.shown.values {
+            if crate::options::key(name).is_none() {
+                _ = writeln!(out, "{name} = {shown}  # {}", self.source(name).short(name));
+            }
+        }
         out.push_str("\n[kafka_props]\n");
         if self.shown.props.is_empty() && !self.kafka_sasl_password_from_file {
             out.push_str("# none (tailbox's producer defaults apply)\n");

@@ -300,3 +300,36 @@ pub fn clap_error(err: &clap::Error, argv: &[OsString]) -> Option<ConfigErrors> 
         source.label(&key.name)
     )]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tables merge per entry (`kafka_props`, and any nested table a setting may have),
+    /// everything else, arrays of tables included, is replaced whole; each value keeps
+    /// the source of the layer it came from.
+    #[test]
+    fn layers_merge_tables_per_entry_and_replace_the_rest() -> Result<(), toml::de::Error> {
+        let (mut values, mut sources) = (toml::Table::new(), BTreeMap::new());
+        let file = PathBuf::from("t.toml");
+        let layers = [
+            (
+                "slot = 'a'\nprops = { x = '1', y = '2' }\nlist = [{ n = 1 }, { n = 2 }]",
+                Source::Default,
+            ),
+            ("slot = 'b'\nprops = { y = '3' }\nlist = [{ n = 3 }]", Source::File(file.clone())),
+            ("props = { z = '4' }", Source::Flag),
+        ];
+        for (text, source) in layers {
+            merge(&mut values, &mut sources, text.parse()?, &|_| source.clone());
+        }
+        let expected: toml::Table =
+            "slot = 'b'\nprops = { x = '1', y = '3', z = '4' }\nlist = [{ n = 3 }]".parse()?;
+        assert_eq!(values, expected);
+        assert_eq!(sources.get("slot"), Some(&Source::File(file.clone())));
+        assert_eq!(sources.get("props.x"), Some(&Source::Default));
+        assert_eq!(sources.get("props.y"), Some(&Source::File(file)));
+        assert_eq!(sources.get("props.z"), Some(&Source::Flag));
+        Ok(())
+    }
+}
