@@ -247,7 +247,7 @@ pub struct KafkaOptions {
         hide_env_values = true,
         value_parser = key_value
     )]
-    #[serde(default, with = "props_table")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "props_table")]
     pub kafka_props: Vec<(String, String)>,
     /// File holding the Kafka SASL password (e.g. a mounted secret); becomes the
     /// librdkafka property sasl.password, which kafka_props must then not set.
@@ -358,7 +358,7 @@ pub struct TopicOptions {
     /// A topic config of a topic tailbox creates, KEY=VALUE (e.g. retention.ms=604800000);
     /// repeatable (env and file: comma-separated).
     #[arg(long = "topic-config", value_delimiter = ',', value_parser = key_value)]
-    #[serde(default, with = "comma_list")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "comma_list")]
     pub topic_config: Vec<(String, String)>,
 }
 
