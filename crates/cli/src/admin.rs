@@ -9,7 +9,7 @@
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use tailbox_kafka_sink::CheckpointTopic;
-use tailbox_pgoutput::format_lsn;
+use tailbox_pgoutput::Lsn;
 use tailbox_pipeline::resume::{self, CheckpointOwner, Scan};
 use tailbox_pipeline::settings::Destination;
 use tailbox_redis_sink::RedisSink;
@@ -87,7 +87,7 @@ pub fn status_json(
     server: &ServerReport,
     slot: Option<&SlotReport>,
     publication: Option<&PublicationReport>,
-    current_wal_lsn: u64,
+    current_wal_lsn: Lsn,
 ) -> serde_json::Value {
     let slot = match slot {
         Some(s) => json!({
@@ -98,8 +98,8 @@ pub fn status_json(
             "database": s.database,
             "active": s.active,
             "active_pid": s.active_pid,
-            "confirmed_flush_lsn": s.confirmed_flush_lsn.map(format_lsn),
-            "restart_lsn": s.restart_lsn.map(format_lsn),
+            "confirmed_flush_lsn": s.confirmed_flush_lsn.map(|lsn| lsn.to_string()),
+            "restart_lsn": s.restart_lsn.map(|lsn| lsn.to_string()),
             "wal_status": s.wal_status,
             "safe_wal_size_bytes": s.safe_wal_size,
             "retained_wal_bytes": s.retained_wal_bytes,
@@ -120,7 +120,7 @@ pub fn status_json(
         None => json!({ "name": publication_name, "exists": false }),
     };
     json!({
-        "current_wal_lsn": format_lsn(current_wal_lsn),
+        "current_wal_lsn": current_wal_lsn.to_string(),
         "server": {
             "role": if server.in_recovery { "standby" } else { "primary" },
             "in_recovery": server.in_recovery,
@@ -139,7 +139,7 @@ pub fn status_table(
     server: &ServerReport,
     slot: Option<&SlotReport>,
     publication: Option<&PublicationReport>,
-    current_wal_lsn: u64,
+    current_wal_lsn: Lsn,
 ) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
     rows.push((
@@ -150,7 +150,7 @@ pub fn status_table(
             "primary".into()
         },
     ));
-    let lsn = |l: Option<u64>| l.map(format_lsn).unwrap_or_else(|| "-".into());
+    let lsn = |l: Option<Lsn>| l.map(|lsn| lsn.to_string()).unwrap_or_else(|| "-".into());
     match slot {
         Some(s) => {
             rows.push((
@@ -178,7 +178,7 @@ pub fn status_table(
             rows.push(("wal_status", s.wal_status.clone().unwrap_or_else(|| "-".into())));
             rows.push(("confirmed LSN", lsn(s.confirmed_flush_lsn)));
             rows.push(("restart LSN", lsn(s.restart_lsn)));
-            rows.push(("current WAL LSN", format_lsn(current_wal_lsn)));
+            rows.push(("current WAL LSN", current_wal_lsn.to_string()));
             rows.push((
                 "retained WAL",
                 s.retained_wal_bytes
@@ -200,7 +200,7 @@ pub fn status_table(
         }
         None => {
             rows.push(("slot", format!("{slot_name}: MISSING (create it with `tailbox setup`)")));
-            rows.push(("current WAL LSN", format_lsn(current_wal_lsn)));
+            rows.push(("current WAL LSN", current_wal_lsn.to_string()));
         }
     }
     match publication {
@@ -304,7 +304,7 @@ impl IdentityStatus {
     }
 
     /// Whether our checkpoint covers WAL this server has: `Ok(None)` when there is none.
-    fn verdict(&self) -> Option<Result<u64, String>> {
+    fn verdict(&self) -> Option<Result<Lsn, String>> {
         let (Ok(server), Some(Ok(scan))) = (&self.server, &self.checkpoint) else { return None };
         let ours = scan.ours.as_ref()?;
         Some(match resume::decide(Some(ours), server, false) {
@@ -329,13 +329,13 @@ impl IdentityStatus {
             Some(Ok(scan)) => match (&scan.ours, self.verdict()) {
                 (Some(cp), Some(Ok(_))) => format!(
                     "{} on timeline {}, of {} (matches this server)",
-                    format_lsn(cp.lsn),
+                    cp.lsn.to_string(),
                     cp.owner.timeline,
                     cp.owner
                 ),
                 (Some(cp), _) => format!(
                     "{} on timeline {}, of {}: DOES NOT MATCH this server's WAL",
-                    format_lsn(cp.lsn),
+                    cp.lsn.to_string(),
                     cp.owner.timeline,
                     cp.owner
                 ),
@@ -362,7 +362,7 @@ impl IdentityStatus {
                 "system_id": s.system_id.to_string(),
                 "database": s.database,
                 "timeline": s.timeline,
-                "wal_flush_lsn": format_lsn(s.wal_flush_lsn),
+                "wal_flush_lsn": s.wal_flush_lsn.to_string(),
             }),
             Err(why) => json!({ "error": why }),
         };
@@ -378,7 +378,7 @@ impl IdentityStatus {
                         "database": cp.owner.database,
                         "slot": cp.owner.slot,
                         "timeline": cp.owner.timeline,
-                        "lsn": format_lsn(cp.lsn),
+                        "lsn": cp.lsn.to_string(),
                     }),
                     None => serde_json::Value::Null,
                 };
@@ -455,7 +455,7 @@ pub fn setup(config: &Config, failover: bool) -> Result<()> {
             .slot_report(&config.slot)
             .await?
             .and_then(|s| s.confirmed_flush_lsn)
-            .map(format_lsn)
+            .map(|lsn| lsn.to_string())
             .unwrap_or_else(|| "-".into());
         println!(
             "slot {}: {}",
@@ -581,11 +581,11 @@ mod tests {
             database: Some("app".into()),
             active: true,
             active_pid: Some(42),
-            confirmed_flush_lsn: Some(0x100),
-            restart_lsn: Some(0x80),
+            confirmed_flush_lsn: Some(Lsn::new(0x100)),
+            restart_lsn: Some(Lsn::new(0x80)),
             wal_status: Some("reserved".into()),
             safe_wal_size: None,
-            current_wal_lsn: 0x180,
+            current_wal_lsn: Lsn::new(0x180),
             retained_wal_bytes: Some(0x100),
             lag_bytes: Some(0x80),
             failover: Some(true),
@@ -615,7 +615,7 @@ mod tests {
             &primary(),
             Some(&slot()),
             Some(&publication),
-            0x180,
+            Lsn::new(0x180),
         );
         assert!(table.contains("active           yes, pid 42"), "{table}");
         assert!(table.contains("retained WAL     256 B"), "{table}");
@@ -623,14 +623,15 @@ mod tests {
         assert!(table.contains("role             primary"), "{table}");
         assert!(table.contains("failover         yes: standbys"), "{table}");
         assert!(table.contains("standby_1"), "{table}");
-        let value = status_json("tailbox", "tailbox", &primary(), Some(&slot()), None, 0x180);
+        let value =
+            status_json("tailbox", "tailbox", &primary(), Some(&slot()), None, Lsn::new(0x180));
         assert_eq!(value["slot"]["failover"], true);
         assert_eq!(value["slot"]["synced"], false);
         assert_eq!(value["server"]["role"], "primary");
         assert_eq!(value["slot"]["confirmed_flush_lsn"], "0/100");
         assert_eq!(value["slot"]["lag_bytes"], 128);
         assert_eq!(value["publication"]["exists"], false);
-        let missing = status_table("s", "p", &primary(), None, None, 1);
+        let missing = status_table("s", "p", &primary(), None, None, Lsn::new(1));
         assert!(missing.contains("s: MISSING"), "{missing}");
     }
 
@@ -642,24 +643,26 @@ mod tests {
             synchronized_standby_slots: Some(String::new()),
         };
         let copy = SlotReport { synced: Some(true), ..slot() };
-        let table = status_table("tailbox", "tailbox", &standby, Some(&copy), None, 0x180);
+        let table =
+            status_table("tailbox", "tailbox", &standby, Some(&copy), None, Lsn::new(0x180));
         assert!(table.contains("role             standby (in recovery)"), "{table}");
         assert!(table.contains("synced           yes: synchronized from the primary"), "{table}");
-        let value = status_json("tailbox", "tailbox", &standby, Some(&copy), None, 0x180);
+        let value = status_json("tailbox", "tailbox", &standby, Some(&copy), None, Lsn::new(0x180));
         assert_eq!(value["server"]["in_recovery"], true);
         assert_eq!(value["slot"]["synced"], true);
 
         let unguarded = ServerReport { in_recovery: false, ..standby };
-        let table = status_table("tailbox", "tailbox", &unguarded, Some(&slot()), None, 0x180);
+        let table =
+            status_table("tailbox", "tailbox", &unguarded, Some(&slot()), None, Lsn::new(0x180));
         assert!(table.contains("synchronized_standby_slots is empty"), "{table}");
 
         let sixteen = ServerReport { version_num: 160_014, ..primary() };
         let old = SlotReport { failover: None, synced: None, ..slot() };
-        let table = status_table("tailbox", "tailbox", &sixteen, Some(&old), None, 0x180);
+        let table = status_table("tailbox", "tailbox", &sixteen, Some(&old), None, Lsn::new(0x180));
         assert!(table.contains("failover         no (PostgreSQL 17+"), "{table}");
         assert!(!table.contains("synced"), "{table}");
         assert_eq!(
-            status_json("t", "t", &sixteen, Some(&old), None, 0)["slot"]["failover"],
+            status_json("t", "t", &sixteen, Some(&old), None, Lsn::ZERO)["slot"]["failover"],
             json!(null)
         );
     }

@@ -15,7 +15,7 @@ use std::{
 };
 
 use serde_json::json;
-use tailbox_pgoutput::format_lsn;
+use tailbox_pgoutput::Lsn;
 use tailbox_pipeline::PipelineMetrics;
 use tailbox_replication::{ControlClient, PgConnectionConfig, control::SlotReport};
 use tailbox_webhook_sink::BreakerState;
@@ -397,9 +397,9 @@ impl Ops {
             json!({
                 "active": s.active,
                 "active_pid": s.active_pid,
-                "confirmed_flush_lsn": s.confirmed_flush_lsn.map(format_lsn),
-                "restart_lsn": s.restart_lsn.map(format_lsn),
-                "current_wal_lsn": format_lsn(s.current_wal_lsn),
+                "confirmed_flush_lsn": s.confirmed_flush_lsn.map(|lsn| lsn.to_string()),
+                "restart_lsn": s.restart_lsn.map(|lsn| lsn.to_string()),
+                "current_wal_lsn": s.current_wal_lsn.to_string(),
                 "retained_wal_bytes": s.retained_wal_bytes,
                 "lag_bytes": s.lag_bytes,
                 "wal_status": s.wal_status,
@@ -430,8 +430,8 @@ impl Ops {
                 "reason": t.reason,
                 "fix": t.fix,
             })).collect::<Vec<_>>(),
-            "confirmed_lsn": format_lsn(m.confirmed_lsn.load(Ordering::Relaxed)),
-            "server_wal_end": format_lsn(m.server_wal_end.load(Ordering::Relaxed)),
+            "confirmed_lsn": Lsn::new(m.confirmed_lsn.load(Ordering::Relaxed)).to_string(),
+            "server_wal_end": Lsn::new(m.server_wal_end.load(Ordering::Relaxed)).to_string(),
             "replication_lag_seconds": self.replication_lag_seconds(now_us),
             "end_to_end_lag_seconds": self.end_to_end_lag_seconds(),
             "last_acked_commit_time": timestamp(m.last_acked_commit_us.load(Ordering::Relaxed)),

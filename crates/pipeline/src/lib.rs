@@ -35,7 +35,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod supervisor;
 
-pub use error::PipelineError;
+pub use error::{PipelineError, RecordOrigin};
 pub use metrics::PipelineMetrics;
 pub use settings::PipelineSettings;
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tailbox_pgoutput::parse_lsn;
+use tailbox_pgoutput::Lsn;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::{Client, Connection, NoTls, config::SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -43,13 +43,19 @@ pub struct OutboxTableSpec {
 pub struct SlotPosition {
     /// Everything before this LSN has been confirmed by the consumer; streaming resumes
     /// here.
-    pub confirmed_flush_lsn: u64,
+    pub confirmed_flush_lsn: Lsn,
     /// The oldest WAL the slot retains.
-    pub restart_lsn: u64,
+    pub restart_lsn: Lsn,
     /// `pg_replication_slots.wal_status` (`reserved`, `extended`, `unreserved`, `lost`).
     pub wal_status: Option<String>,
     /// PID of the walsender holding the slot, if any.
     pub active_pid: Option<i32>,
+}
+
+/// An LSN column read as `::text` (tokio-postgres has no `pg_lsn` type of ours); `None`
+/// when it is NULL or not an LSN.
+fn lsn_column(row: &tokio_postgres::Row, index: usize) -> Option<Lsn> {
+    row.get::<_, Option<String>>(index).and_then(|text| text.parse().ok())
 }
 
 /// A control connection to PostgreSQL.
@@ -345,9 +351,7 @@ impl ControlClient {
                 "recreate the slot; events written since it was dropped must be backfilled",
             ));
         };
-        let lsn = |i: usize| -> u64 {
-            row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn).unwrap_or(0)
-        };
+        let lsn = |i: usize| lsn_column(&row, i).unwrap_or_default();
         Ok(SlotPosition {
             confirmed_flush_lsn: lsn(0),
             restart_lsn: lsn(1),
@@ -561,9 +565,9 @@ pub struct SlotReport {
     /// PID of that walsender.
     pub active_pid: Option<i32>,
     /// Everything before this was confirmed by the consumer.
-    pub confirmed_flush_lsn: Option<u64>,
+    pub confirmed_flush_lsn: Option<Lsn>,
     /// The oldest WAL the slot retains.
-    pub restart_lsn: Option<u64>,
+    pub restart_lsn: Option<Lsn>,
     /// `reserved`, `extended`, `unreserved` or `lost`.
     pub wal_status: Option<String>,
     /// Bytes of WAL that can still be written before the slot is invalidated, if
@@ -571,7 +575,7 @@ pub struct SlotReport {
     pub safe_wal_size: Option<i64>,
     /// The server's current WAL position (`pg_current_wal_lsn()`, or the replay
     /// position on a standby).
-    pub current_wal_lsn: u64,
+    pub current_wal_lsn: Lsn,
     /// `current_wal_lsn − restart_lsn`: WAL kept on disk because of this slot.
     pub retained_wal_bytes: Option<u64>,
     /// `current_wal_lsn − confirmed_flush_lsn`: WAL written but not yet confirmed.
@@ -650,11 +654,8 @@ impl ControlClient {
         let Some(row) = row else {
             return Ok(None);
         };
-        let lsn = |i: usize| -> Option<u64> {
-            row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn)
-        };
-        let confirmed_flush_lsn = lsn(6);
-        let restart_lsn = lsn(7);
+        let confirmed_flush_lsn = lsn_column(&row, 6);
+        let restart_lsn = lsn_column(&row, 7);
         Ok(Some(SlotReport {
             slot: row.get(0),
             plugin: row.get(1),
@@ -667,8 +668,8 @@ impl ControlClient {
             wal_status: row.get(8),
             safe_wal_size: row.get(9),
             current_wal_lsn: current,
-            retained_wal_bytes: restart_lsn.map(|r| current.saturating_sub(r)),
-            lag_bytes: confirmed_flush_lsn.map(|c| current.saturating_sub(c)),
+            retained_wal_bytes: restart_lsn.map(|r| current.bytes_since(r)),
+            lag_bytes: confirmed_flush_lsn.map(|c| current.bytes_since(c)),
             failover: row.get(10),
             synced: row.get(11),
         }))
@@ -695,7 +696,7 @@ impl ControlClient {
 
     /// The server's WAL position: `pg_current_wal_lsn()` on a primary, the last
     /// replayed position on a standby.
-    pub async fn server_wal_lsn(&self) -> Result<u64, ReplicationError> {
+    pub async fn server_wal_lsn(&self) -> Result<Lsn, ReplicationError> {
         let row = self
             .client
             .query_one(
@@ -705,8 +706,7 @@ impl ControlClient {
             )
             .await
             .map_err(|e| ReplicationError::from_pg("reading the current WAL position", e))?;
-        let text: Option<String> = row.get(0);
-        Ok(text.as_deref().and_then(parse_lsn).unwrap_or(0))
+        Ok(lsn_column(&row, 0).unwrap_or_default())
     }
 
     /// The publication's settings and tables; `None` if it does not exist.

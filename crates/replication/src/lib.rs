@@ -43,5 +43,7 @@ pub use error::{ReplicationError, StartupProblem};
 pub use identity::{ServerIdentity, TimelineHistory, TimelineSwitch};
 pub use source::{WalEvent, WalSource};
 pub use stream::{PgWalStream, StreamSettings};
+/// WAL positions, as every LSN here is typed.
+pub use tailbox_pgoutput::Lsn;
 pub use tls::{SslMode, TlsOptions};
 pub use wire::ServerError;

@@ -41,3 +41,5 @@ pub use ack_channel::AckChannel;
 pub use dry_run::DryRunSink;
 pub use error::{DeliveryError, SinkError, TransactionError};
 pub use sink::{Ack, CheckpointRecords, EventMeta, RefusedRecord, SendOutcome, Sink};
+/// WAL positions ([`EventMeta::commit_lsn`]).
+pub use tailbox_pgoutput::Lsn;
