@@ -329,15 +329,11 @@ impl IdentityStatus {
             Some(Ok(scan)) => match (&scan.ours, self.verdict()) {
                 (Some(cp), Some(Ok(_))) => format!(
                     "{} on timeline {}, of {} (matches this server)",
-                    cp.lsn.to_string(),
-                    cp.owner.timeline,
-                    cp.owner
+                    cp.lsn, cp.owner.timeline, cp.owner
                 ),
                 (Some(cp), _) => format!(
                     "{} on timeline {}, of {}: DOES NOT MATCH this server's WAL",
-                    cp.lsn.to_string(),
-                    cp.owner.timeline,
-                    cp.owner
+                    cp.lsn, cp.owner.timeline, cp.owner
                 ),
                 (None, _) => format!("none of this slot of this server in {}", self.topic),
             },

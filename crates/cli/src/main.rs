@@ -20,6 +20,7 @@ mod cli;
 mod config;
 mod http;
 mod logging;
+mod metrics;
 mod ops;
 mod progress;
 #[cfg(test)]

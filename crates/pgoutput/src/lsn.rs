@@ -156,7 +156,7 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad:?} should not parse");
         }
-        let err = "0/".parse::<Lsn>().unwrap_err();
+        let err = "0/".parse::<Lsn>().expect_err("not an LSN");
         assert_eq!(
             err.to_string(),
             "not a PostgreSQL LSN (expected hex `X/X`, e.g. 0/16B3748): \"0/\""
