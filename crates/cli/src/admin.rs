@@ -14,12 +14,16 @@ use tailbox_pipeline::resume::{self, CheckpointOwner, Scan};
 use tailbox_pipeline::settings::Destination;
 use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
-    ControlClient, ServerIdentity,
-    control::{Change, PublicationReport, ServerReport, SlotReport},
+    ControlClient, OutboxTableSpec, ReplicationError, ServerIdentity, control::quote_identifier,
 };
 use tailbox_sink::Sink;
 
-use crate::{config::Config, progress::human_bytes};
+use crate::{
+    catalog::{self, PublicationReport, ServerReport, SlotReport},
+    config::Config,
+    progress::human_bytes,
+    scripts::{self, Change},
+};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -39,12 +43,12 @@ async fn connect(config: &Config) -> Result<ControlClient> {
 pub fn status(config: &Config, as_json: bool) -> Result<()> {
     runtime()?.block_on(async {
         let control = connect(config).await?;
-        let server = control.server_report().await?;
-        let slot = control.slot_report(&config.slot).await?;
-        let publication = control.publication_report(&config.publication).await?;
+        let server = catalog::server_report(&control).await?;
+        let slot = catalog::slot_report(&control, &config.slot).await?;
+        let publication = catalog::publication_report(&control, &config.publication).await?;
         let current = match &slot {
             Some(s) => s.current_wal_lsn,
-            None => control.server_wal_lsn().await?,
+            None => catalog::server_wal_lsn(&control).await?,
         };
         let identity = IdentityStatus::gather(config).await;
         if as_json {
@@ -405,7 +409,7 @@ pub fn cleanup(config: &Config, older_than: &str, column: &str, batch: i64) -> R
     let spec = config.table_spec()?;
     runtime()?.block_on(async {
         let control = connect(config).await?;
-        let deleted = control.delete_older_than(&spec, column, older_than, batch).await?;
+        let deleted = delete_older_than(&control, &spec, column, older_than, batch).await?;
         println!(
             "deleted {deleted} rows older than {older_than} from {}.{}",
             spec.schema, spec.table
@@ -414,13 +418,48 @@ pub fn cleanup(config: &Config, older_than: &str, column: &str, batch: i64) -> R
     })
 }
 
+/// Deletes outbox rows whose `column` is older than `older_than` (a PostgreSQL
+/// interval such as `7 days`), at most `batch` rows per statement so locks stay short
+/// and autovacuum keeps up; returns the number deleted. Publishing is unaffected:
+/// the publication carries inserts only.
+pub async fn delete_older_than(
+    control: &ControlClient,
+    table: &OutboxTableSpec,
+    column: &str,
+    older_than: &str,
+    batch: i64,
+) -> Result<u64, ReplicationError> {
+    let quote = quote_identifier;
+    let sql = format!(
+        "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {c} < now() - $1::text::interval LIMIT $2))",
+        t = format!("{}.{}", quote(&table.schema), quote(&table.table)),
+        c = quote(column),
+    );
+    let statement = control.client().prepare(&sql).await.map_err(|e| {
+        let what = format!("preparing the cleanup of {}.{}", table.schema, table.table);
+        ReplicationError::from_pg_error(&what, e)
+    })?;
+    let mut total = 0;
+    loop {
+        let deleted = control
+            .client()
+            .execute(&statement, &[&older_than, &batch])
+            .await
+            .map_err(|e| ReplicationError::from_pg_error("deleting old outbox rows", e))?;
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// `tailbox setup [--failover]`: publication, then slot (a failover slot with
 /// `failover`, PostgreSQL 17+), then the same checks `run` makes.
 pub fn setup(config: &Config, failover: bool) -> Result<()> {
     let spec = config.table_spec()?;
     runtime()?.block_on(async {
         let control = connect(config).await?;
-        let server = control.server_report().await?;
+        let server = catalog::server_report(&control).await?;
         if failover && server.version_num < 170_000 {
             return Err(anyhow!(
                 "--failover needs PostgreSQL 17 or later (failover slots), this server is {}.{}; fix: run setup without --failover — before 17 a logical slot is not kept on standbys, so after a promotion it must be created again and what was committed meanwhile backfilled (docs/runbook.md)",
@@ -428,15 +467,15 @@ pub fn setup(config: &Config, failover: bool) -> Result<()> {
                 server.version_num % 10_000
             ));
         }
-        let level = control.wal_level().await?;
+        let level = catalog::wal_level(&control).await?;
         if level != "logical" {
             return Err(anyhow!(
                 "wal_level is {level:?}, logical decoding needs \"logical\"; fix: ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL"
             ));
         }
-        let publication = control
-            .create_publication(&config.publication, &spec.schema, &spec.table)
-            .await?;
+        let publication =
+            scripts::create_publication(&control, &config.publication, &spec.schema, &spec.table)
+                .await?;
         println!(
             "publication {}: {}",
             config.publication,
@@ -446,9 +485,8 @@ pub fn setup(config: &Config, failover: bool) -> Result<()> {
                 "already exists"
             )
         );
-        let slot = control.create_slot(&config.slot, failover).await?;
-        let at = control
-            .slot_report(&config.slot)
+        let slot = scripts::create_slot(&control, &config.slot, failover).await?;
+        let at = catalog::slot_report(&control, &config.slot)
             .await?
             .and_then(|s| s.confirmed_flush_lsn)
             .map(|lsn| lsn.to_string())
@@ -488,7 +526,7 @@ pub fn teardown(config: &Config) -> Result<()> {
     runtime()?.block_on(async {
         let control = connect(config).await?;
         let (slot, publication) =
-            control.drop_slot_and_publication(&config.slot, &config.publication).await?;
+            scripts::drop_slot_and_publication(&control, &config.slot, &config.publication).await?;
         println!("slot {}: {}", config.slot, describe(slot, "dropped", "not there"));
         println!(
             "publication {}: {}",

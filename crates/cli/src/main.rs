@@ -16,6 +16,7 @@
 //! - [`admin`]: `tailbox status`, `tailbox setup`, `tailbox teardown`.
 
 mod admin;
+mod catalog;
 mod cli;
 mod config;
 mod http;
@@ -26,6 +27,7 @@ mod progress;
 #[cfg(test)]
 mod reference;
 mod run;
+mod scripts;
 
 use std::process::ExitCode;
 

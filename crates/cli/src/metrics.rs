@@ -397,10 +397,9 @@ mod tests {
     use std::{collections::BTreeMap, sync::Arc};
 
     use tailbox_pipeline::{PipelineMetrics, metrics::ErrorKind};
-    use tailbox_replication::control::SlotReport;
 
     use super::*;
-    use crate::ops::now_us;
+    use crate::{catalog::SlotReport, ops::now_us};
 
     fn ops() -> Ops {
         Ops::new(Arc::new(PipelineMetrics::default()), "s", "p", false)

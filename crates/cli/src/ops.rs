@@ -15,8 +15,10 @@ use std::{
 use serde_json::json;
 use tailbox_pgoutput::Lsn;
 use tailbox_pipeline::PipelineMetrics;
-use tailbox_replication::{ControlClient, PgConnectionConfig, control::SlotReport};
+use tailbox_replication::{ControlClient, PgConnectionConfig};
 use tailbox_webhook_sink::BreakerState;
+
+use crate::catalog::{self, SlotReport};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
@@ -256,7 +258,7 @@ pub async fn poll_slot(ops: Arc<Ops>, pg: PgConnectionConfig) {
                 client = Some(ControlClient::connect(&pg).await?);
             }
             match &client {
-                Some(c) => c.slot_report(&ops.slot).await,
+                Some(c) => catalog::slot_report(c, &ops.slot).await,
                 None => Ok(None),
             }
         })
