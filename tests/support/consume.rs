@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tailbox_pgoutput::Lsn;
 use tokio::time::Instant;
 
-use crate::paths::unique_name;
+use tailbox_pg_support::unique_name;
 
 /// One record as consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use tailbox_e2e::{PgServer, unique_name};
+use tailbox_pg_support::{PgServer, unique_name};
 use tailbox_replication::{
     Lsn, PgConnectionConfig, PgWalStream, ReplicationError, StreamSettings, WalSource,
 };

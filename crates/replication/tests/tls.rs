@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use tailbox_e2e::{PgServer, PgTlsFiles, unique_name};
+use tailbox_pg_support::{PgServer, PgTlsFiles, unique_name};
 use tailbox_replication::{
     ControlClient, Lsn, PgConnectionConfig, PgWalStream, ReplicationError, StreamSettings,
     WalSource,
