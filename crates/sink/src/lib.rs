@@ -26,7 +26,8 @@
 //!   pipeline's business.
 //!
 //! # Layout
-//! - [`sink`]: the [`Sink`] trait, [`Ack`], [`SendOutcome`], [`EventMeta`].
+//! - [`sink`]: the [`Sink`] trait, [`Ack`], [`SendOutcome`], [`EventMeta`] (with the
+//!   commit LSN as an [`Lsn`], re-exported from `tailbox-pgoutput`).
 //! - [`error`]: [`SinkError`], [`DeliveryError`], [`TransactionError`]: transient vs
 //!   definite, whatever the destination.
 //! - [`ack_channel`]: [`AckChannel`], acknowledgements from a sink's own task.
