@@ -7,8 +7,8 @@ use tailbox_pgoutput::Lsn;
 use tailbox_replication::{ControlClient, ReplicationError};
 use tokio_postgres::types::PgLsn;
 
-/// A `tokio-postgres` error while reading `what`, classified by SQLSTATE.
-fn pg_error(what: impl AsRef<str>, err: tokio_postgres::Error) -> ReplicationError {
+/// A `tokio-postgres` error while doing `what`, classified by SQLSTATE.
+pub(crate) fn pg_error(what: impl AsRef<str>, err: tokio_postgres::Error) -> ReplicationError {
     ReplicationError::from_pg_error(what.as_ref(), err)
 }
 

@@ -4,19 +4,9 @@
 //! and these commands cannot drift apart; and the splitter that cuts a script into
 //! statements.
 
-use tailbox_replication::{
-    ControlClient, ReplicationError, StartupProblem, control::quote_identifier,
-};
+use tailbox_replication::{ControlClient, ReplicationError, control::quote_identifier};
 
-/// A `tokio-postgres` error while doing `what`, classified by SQLSTATE.
-fn pg_error(what: impl AsRef<str>, err: tokio_postgres::Error) -> ReplicationError {
-    ReplicationError::from_pg_error(what.as_ref(), err)
-}
-
-/// A problem only a person can fix, with the fix.
-fn problem(problem: impl Into<String>, fix: impl Into<String>) -> ReplicationError {
-    ReplicationError::Startup(StartupProblem { problem: problem.into(), fix: fix.into() })
-}
+use crate::catalog::pg_error;
 
 /// `sql/02_publication.sql`: creates the publication if missing.
 pub const PUBLICATION_SQL: &str = include_str!("../../../sql/02_publication.sql");
@@ -184,7 +174,7 @@ pub async fn drop_slot_and_publication(
     if let Some(report) = &slot_report
         && report.active
     {
-        return Err(problem(
+        return Err(ReplicationError::startup(
             format!(
                 "replication slot {slot:?} is in use by PID {}",
                 report.active_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
@@ -218,7 +208,7 @@ async fn run_script(
     settings: &[(&str, &str)],
 ) -> Result<(), ReplicationError> {
     let Some(statements) = script_statements(script) else {
-        return Err(problem(
+        return Err(ReplicationError::startup(
             format!("{name} has no {SCRIPT_BODY_MARKER:?} line"),
             "restore the file from the tailbox release",
         ));
@@ -260,7 +250,7 @@ fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
     };
     // The scripts' own refusals (sql/03_slot.sql's failover checks) carry their fix.
     if let Some(hint) = hint {
-        return problem(format!("{what}: {message} (SQLSTATE {code})"), hint);
+        return ReplicationError::startup(format!("{what}: {message} (SQLSTATE {code})"), hint);
     }
     let fix = match code.as_str() {
         "42501" => {
@@ -277,7 +267,7 @@ fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
         }
         _ => "see the PostgreSQL error above",
     };
-    problem(format!("{what}: {message} (SQLSTATE {code})"), fix)
+    ReplicationError::startup(format!("{what}: {message} (SQLSTATE {code})"), fix)
 }
 
 #[cfg(test)]
