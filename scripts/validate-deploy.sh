@@ -22,7 +22,7 @@
 #                        environment file through `tailbox config check`
 #   grafana/*.json       JSON, dashboard structure, every query through promtool's parser
 #   prometheus/*.yml     `promtool check rules`, `promtool test rules`
-#   everywhere           tailbox_* metric names exist in crates/cli/src/ops.rs, TAILBOX_*
+#   everywhere           tailbox_* metric names exist in crates/cli/src/metrics.rs, TAILBOX_*
 #                        variables exist in docs/configuration.md (generated from the
 #                        option definitions, checked by a test)
 #
@@ -264,7 +264,7 @@ def tail(text, n=15):
 
 # --- facts from the source: metric names and environment variables ------------------------
 def metric_names():
-    return set(re.findall(r'"(tailbox_[a-z0-9_]+)"', read("crates/cli/src/ops.rs")))
+    return set(re.findall(r'"(tailbox_[a-z0-9_]+)"', read("crates/cli/src/metrics.rs")))
 
 
 def env_names():
@@ -282,7 +282,7 @@ def check_metric_names(c, text, what):
     used = set(re.findall(r"\btailbox_[a-z0-9_]+", text))
     unknown = sorted(used - METRICS)
     if unknown:
-        c.fail(f"{what}: metric(s) not exported by tailbox (crates/cli/src/ops.rs): {', '.join(unknown)}")
+        c.fail(f"{what}: metric(s) not exported by tailbox (crates/cli/src/metrics.rs): {', '.join(unknown)}")
     elif used:
         c.ok(f"{len(used)} metric names exist")
     return used

@@ -13,23 +13,30 @@
 //! - [`config`]: the merged options validated into a [`config::Config`], redacted.
 //! - [`logging`]: `tracing` output as text or JSON, and the live progress line.
 //! - [`run`]: `tailbox run`.
-//! - [`ops`], [`http`], [`progress`]: metrics, `/metrics` `/healthz` `/readyz`
-//!   `/status`, the slot's retained WAL, progress lines.
+//! - [`ops`], [`http`], [`progress`]: `/healthz` `/readyz` `/status`, the slot's
+//!   retained WAL, progress lines.
+//! - [`metrics`]: every exported metric defined once, and the `/metrics` exposition
+//!   (`prometheus-client`); the docs table is tested against it.
 //! - `reference` (tests): the generated configuration reference, docs/configuration.md.
-//! - [`admin`]: `tailbox status`, `tailbox setup`, `tailbox teardown`.
+//! - [`admin`]: `tailbox status`, `setup`, `teardown`, `cleanup`, with what they need
+//!   of PostgreSQL beside them: [`catalog`] (the status reports) and [`scripts`] (the
+//!   sql/ scripts setup and teardown run, and their statement splitter).
 
 mod admin;
+mod catalog;
 mod cli;
 mod config;
 mod http;
 mod load;
 mod logging;
+mod metrics;
 mod ops;
 mod options;
 mod progress;
 #[cfg(test)]
 mod reference;
 mod run;
+mod scripts;
 
 use std::process::ExitCode;
 

@@ -167,7 +167,7 @@ impl Sink for RedisSink {
         if self.full() {
             return Ok(SendOutcome::Blocked);
         }
-        let id = self.ids.next(meta.map(|m| m.commit_lsn));
+        let id = self.ids.next(meta.map(|m| m.commit_lsn.as_u64()));
         self.enqueue(xadd(record, meta, id, self.config.trim), Some(Arc::clone(&record.topic)))
     }
 

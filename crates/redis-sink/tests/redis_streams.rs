@@ -36,7 +36,7 @@ fn record(stream: &str, key: &str, n: u32) -> OutboxRecord {
 
 fn meta(commit_lsn: u64, xid: u32) -> EventMeta {
     let mut meta = EventMeta::default();
-    meta.reset(commit_lsn, xid, 1_700_000_000_000_000);
+    meta.reset(commit_lsn.into(), xid, 1_700_000_000_000_000);
     meta
 }
 

@@ -26,7 +26,8 @@
 //!   pipeline's business.
 //!
 //! # Layout
-//! - [`sink`]: the [`Sink`] trait, [`Ack`], [`SendOutcome`], [`EventMeta`].
+//! - [`sink`]: the [`Sink`] trait, [`Ack`], [`SendOutcome`], [`EventMeta`] (with the
+//!   commit LSN as an [`Lsn`], re-exported from `tailbox-pgoutput`).
 //! - [`error`]: [`SinkError`], [`DeliveryError`], [`TransactionError`]: transient vs
 //!   definite, whatever the destination.
 //! - [`ack_channel`]: [`AckChannel`], acknowledgements from a sink's own task.
@@ -41,3 +42,5 @@ pub use ack_channel::AckChannel;
 pub use dry_run::DryRunSink;
 pub use error::{DeliveryError, SinkError, TransactionError};
 pub use sink::{Ack, CheckpointRecords, EventMeta, RefusedRecord, SendOutcome, Sink};
+/// WAL positions ([`EventMeta::commit_lsn`]).
+pub use tailbox_pgoutput::Lsn;
