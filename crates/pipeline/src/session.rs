@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The loop is a biased `select!`; branch priorities, highest first:
-//! 1. shutdown: stop reading at once;
+//! 1. shutdown: stop reading at once, or, with a transaction half read, at its commit
+//!    (within the shutdown timeout), so a clean stop leaves nothing to publish twice;
 //! 2. acknowledgements (`Sink::next_ack`): they free capacity, advance the checkpoint,
 //!    and offer a blocked record to the sink again;
 //! 3. the checkpoint timer, the one place that decides when status updates go out:
@@ -290,12 +291,24 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         if self.rewrite_checkpoint {
             self.on_tick().await?;
         }
+        // Set once shutdown is asked for while a transaction is half read: its end.
+        let mut stop_by: Option<Instant> = None;
         loop {
             let reading = !self.blocked && self.tracker.in_flight() < self.max_in_flight;
             let waiting_acks = self.tracker.in_flight() > 0;
             tokio::select! {
                 biased;
-                () = shutdown.requested() => break,
+                () = shutdown.requested(), if stop_by.is_none() => {
+                    // A transaction half read would be published again, whole, after
+                    // the restart: read on to its commit first (within the timeout),
+                    // so a clean stop leaves no duplicates behind.
+                    if self.open.is_none() {
+                        break;
+                    }
+                    debug!("shutdown: reading the open transaction to its commit");
+                    stop_by = Some(Instant::now() + shutdown_timeout);
+                }
+                () = sleep_until(stop_by.unwrap_or_else(Instant::now)), if stop_by.is_some() => break,
                 ack = self.sink.next_ack(), if waiting_acks => {
                     self.on_ack(ack)?;
                     self.offer_blocked()?;
@@ -311,6 +324,9 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                     match event? {
                         Some(event) => {
                             self.on_event(event).await?;
+                            if stop_by.is_some() && self.open.is_none() {
+                                break;
+                            }
                             self.on_buffered_events(&shutdown).await?;
                         }
                         None => return Err(PipelineError::StreamEnded),
@@ -318,7 +334,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 }
             }
         }
-        self.drain(shutdown_timeout).await
+        self.drain(stop_by.unwrap_or_else(|| Instant::now() + shutdown_timeout)).await
     }
 
     /// Handles the events the source already holds (the rest of one socket read), up to
@@ -340,10 +356,9 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         Ok(())
     }
 
-    /// Stops reading, waits for in-flight records, writes the final checkpoint and
-    /// confirms it, then closes the stream.
-    async fn drain(mut self, timeout: Duration) -> Result<SessionStats, PipelineError> {
-        let deadline = Instant::now() + timeout;
+    /// Stops reading, waits for in-flight records (until `deadline`), writes the final
+    /// checkpoint and confirms it, then closes the stream.
+    async fn drain(mut self, deadline: Instant) -> Result<SessionStats, PipelineError> {
         info!(in_flight = self.tracker.in_flight(), "shutting down: waiting for in-flight records");
         match self.mode {
             DeliveryMode::ExactlyOnce(_) => self.finish_sink_transaction().await?,

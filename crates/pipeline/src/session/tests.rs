@@ -693,6 +693,33 @@ async fn shutdown_drains_confirms_and_stops_the_stream() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn shutdown_mid_transaction_reads_on_to_its_commit_and_no_further() {
+    let mut events = vec![relation()];
+    let mut rest = transaction(0x2000, 1, &["a", "b"]);
+    events.extend(rest.drain(..2)); // Begin and the insert of "a"
+    rest.extend(transaction(0x3000, 2, &["c"]));
+    let source = FakeSource::with(events);
+    let sink = FakeSink::auto();
+    let late = source.clone();
+    let settings = settings();
+    let result = run_with(&source, &sink, DeliveryMode::AtLeastOnce, &settings, async {
+        until("a sent", || sink.records().len() == 1).await;
+        // Shutdown now, with the transaction half read; the rest of it arrives later.
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            late.0.borrow_mut().events.extend(rest);
+        });
+    });
+    let local = tokio::task::LocalSet::new();
+    let stats = local.run_until(result).await.unwrap();
+    let ids: Vec<Vec<u8>> =
+        sink.records().iter().map(|r| header(r, "id").unwrap().to_vec()).collect();
+    assert_eq!(ids, [b"a".to_vec(), b"b".to_vec()], "the open transaction, whole, and no more");
+    assert_eq!(stats.published, 2);
+    assert_eq!(source.confirmed(), 0x2000, "confirmed at its commit: nothing to publish twice");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_failed_delivery_mid_transaction_ends_the_session_naming_it() {
     let mut events = vec![relation()];
     events.extend(transaction(0x2000, 1, &["a"]));
