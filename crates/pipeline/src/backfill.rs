@@ -150,13 +150,9 @@ async fn publish_snapshot(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or_default();
-    let mut meta = EventMeta {
-        commit_lsn: snapshot.consistent_point,
-        lsn: format_lsn(snapshot.consistent_point),
-        xid: String::new(),
-        commit_ts: now_us.to_string(),
-        timestamp_ms: now_us / 1000,
-    };
+    let mut meta = EventMeta::default();
+    meta.reset(snapshot.consistent_point, 0, now_us);
+    meta.xid.clear(); // each row's own, below
     match &settings.destination {
         Destination::Kafka(kafka) => {
             let sink = KafkaSink::new(kafka, &settings.checkpoint_topic)?;

@@ -721,6 +721,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 .into_iter()
                 .map(|(k, v)| (Arc::from(k.as_str()), Bytes::from(v)))
                 .collect(),
+            meta: tailbox_outbox::MetaHeaders::default(),
         };
         let table = self.mapper.table_name();
         let why = DeadLetterReason { error: &reason, source_lsn: &lsn, source_table: &table };

@@ -3,10 +3,11 @@
 //! Fields of an entry, in this order: `aggregateid` (the record key), `payload` (the
 //! value, bytes as stored), then every header of the record (`id`, `type`, other
 //! columns; for dead letters `error`, `source_lsn`, `source_table`, `source_topic`),
-//! then `lsn`, `xid` and `commit_ts` of its transaction.
+//! then those of `lsn`, `xid`, `commit_ts` (and `ce_time` for CloudEvents) of its
+//! transaction that the table's `meta_headers` select.
 
 use redis::{Arg, Cmd};
-use tailbox_outbox::{OutboxRecord, headers};
+use tailbox_outbox::OutboxRecord;
 use tailbox_sink::{EventMeta, RefusedRecord};
 
 use crate::{config::Trim, ids::EntryId};
@@ -40,9 +41,9 @@ pub fn xadd(
         cmd.arg(&**name).arg(value.as_ref());
     }
     if let Some(meta) = meta {
-        cmd.arg(headers::LSN).arg(&meta.lsn);
-        cmd.arg(headers::XID).arg(&meta.xid);
-        cmd.arg(headers::COMMIT_TS).arg(&meta.commit_ts);
+        for (name, value) in meta.headers(record.meta) {
+            cmd.arg(name).arg(value);
+        }
     }
     cmd
 }
@@ -95,6 +96,7 @@ mod tests {
             key: Bytes::from_static(b"o-1"),
             value: Bytes::from_static(b"{\"n\":1}"),
             headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
+            meta: tailbox_outbox::MetaHeaders::default(),
         };
         let mut meta = EventMeta::default();
         meta.reset(0x10, 5, 1_700_000_000_000_000);
