@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use tailbox_kafka_sink::SinkConfig;
 use tailbox_outbox::OutboxConfig;
 use tailbox_redis_sink::RedisSinkConfig;
-use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
+use tailbox_replication::{OutboxTableSpec, PgConnectionConfig, RequiredColumn};
 use tailbox_webhook_sink::WebhookSinkConfig;
 
 use crate::metrics::PipelineMetrics;
@@ -65,11 +65,21 @@ pub struct PipelineSettings {
 impl PipelineSettings {
     /// What the startup checks look for in the outbox table.
     pub fn table_spec(&self) -> OutboxTableSpec {
-        OutboxTableSpec {
-            schema: self.outbox.schema.clone(),
-            table: self.outbox.table.clone(),
-            required_columns: self.outbox.required_columns(),
-        }
+        table_spec(&self.outbox)
+    }
+}
+
+/// What the startup checks look for in one outbox table: the columns its mapping
+/// reads, each with the field that names it.
+pub fn table_spec(outbox: &OutboxConfig) -> OutboxTableSpec {
+    OutboxTableSpec {
+        schema: outbox.schema.clone(),
+        table: outbox.table.clone(),
+        required_columns: outbox
+            .required()
+            .into_iter()
+            .map(|c| RequiredColumn { name: c.name, field: c.field.to_owned(), json: c.json })
+            .collect(),
     }
 }
 
