@@ -854,12 +854,7 @@ impl Config {
 
     /// What the startup checks look for in the outbox table.
     pub fn table_spec(&self) -> Result<OutboxTableSpec, ConfigErrors> {
-        let outbox = self.outbox()?;
-        Ok(OutboxTableSpec {
-            schema: outbox.schema.clone(),
-            table: outbox.table.clone(),
-            required_columns: outbox.required_columns(),
-        })
+        Ok(tailbox_pipeline::settings::table_spec(&self.outbox()?))
     }
 
     /// The Kafka producer configuration, or the line saying kafka_brokers is missing.
