@@ -298,6 +298,39 @@ pub struct PgArgs {
     /// Column holding the payload (the record value) [default: payload].
     #[arg(long, env = "TAILBOX_COLUMN_PAYLOAD")]
     pub column_payload: Option<String>,
+    /// Column holding each row's topic (stream), used as is instead of topic_template;
+    /// a row whose value is no valid topic goes to the dead-letter topic.
+    #[arg(long, env = "TAILBOX_TOPIC_COLUMN")]
+    pub topic_column: Option<String>,
+    /// Column holding the record key; where it is NULL, the aggregate id is the key
+    /// [default: the aggregate id].
+    #[arg(long, env = "TAILBOX_KEY_COLUMN")]
+    pub key_column: Option<String>,
+    /// Comma-separated columns that become headers (besides id and type) [default: every
+    /// column without another role].
+    #[arg(long, env = "TAILBOX_HEADER_COLUMNS")]
+    pub header_columns: Option<String>,
+    /// Comma-separated columns that never become headers, e.g. status,published,attempts.
+    #[arg(long, env = "TAILBOX_EXCLUDE_COLUMNS")]
+    pub exclude_columns: Option<String>,
+    /// A json/jsonb column whose object keys become one header each.
+    #[arg(long, env = "TAILBOX_HEADERS_COLUMN")]
+    pub headers_column: Option<String>,
+    /// tailbox's own headers: any of lsn,xid,commit_ts, or none [default:
+    /// lsn,xid,commit_ts].
+    #[arg(long, env = "TAILBOX_META_HEADERS")]
+    pub meta_headers: Option<String>,
+    /// Event format: debezium (headers id, type, one per column) or cloudevents (binary
+    /// mode: ce_* headers, ce-* for webhooks) [default: debezium].
+    #[arg(long, env = "TAILBOX_FORMAT")]
+    pub format: Option<String>,
+    /// CloudEvents source, {column} placeholders allowed [default:
+    /// /tailbox/<schema>.<table>].
+    #[arg(long, env = "TAILBOX_CLOUDEVENTS_SOURCE")]
+    pub cloudevents_source: Option<String>,
+    /// CloudEvents type, {column} placeholders allowed [default: the event type column].
+    #[arg(long, env = "TAILBOX_CLOUDEVENTS_TYPE")]
+    pub cloudevents_type: Option<String>,
 }
 
 /// Options of `tailbox run` (and `tailbox config check`).
@@ -307,8 +340,8 @@ pub struct RunArgs {
     pub pg: PgArgs,
     #[command(flatten)]
     pub destination: DestinationArgs,
-    /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type
-    /// [default: outbox.event.{aggregatetype}].
+    /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type,
+    /// {column} by that column's value [default: outbox.event.{aggregatetype}].
     #[arg(long, env = "TAILBOX_TOPIC_TEMPLATE")]
     pub topic_template: Option<String>,
     /// Topic for events that cannot be published (poison rows) [default: outbox.dlq].

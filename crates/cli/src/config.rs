@@ -19,7 +19,9 @@ use std::{
 use clap::{ArgMatches, parser::ValueSource};
 use secrecy::{ExposeSecret, SecretString};
 use tailbox_kafka_sink::SinkConfig;
-use tailbox_outbox::{ColumnNames, OutboxConfig, PayloadFormat, TopicTemplate};
+use tailbox_outbox::{
+    ColumnNames, EventFormat, MetaHeaders, OutboxConfig, PayloadFormat, TableMapping, TopicTemplate,
+};
 use tailbox_pipeline::settings::DEFAULT_HEARTBEAT_SQL;
 use tailbox_pipeline::settings::Destination;
 use tailbox_redis_sink::{Durability, RedisSinkConfig, Trim};
@@ -75,6 +77,15 @@ const KEYS: &[Key] = &[
     key("column_aggregate_id", Some("aggregateid"), Kind::Text),
     key("column_type", Some("type"), Kind::Text),
     key("column_payload", Some("payload"), Kind::Text),
+    key("topic_column", None, Kind::Text),
+    key("key_column", None, Kind::Text),
+    key("header_columns", None, Kind::Text),
+    key("exclude_columns", None, Kind::Text),
+    key("headers_column", None, Kind::Text),
+    key("meta_headers", Some("lsn,xid,commit_ts"), Kind::Text),
+    key("format", Some("debezium"), Kind::Text),
+    key("cloudevents_source", None, Kind::Text),
+    key("cloudevents_type", None, Kind::Text),
     key("sink", Some("kafka"), Kind::Text),
     key("kafka_brokers", None, Kind::Text),
     key("kafka_sasl_password_file", None, Kind::Text),
@@ -227,8 +238,8 @@ pub struct Config {
     pub kafka_sasl_password_from_file: bool,
     pub slot: String,
     pub publication: String,
-    pub outbox_table: String,
-    pub columns: ColumnNames,
+    /// The outbox table's whole mapping (columns, routing, headers, format).
+    pub mapping: TableMapping,
     /// Which sink records go to.
     pub sink: SinkKind,
     pub kafka_brokers: Option<String>,
@@ -239,11 +250,9 @@ pub struct Config {
     pub webhook: Option<WebhookSinkConfig>,
     /// librdkafka properties; secret ones (see [`is_secret_prop`]) held as secrets.
     pub kafka_props: Vec<(String, PropValue)>,
-    pub topic_template: String,
     pub checkpoint_topic: String,
     pub dlq_topic: String,
     pub message_prefix: String,
-    pub payload_format: PayloadFormat,
     pub exactly_once: bool,
     /// `None`: derived from the checkpoint's owner.
     pub transactional_id: Option<String>,
@@ -631,6 +640,51 @@ impl Checker<'_> {
     }
 }
 
+/// The outbox table's mapping from the per-table keys (`topic_column`, `key_column`,
+/// `header_columns`, `exclude_columns`, `headers_column`, `meta_headers`, `format`,
+/// `cloudevents_*`), each checked here.
+fn table_mapping(
+    c: &mut Checker<'_>,
+    table: &str,
+    columns: &ColumnNames,
+    topic_template: &str,
+) -> TableMapping {
+    let list = |c: &mut Checker<'_>, key: &str| {
+        c.text(key).map(|text| {
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        })
+    };
+    let meta_text = c.string("meta_headers");
+    let meta_headers = MetaHeaders::parse(&meta_text).unwrap_or_else(|reason| {
+        c.fail("meta_headers", &meta_text, &reason, "use any of lsn,xid,commit_ts, or none");
+        MetaHeaders::default()
+    });
+    let format_text = c.string("format");
+    let format = EventFormat::parse(&format_text).unwrap_or_else(|| {
+        c.fail("format", &format_text, "unknown format", "use debezium or cloudevents");
+        EventFormat::Debezium
+    });
+    TableMapping {
+        table: table.to_owned(),
+        column_id: columns.id.clone(),
+        column_type: columns.event_type.clone(),
+        column_aggregate_type: columns.aggregate_type.clone(),
+        column_aggregate_id: columns.aggregate_id.clone(),
+        column_payload: columns.payload.clone(),
+        topic_template: topic_template.to_owned(),
+        topic_column: c.text("topic_column"),
+        key_column: c.text("key_column"),
+        header_columns: list(c, "header_columns"),
+        exclude_columns: list(c, "exclude_columns").unwrap_or_default(),
+        headers_column: c.text("headers_column"),
+        meta_headers,
+        format,
+        cloudevents_source: c.text("cloudevents_source"),
+        cloudevents_type: c.text("cloudevents_type"),
+        ..TableMapping::default()
+    }
+}
+
 impl Config {
     fn from_raw(raw: Raw) -> Result<Config, ConfigErrors> {
         let mut c = Checker { raw: &raw, errors: Vec::new() };
@@ -645,7 +699,8 @@ impl Config {
         };
         let outbox_table = c.string("outbox_table");
         let topic_template = c.string("topic_template");
-        if let Err(e) = OutboxConfig::new(&outbox_table, columns.clone(), &topic_template) {
+        let mapping = table_mapping(&mut c, &outbox_table, &columns, &topic_template);
+        if let Err(e) = OutboxConfig::from_mapping(&mapping) {
             // The outbox crate names the flag; name the key as it was given.
             let key = e.field.trim_start_matches("--").replace('-', "_");
             let key = KEYS.iter().find(|k| k.name == key).map_or("outbox_table", |k| k.name);
@@ -667,6 +722,7 @@ impl Config {
             c.fail("payload_format", &payload_format_text, "unknown format", "use raw or json");
             PayloadFormat::Raw
         });
+        let mapping = TableMapping { payload_format, ..mapping };
         let exactly_once = c.bool("exactly_once");
         let transactional_id = c.text("transactional_id");
         if let Some(id) = &transactional_id
@@ -799,18 +855,15 @@ impl Config {
             kafka_sasl_password_from_file,
             slot,
             publication,
-            outbox_table,
-            columns,
+            mapping,
             sink,
             kafka_brokers,
             redis,
             webhook,
             kafka_props,
-            topic_template,
             checkpoint_topic,
             dlq_topic,
             message_prefix,
-            payload_format,
             exactly_once,
             transactional_id,
             status_interval_ms,
@@ -845,11 +898,7 @@ impl Config {
 
     /// The outbox table and mapping (already checked).
     pub fn outbox(&self) -> Result<OutboxConfig, ConfigErrors> {
-        let mut outbox =
-            OutboxConfig::new(&self.outbox_table, self.columns.clone(), &self.topic_template)
-                .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        outbox.payload_format = self.payload_format;
-        Ok(outbox)
+        OutboxConfig::from_mapping(&self.mapping).map_err(|e| ConfigErrors(vec![e.to_string()]))
     }
 
     /// What the startup checks look for in the outbox table.
