@@ -245,7 +245,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         Self {
             source,
             sink,
-            mapper: OutboxMapper::new(settings.outbox.clone()),
+            mapper: settings.mapper(),
             checkpoint_owner,
             rewrite_checkpoint,
             tracker: AckTracker::new(start_lsn),

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tailbox_kafka_sink::SinkConfig;
-use tailbox_outbox::OutboxConfig;
+use tailbox_outbox::{OutboxConfig, TableMapping};
 use tailbox_redis_sink::RedisSinkConfig;
 use tailbox_replication::{OutboxTableSpec, PgConnectionConfig, RequiredColumn};
 use tailbox_webhook_sink::WebhookSinkConfig;
@@ -19,8 +19,14 @@ pub struct PipelineSettings {
     pub slot: String,
     /// Publication.
     pub publication: String,
-    /// The outbox table and mapping.
+    /// The outbox table and mapping (the first table; table-less envelopes use its
+    /// topic template and headers).
     pub outbox: OutboxConfig,
+    /// More outbox tables of the same publication, each with its own mapping.
+    pub more_tables: Vec<OutboxConfig>,
+    /// Map every other table of the publication with this mapping (its `table` is
+    /// ignored); `None`: other tables are not outbox tables.
+    pub all_tables: Option<TableMapping>,
     /// Where records go.
     pub destination: Destination,
     /// Where checkpoint records go: the compacted Kafka topic, or the Redis hash.
@@ -66,6 +72,12 @@ impl PipelineSettings {
     /// What the startup checks look for in the outbox table.
     pub fn table_spec(&self) -> OutboxTableSpec {
         table_spec(&self.outbox)
+    }
+
+    /// The mapper for every configured table (and the catch-all).
+    pub fn mapper(&self) -> tailbox_outbox::OutboxMapper {
+        let tables = std::iter::once(&self.outbox).chain(&self.more_tables).cloned().collect();
+        tailbox_outbox::OutboxMapper::with_tables(tables, self.all_tables.clone())
     }
 }
 

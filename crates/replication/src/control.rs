@@ -126,6 +126,34 @@ impl ControlClient {
         Ok(position)
     }
 
+    /// Checks one more outbox table (of several): the publication carries it and it
+    /// has the columns its mapping reads.
+    pub async fn check_outbox_table(
+        &self,
+        publication: &str,
+        table: &OutboxTableSpec,
+    ) -> Result<(), ReplicationError> {
+        self.check_publication(publication, table).await?;
+        self.check_table(table).await
+    }
+
+    /// The tables the publication carries, `(schema, table)`.
+    pub async fn publication_tables(
+        &self,
+        publication: &str,
+    ) -> Result<Vec<(String, String)>, ReplicationError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
+                 WHERE pubname = $1 ORDER BY 1, 2",
+                &[&publication],
+            )
+            .await
+            .map_err(|e| ReplicationError::from_pg("reading pg_publication_tables", e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// The checks of [`ControlClient::check_ready`] but the slot's (a backfill creates
     /// the slot).
     pub async fn check_ready_without_slot(
