@@ -331,6 +331,11 @@ pub struct PgArgs {
     /// CloudEvents type, {column} placeholders allowed [default: the event type column].
     #[arg(long, env = "TAILBOX_CLOUDEVENTS_TYPE")]
     pub cloudevents_type: Option<String>,
+    /// Every table of the publication is an outbox table, each mapped with these options
+    /// (the file's [[tables]] map tables of their own). --all-tables=false turns it off.
+    #[arg(long, env = "TAILBOX_ALL_TABLES", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub all_tables: Option<String>,
 }
 
 /// Options of `tailbox run` (and `tailbox config check`).

@@ -86,6 +86,7 @@ const KEYS: &[Key] = &[
     key("format", Some("debezium"), Kind::Text),
     key("cloudevents_source", None, Kind::Text),
     key("cloudevents_type", None, Kind::Text),
+    key("all_tables", Some("false"), Kind::Bool),
     key("sink", Some("kafka"), Kind::Text),
     key("kafka_brokers", None, Kind::Text),
     key("kafka_sasl_password_file", None, Kind::Text),
@@ -216,6 +217,8 @@ struct Raw {
     values: BTreeMap<&'static str, (String, Source)>,
     /// librdkafka properties, in order, later entries winning.
     props: BTreeMap<String, (String, Source)>,
+    /// `[[tables]]` of the file.
+    tables: Vec<TableMapping>,
 }
 
 /// The file's values, as text.
@@ -224,6 +227,8 @@ struct FileValues {
     path: Option<PathBuf>,
     values: BTreeMap<String, String>,
     props: Vec<(String, String)>,
+    /// `[[tables]]`: more outbox tables, each with its whole mapping.
+    tables: Vec<TableMapping>,
 }
 
 /// The validated, effective configuration.
@@ -240,6 +245,10 @@ pub struct Config {
     pub publication: String,
     /// The outbox table's whole mapping (columns, routing, headers, format).
     pub mapping: TableMapping,
+    /// More outbox tables (the file's `[[tables]]`), each with its whole mapping.
+    pub more_tables: Vec<OutboxConfig>,
+    /// Every other table of the publication is an outbox table mapped like `mapping`.
+    pub all_tables: bool,
     /// Which sink records go to.
     pub sink: SinkKind,
     pub kafka_brokers: Option<String>,
@@ -419,6 +428,18 @@ fn parse_file(path: &Path, text: &str) -> Result<FileValues, ConfigErrors> {
     let mut errors = Vec::new();
     let mut out = FileValues { path: Some(path.to_owned()), ..FileValues::default() };
     for (name, value) in table {
+        if name == "tables" {
+            // [[tables]]: one outbox table's mapping each (TableMapping, serde).
+            match value.try_into::<Vec<TableMapping>>() {
+                Ok(tables) => out.tables = tables,
+                Err(e) => errors.push(format!(
+                    "config file {}: tables: {}; fix: write [[tables]] sections with the per-table keys (table = \"customer.outbox\", topic_template = …; see docs/schemas.md)",
+                    path.display(),
+                    e.to_string().trim()
+                )),
+            }
+            continue;
+        }
         if let Some((_, why)) = NOT_IN_FILE.iter().find(|(k, _)| *k == name) {
             errors.push(format!(
                 "config file {}: {name} is not accepted in a config file: {why}",
@@ -508,7 +529,7 @@ fn closest_key(name: &str) -> Option<&'static str> {
 /// Flag > environment > file > default, per key; `kafka_props` per property.
 fn resolve(matches: &ArgMatches, file: &FileValues) -> Result<Raw, ConfigErrors> {
     let file_source = || Source::File(file.path.clone().unwrap_or_default());
-    let mut raw = Raw { file: file.path.clone(), ..Raw::default() };
+    let mut raw = Raw { file: file.path.clone(), tables: file.tables.clone(), ..Raw::default() };
     for spec in KEYS {
         if spec.kind == Kind::Props {
             continue;
@@ -723,6 +744,14 @@ impl Config {
             PayloadFormat::Raw
         });
         let mapping = TableMapping { payload_format, ..mapping };
+        let all_tables = c.bool("all_tables");
+        let mut more_tables = Vec::new();
+        for table in &raw.tables {
+            match OutboxConfig::from_mapping(table) {
+                Ok(config) => more_tables.push(config),
+                Err(e) => c.errors.push(format!("[[tables]] {:?}: {e}", table.table)),
+            }
+        }
         let exactly_once = c.bool("exactly_once");
         let transactional_id = c.text("transactional_id");
         if let Some(id) = &transactional_id
@@ -856,6 +885,8 @@ impl Config {
             slot,
             publication,
             mapping,
+            more_tables,
+            all_tables,
             sink,
             kafka_brokers,
             redis,

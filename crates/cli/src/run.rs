@@ -27,6 +27,8 @@ pub fn settings(config: &Config, metrics: Arc<PipelineMetrics>) -> Result<Pipeli
         slot: config.slot.clone(),
         publication: config.publication.clone(),
         outbox: config.outbox()?,
+        more_tables: config.more_tables.clone(),
+        all_tables: config.all_tables.then(|| config.mapping.clone()),
         destination,
         checkpoint_topic: config.checkpoint_topic.clone(),
         status_interval: config.status_interval(),
