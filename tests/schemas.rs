@@ -20,6 +20,12 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 /// Creates `table` from tests/schemas/<table>.sql, its publication and slot (sql/02,
 /// sql/03) and the tailbox role with SELECT on it.
 fn setup(pg: &PgServer, names: &Names, tables: &[&str]) -> Result<()> {
+    setup_without_slot(pg, names, tables)?;
+    apply_sql_files(pg, &[("03_slot.sql", vec![format!("slot={}", names.slot)])])
+}
+
+/// [`setup`] but the slot (which `tailbox backfill` creates).
+fn setup_without_slot(pg: &PgServer, names: &Names, tables: &[&str]) -> Result<()> {
     for table in tables {
         let path = workspace_root().join("tests/schemas").join(format!("{table}.sql"));
         let ddl = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
@@ -30,7 +36,6 @@ fn setup(pg: &PgServer, names: &Names, tables: &[&str]) -> Result<()> {
         "CREATE PUBLICATION {} FOR TABLE {list} WITH (publish = 'insert')",
         names.publication
     ))?;
-    apply_sql_files(pg, &[("03_slot.sql", vec![format!("slot={}", names.slot)])])?;
     pg.psql(&format!(
         "CREATE ROLE tailbox LOGIN REPLICATION PASSWORD 'tailbox-test'; GRANT SELECT ON {list} TO tailbox"
     ))?;
@@ -518,5 +523,62 @@ async fn a_second_tables_missing_column_is_named_at_startup() -> Result<()> {
         ) && output.contains("did you mean \"workspace_provider\"?"),
         "{output}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_over_from_a_polling_relay_publishes_its_unpublished_rows_then_streams() -> Result<()>
+{
+    let pg = PgServer::start()?;
+    let kafka = shared_kafka().bootstrap().to_owned();
+    let names = Names::new("sch_takeover");
+    setup_without_slot(&pg, &names, &["_outbox"])?;
+    let topic = format!("{}.orders", names.topic_prefix);
+    // The poller published 1 and 2; 3 and 4 were still waiting when it was stopped.
+    pg.psql(&format!(
+        "INSERT INTO _outbox (event_type, aggregate_id, event_data, destination_topic, published) \
+         SELECT 'OrderPlaced', 'order-' || i, jsonb_build_object('n', i), '{topic}', i <= 2 \
+         FROM generate_series(1, 4) AS i"
+    ))?;
+    let mut run = args(
+        &pg,
+        &kafka,
+        &names,
+        &[
+            "--where",
+            "NOT published",
+            "--order-by",
+            "created_at, id",
+            "--outbox-table",
+            "_outbox",
+            "--column-type",
+            "event_type",
+            "--column-aggregate-id",
+            "aggregate_id",
+            "--column-payload",
+            "event_data",
+            "--topic-column",
+            "destination_topic",
+            "--exclude-columns",
+            "published,published_at,attempts,last_attempt_at,error_message,updated_at",
+        ],
+    );
+    run[0] = "backfill".into();
+    let tailbox = Tailbox::start(&run)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    pg.psql(&format!(
+        "INSERT INTO _outbox (event_type, aggregate_id, event_data, destination_topic) \
+         VALUES ('OrderPlaced', 'order-5', '{{\"n\": 5}}', '{topic}')"
+    ))?;
+    let records = consume_all(&kafka, std::slice::from_ref(&topic), 3, TIMEOUT).await?;
+    let mut keys: Vec<String> = records.iter().map(ConsumedRecord::key_str).collect();
+    keys.sort();
+    ensure!(
+        keys == ["order-3", "order-4", "order-5"],
+        "the unpublished rows, then the new one, nothing twice: {keys:?}\n{}",
+        tailbox.log_text()
+    );
+    ensure!(records.iter().all(|r| r.header("published").is_none()));
+    tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
 }

@@ -130,9 +130,13 @@ pub struct TableMapping {
     pub topic_column: Option<String>,
     /// The record key's column; when NULL, the aggregate id is used.
     pub key_column: Option<String>,
-    /// Only these columns become headers (besides `id` and `type`).
+    /// Only these columns become headers (besides `id` and `type`); a list or
+    /// comma-separated text.
+    #[serde(deserialize_with = "some_names")]
     pub header_columns: Option<Vec<String>>,
-    /// These columns never become headers (e.g. `status`, `published`, `attempts`).
+    /// These columns never become headers (e.g. `status`, `published`, `attempts`); a
+    /// list or comma-separated text.
+    #[serde(deserialize_with = "names")]
     pub exclude_columns: Vec<String>,
     /// A json/jsonb column whose object keys become one header each.
     pub headers_column: Option<String>,
@@ -178,6 +182,27 @@ impl Default for TableMapping {
             payload_format: PayloadFormat::default(),
         }
     }
+}
+
+/// Column names as a list (`["a", "b"]`) or comma-separated text (`"a,b"`), as the
+/// command line gives them.
+fn names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        Text(String),
+        List(Vec<String>),
+    }
+    Ok(match Names::deserialize(d)? {
+        Names::Text(text) => {
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        }
+        Names::List(list) => list,
+    })
+}
+
+fn some_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    names(d).map(Some)
 }
 
 /// Where a row's record goes.
@@ -490,6 +515,7 @@ mod tests {
             topic_column = "destination_topic"
             key_column = "partition_key"
             exclude_columns = ["published", "published_at", "attempts"]
+            header_columns = "trace_id, user_id"
             meta_headers = "lsn,xid"
             format = "cloudevents"
         "#;
@@ -498,6 +524,8 @@ mod tests {
         assert_eq!(m.meta_headers, MetaHeaders::parse("lsn,xid").expect("valid"));
         assert_eq!(m.format, EventFormat::CloudEvents);
         assert_eq!(m.column_id, "id", "defaults fill the rest");
+        assert_eq!(m.header_columns, Some(vec!["trace_id".to_owned(), "user_id".to_owned()]));
+        assert_eq!(m.exclude_columns.len(), 3);
         let err = toml::from_str::<TableMapping>("tabel = \"x\"").expect_err("unknown key");
         assert!(err.to_string().contains("tabel"), "{err}");
     }
