@@ -156,7 +156,7 @@ pub fn prepare(
         }
     }
     Prepared {
-        url: url.render(aggregate_type),
+        url: url.render(aggregate_type, &owned.topic),
         id,
         body,
         content_type,
