@@ -160,7 +160,8 @@ pub struct DestinationArgs {
 pub struct WebhookArgs {
     /// URL each event is POSTed to (required with --sink webhook); {aggregatetype} is
     /// replaced by the event's aggregate type (recovered from the topic that
-    /// topic_template made). Checkpoints and dead letters go to PostgreSQL tables
+    /// topic_template made), {topic} by the event's topic (from topic_template over any
+    /// columns, or topic_column). Checkpoints and dead letters go to PostgreSQL tables
     /// (sql/05_webhook_tables.sql).
     #[arg(long, env = "TAILBOX_WEBHOOK_URL", hide_env_values = true)]
     pub webhook_url: Option<String>,
