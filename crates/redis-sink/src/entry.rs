@@ -90,6 +90,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cloudevents_attributes_and_the_selected_meta_headers_become_fields() {
+        let record = OutboxRecord {
+            topic: Arc::from("outbox.event.Order"),
+            key: Bytes::from_static(b"o-1"),
+            value: Bytes::from_static(b"{}"),
+            headers: vec![
+                (Arc::from("ce_specversion"), Bytes::from_static(b"1.0")),
+                (Arc::from("ce_id"), Bytes::from_static(b"e-1")),
+            ],
+            meta: tailbox_outbox::MetaHeaders::XID.with(tailbox_outbox::MetaHeaders::CE_TIME),
+        };
+        let mut meta = EventMeta::default();
+        meta.reset(0x10, 5, 0);
+        let cmd = xadd(&record, Some(&meta), EntryId { lsn: 0x10, position: 0 }, None);
+        let copy = refused_copy(&cmd, None);
+        let fields: Vec<(&str, &[u8])> =
+            copy.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("ce_specversion", b"1.0".as_slice()),
+                ("ce_id", b"e-1"),
+                ("xid", b"5"),
+                ("ce_time", b"1970-01-01T00:00:00.000000Z"),
+            ]
+        );
+    }
+
+    #[test]
     fn a_record_goes_in_and_comes_back_out() {
         let record = OutboxRecord {
             topic: Arc::from("outbox.event.Order"),
