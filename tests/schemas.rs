@@ -13,7 +13,9 @@ use harness::{
     process::{Tailbox, base_args},
     wait_streaming,
 };
-use tailbox_e2e::{ConsumedRecord, PgServer, consume_all, shared_kafka, workspace_root};
+use tailbox_e2e::{
+    ConsumedRecord, PgServer, WebhookReceiver, consume_all, shared_kafka, workspace_root,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -277,6 +279,22 @@ async fn a_missing_column_stops_startup_naming_the_option_and_the_fix() -> Resul
 /// Parses `records` with the CloudEvents Python SDK (installed on first use by
 /// scripts/cloudevents-sdk.sh); one JSON object per record.
 fn parse_with_sdk(records: &[ConsumedRecord]) -> Result<Vec<serde_json::Value>> {
+    let lines = records
+        .iter()
+        .map(|r| {
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+            serde_json::json!({"headers": headers, "key": r.key.as_ref().map(|_| r.key_str()), "value": r.payload_str()})
+        })
+        .collect();
+    run_sdk(lines)
+}
+
+/// Feeds `lines` to tests/schemas/parse_cloudevents.py.
+fn run_sdk(lines: Vec<serde_json::Value>) -> Result<Vec<serde_json::Value>> {
     let root = workspace_root();
     let out =
         std::process::Command::new("bash").arg(root.join("scripts/cloudevents-sdk.sh")).output()?;
@@ -289,13 +307,7 @@ fn parse_with_sdk(records: &[ConsumedRecord]) -> Result<Vec<serde_json::Value>> 
         .stderr(Stdio::piped())
         .spawn()?;
     let mut input = String::new();
-    for r in records {
-        let headers: Vec<(String, String)> = r
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect();
-        let line = serde_json::json!({"headers": headers, "key": r.key.as_ref().map(|_| r.key_str()), "value": r.payload_str()});
+    for line in lines {
         input.push_str(&format!("{line}\n"));
     }
     child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
@@ -579,6 +591,88 @@ async fn taking_over_from_a_polling_relay_publishes_its_unpublished_rows_then_st
         tailbox.log_text()
     );
     ensure!(records.iter().all(|r| r.header("published").is_none()));
+    tailbox.terminate(Duration::from_secs(30))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_webhooks_parse_with_the_sdks_http_binding_and_route_by_any_column()
+-> Result<()> {
+    let pg = PgServer::start()?;
+    let names = Names::new("sch_ce_http");
+    setup(&pg, &names, &["document_outbox"])?;
+    apply_sql_files(&pg, &[("05_webhook_tables.sql", vec![])])?;
+    let receiver = WebhookReceiver::start("whsec_c2NoZW1hcy10ZXN0LXNlY3JldA==").await?;
+    let url = format!("{}/docs/{{topic}}", receiver.url());
+    let mut run = args(
+        &pg,
+        "unused:9092",
+        &names,
+        &[
+            "--sink",
+            "webhook",
+            "--webhook-url",
+            &url,
+            "--outbox-table",
+            "document_outbox",
+            "--column-aggregate-id",
+            "document_id",
+            "--topic-template",
+            "documents.{workspace_provider}",
+            "--format",
+            "cloudevents",
+            "--cloudevents-type",
+            "com.example.document.{workspace_provider}",
+            "--cloudevents-source",
+            "/documents",
+        ],
+    );
+    if let Some(at) = run.iter().position(|a| a == "--kafka-brokers") {
+        run.drain(at..at + 2);
+    }
+    let tailbox = Tailbox::start(&run)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    pg.psql(
+        "INSERT INTO document_outbox (document_id, workspace_provider, created_by_person_id, payload) VALUES \
+         ('d0c00000-0000-4000-8000-000000000001', 'dropbox', 'fe000000-0000-4000-8000-000000000002', '{\"title\": \"Plan\"}')",
+    )?;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let arrival = loop {
+        if let Some(a) = receiver.arrivals().into_iter().find(|a| a.delivered()) {
+            break a;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no request arrived\n{}",
+            tailbox.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(
+        arrival.path == "/docs/documents.dropbox",
+        "the URL routes by the column: {}",
+        arrival.path
+    );
+    let line = serde_json::json!({
+        "binding": "http",
+        "headers": arrival.headers,
+        "value": String::from_utf8_lossy(&arrival.body),
+    });
+    let events = run_sdk(vec![line])?;
+    let [event] = events.as_slice() else { bail!("one event, got {events:?}") };
+    let attributes = &event["attributes"];
+    for (name, value) in [
+        ("specversion", "1.0"),
+        ("id", "1"),
+        ("source", "/documents"),
+        ("type", "com.example.document.dropbox"),
+        ("datacontenttype", "application/json"),
+    ] {
+        ensure!(attributes[name] == value, "{name}: {attributes}");
+    }
+    ensure!(attributes["time"].as_str().is_some_and(|t| t.ends_with("+00:00")), "{attributes}");
+    ensure!(event["data"] == serde_json::json!({"title": "Plan"}), "{event}");
+    ensure!(arrival.id == "1", "webhook-id = ce-id: {}", arrival.id);
     tailbox.terminate(Duration::from_secs(30))?;
     Ok(())
 }
