@@ -23,7 +23,8 @@
 #   grafana/*.json       JSON, dashboard structure, every query through promtool's parser
 #   prometheus/*.yml     `promtool check rules`, `promtool test rules`
 #   everywhere           tailbox_* metric names exist in crates/cli/src/ops.rs, TAILBOX_*
-#                        variables exist in crates/cli/src/cli.rs
+#                        variables exist in docs/configuration.md (generated from the
+#                        option definitions, checked by a test)
 #
 # Output: one line per file (ok / PART = valid as far as checked, some checks SKIPPED,
 # loudly / FAIL with the reasons indented below), then "deploy: N passed, N failed,
@@ -267,7 +268,9 @@ def metric_names():
 
 
 def env_names():
-    names = set(re.findall(r'env\s*=\s*"(TAILBOX_[A-Z0-9_]+)"', read("crates/cli/src/cli.rs")))
+    # The variables are derived from the option names (crates/cli/src/options.rs); the
+    # generated reference lists every one.
+    names = set(re.findall(r"`(TAILBOX_[A-Z0-9_]+)`", read("docs/configuration.md")))
     return names | {"TAILBOX_LOG"}  # the log filter (crates/cli/src/logging.rs)
 
 
@@ -288,7 +291,7 @@ def check_metric_names(c, text, what):
 def check_env_names(c, names, what):
     unknown = sorted(n for n in names if n.startswith("TAILBOX_") and n not in ENV_NAMES)
     if unknown:
-        c.fail(f"{what}: unknown variable(s) (not in crates/cli/src/cli.rs): {', '.join(unknown)}")
+        c.fail(f"{what}: unknown variable(s) (not in docs/configuration.md): {', '.join(unknown)}")
     return not unknown
 
 

@@ -69,6 +69,10 @@ pub struct ConsumeOptions {
 /// The `quiet` of [`consume_all`] and [`consume_pattern`].
 pub const DEFAULT_QUIET: Duration = Duration::from_secs(2);
 
+/// How long after the quiet spell [`consume`] goes on reading while a partition still
+/// holds records it has not read (e.g. fetches slowed by a loaded machine).
+const UNREAD_GRACE: Duration = Duration::from_secs(20);
+
 /// Reads `topics` from the beginning (a fresh consumer group, read_committed)
 /// until `expected` records came and then none for [`DEFAULT_QUIET`], or until
 /// `timeout`. Returns the records in the order received (ordered per partition,
@@ -148,10 +152,24 @@ pub async fn consume(
         }
         let until = if records.len() >= opts.expected {
             let quiet_end = last_record + opts.quiet;
+            // Enough records and a quiet spell are not proof that everything was read:
+            // duplicates count towards `expected`, and a rebalance or a slow fetch can
+            // be quieter than `quiet` while a partition still holds unread records.
             if now >= quiet_end {
-                break;
+                if read_to_the_end(&consumer) {
+                    break;
+                }
+                if now >= quiet_end + UNREAD_GRACE {
+                    eprintln!(
+                        "tailbox-e2e: reader stops with partitions not read to their end ({} records)",
+                        records.len()
+                    );
+                    break;
+                }
+                (now + Duration::from_millis(500)).min(deadline)
+            } else {
+                quiet_end.min(deadline)
             }
-            quiet_end.min(deadline)
         } else {
             deadline
         };
@@ -169,6 +187,9 @@ pub async fn consume(
                 continue;
             }
         };
+        // A record read again is activity too: a rebalance re-reading thousands of
+        // records must not pass for a quiet spell.
+        last_record = Instant::now();
         if !seen_offsets.insert((msg.topic().to_owned(), msg.partition(), msg.offset())) {
             continue;
         }
@@ -189,7 +210,26 @@ pub async fn consume(
             headers,
             timestamp_ms: msg.timestamp().to_millis(),
         });
-        last_record = Instant::now();
     }
     Ok(records)
+}
+
+/// Whether `consumer` has read every partition the group assigned it up to the end
+/// that was there when asked (with `read_committed`, librdkafka answers the last stable
+/// offset, so records of an open transaction are not waited for).
+fn read_to_the_end(consumer: &StreamConsumer) -> bool {
+    const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+    let (Ok(assignment), Ok(positions)) = (consumer.assignment(), consumer.position()) else {
+        return false;
+    };
+    assignment.elements().iter().all(|e| {
+        let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), QUERY_TIMEOUT)
+        else {
+            return false;
+        };
+        match positions.find_partition(e.topic(), e.partition()).map(|p| p.offset()) {
+            Some(rdkafka::Offset::Offset(position)) => position >= high,
+            _ => low >= high,
+        }
+    })
 }

@@ -284,10 +284,12 @@ impl IdentityStatus {
                     Destination::Kafka(kafka) => {
                         CheckpointTopic::new(&config.checkpoint_topic).read(&kafka).await
                     }
-                    Destination::Redis(redis) => match RedisSink::connect(&redis).await {
-                        Ok(mut sink) => sink.read_checkpoints().await,
-                        Err(e) => Err(e),
-                    },
+                    Destination::Redis(redis) => {
+                        match RedisSink::connect(&redis, owner.name()).await {
+                            Ok(mut sink) => sink.read_checkpoints().await,
+                            Err(e) => Err(e),
+                        }
+                    }
                     Destination::Webhook(webhook) => {
                         match tailbox_webhook_sink::Store::connect(&webhook.pg).await {
                             Ok(store) => store.read_checkpoints().await,

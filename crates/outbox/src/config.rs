@@ -12,7 +12,7 @@
 //! `aggregateid`, `aggregatetype`) are used when the table has them and skipped when it
 //! has not, so a table without an event id or type column works as it is.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     headers::MetaHeaders,
@@ -60,7 +60,7 @@ impl ColumnNames {
 }
 
 /// How a record carries the event's attributes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventFormat {
     /// Debezium's outbox router: headers `id`, `type` and one per other column.
@@ -84,7 +84,7 @@ impl EventFormat {
 }
 
 /// The format the payload column must have.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
     /// Any bytes (a `jsonb` column is valid JSON anyway).
@@ -108,7 +108,7 @@ impl PayloadFormat {
 /// One outbox table's mapping, as written in the configuration file (one per table)
 /// or filled from the command line. Every field has a default: `TableMapping::default()`
 /// is a Debezium-style `public.outbox`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TableMapping {
     /// `schema.table` (or `table`, meaning `public.table`; SQL quoting as in psql).

@@ -109,6 +109,13 @@ impl std::fmt::Display for MetaHeaders {
     }
 }
 
+impl serde::Serialize for MetaHeaders {
+    /// As `"lsn,xid,commit_ts"` (or `"none"`), the form it is read in.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for MetaHeaders {
     /// `"lsn,xid"`, `"none"` or `["lsn", "xid"]`.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -174,7 +174,8 @@ async fn publish_snapshot(
             // Entry IDs must stay below those of the first streamed transaction, whose
             // commit lies at or after the consistent point.
             meta.commit_lsn = snapshot.consistent_point.saturating_sub(1);
-            let sink = RedisSink::connect(redis).await?;
+            let owner = CheckpointOwner::new(&snapshot.identity, &settings.slot);
+            let sink = RedisSink::connect(redis, owner.name()).await?;
             publish_rows(settings, control, snapshot, mapper, meta, sink, columns.len()).await
         }
         Destination::Webhook(webhook) => {

@@ -84,7 +84,7 @@ impl PipelineError {
         match self {
             PipelineError::Replication(e) => e.is_transient(),
             PipelineError::Sink(e) => e.is_transient(),
-            PipelineError::Delivery { error, .. } => !error.is_refused(),
+            PipelineError::Delivery { error, .. } => error.is_transient(),
             PipelineError::StreamEnded => true,
             PipelineError::Transaction(e) => !matches!(e, TransactionError::Fatal(_)),
             PipelineError::Decode { .. }

@@ -39,7 +39,7 @@ pub struct CheckpointOwner {
     /// The timeline the server was on when the checkpoint was written (not part of the
     /// key: a failover keeps the owner and moves the timeline).
     pub timeline: u32,
-    key: Vec<u8>,
+    key: String,
 }
 
 impl CheckpointOwner {
@@ -50,12 +50,18 @@ impl CheckpointOwner {
 
     fn from_parts(system_id: u64, database: &str, slot: &str, timeline: u32) -> Self {
         // Slot names are [a-z0-9_], so the key splits back unambiguously.
-        let key = format!("{system_id}/{slot}/{database}").into_bytes();
+        let key = format!("{system_id}/{slot}/{database}");
         Self { system_id, database: database.to_owned(), slot: slot.to_owned(), timeline, key }
     }
 
     /// The checkpoint record's key: system identifier, slot and database.
     pub fn key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+
+    /// The key as text (`<system identifier>/<slot>/<database>`), e.g. to claim a
+    /// destination with.
+    pub fn name(&self) -> &str {
         &self.key
     }
 

@@ -171,7 +171,7 @@ async fn run_session(
         }
         // Entry IDs from the WAL make every Redis delivery exactly-once already.
         (Destination::Redis(redis), _) => {
-            let sink = RedisSink::connect(redis).await?;
+            let sink = RedisSink::connect(redis, owner.name()).await?;
             let mode = DeliveryMode::AtLeastOnce;
             stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await
         }
