@@ -258,6 +258,7 @@ fn build_records(args: &Args) -> Vec<OutboxRecord> {
                     Bytes::from(pg_timestamp(now + i64::try_from(j).unwrap_or(0))),
                 ),
             ],
+            meta: tailbox_outbox::MetaHeaders::default(),
         })
         .collect()
 }

@@ -113,6 +113,10 @@ pub struct BackfillArgs {
     /// table has that column, else the table's physical order].
     #[arg(long)]
     pub order_by: Option<String>,
+    /// SQL condition: publish only the rows matching it, e.g. "NOT published" when
+    /// taking over from a polling relay (docs/schemas.md) [default: every row].
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub filter: Option<String>,
     #[command(flatten)]
     pub run: Options,
 }

@@ -23,7 +23,9 @@ use std::{
 use clap::ArgMatches;
 use secrecy::{ExposeSecret, SecretString};
 use tailbox_kafka_sink::SinkConfig;
-use tailbox_outbox::{ColumnNames, OutboxConfig, PayloadFormat};
+use tailbox_outbox::{
+    ColumnNames, EventFormat, MetaHeaders, OutboxConfig, PayloadFormat, TableMapping,
+};
 use tailbox_pipeline::settings::Destination;
 use tailbox_redis_sink::RedisSinkConfig;
 use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
@@ -62,8 +64,12 @@ pub struct Config {
     pub kafka_sasl_password_from_file: bool,
     pub slot: String,
     pub publication: String,
-    pub outbox_table: String,
-    pub columns: ColumnNames,
+    /// The outbox table's whole mapping (columns, routing, headers, format).
+    pub mapping: TableMapping,
+    /// More outbox tables (the file's `[[tables]]`), each with its whole mapping.
+    pub more_tables: Vec<OutboxConfig>,
+    /// Every other table of the publication is an outbox table mapped like `mapping`.
+    pub all_tables: bool,
     /// Which sink records go to.
     pub sink: SinkKind,
     pub kafka_brokers: Option<String>,
@@ -74,11 +80,9 @@ pub struct Config {
     pub webhook: Option<WebhookSinkConfig>,
     /// librdkafka properties; secret ones (see [`is_secret_prop`]) held as secrets.
     pub kafka_props: Vec<(String, PropValue)>,
-    pub topic_template: String,
     pub checkpoint_topic: String,
     pub dlq_topic: String,
     pub message_prefix: String,
-    pub payload_format: PayloadFormat,
     pub exactly_once: bool,
     /// `None`: derived from the checkpoint's owner.
     pub transactional_id: Option<String>,
@@ -244,6 +248,52 @@ impl Checker<'_> {
     }
 }
 
+/// The outbox table's mapping from the per-table options (`topic_column`, `key_column`,
+/// `header_columns`, `exclude_columns`, `headers_column`, `meta_headers`, `format`,
+/// `cloudevents_*`), each checked here.
+fn table_mapping(
+    c: &mut Checker<'_>,
+    o: &crate::options::PgOptions,
+    table: &str,
+    columns: &ColumnNames,
+    topic_template: &str,
+) -> TableMapping {
+    let list = |text: &Option<String>| {
+        text.as_ref().map(|text| {
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        })
+    };
+    let meta_text = o.meta_headers.clone().unwrap_or_default();
+    let meta_headers = MetaHeaders::parse(&meta_text).unwrap_or_else(|reason| {
+        c.fail("meta_headers", &meta_text, &reason, "use any of lsn,xid,commit_ts, or none");
+        MetaHeaders::default()
+    });
+    let format_text = o.format.clone().unwrap_or_default();
+    let format = EventFormat::parse(&format_text).unwrap_or_else(|| {
+        c.fail("format", &format_text, "unknown format", "use debezium or cloudevents");
+        EventFormat::Debezium
+    });
+    TableMapping {
+        table: table.to_owned(),
+        column_id: columns.id.clone(),
+        column_type: columns.event_type.clone(),
+        column_aggregate_type: columns.aggregate_type.clone(),
+        column_aggregate_id: columns.aggregate_id.clone(),
+        column_payload: columns.payload.clone(),
+        topic_template: topic_template.to_owned(),
+        topic_column: o.topic_column.clone(),
+        key_column: o.key_column.clone(),
+        header_columns: list(&o.header_columns),
+        exclude_columns: list(&o.exclude_columns).unwrap_or_default(),
+        headers_column: o.headers_column.clone(),
+        meta_headers,
+        format,
+        cloudevents_source: o.cloudevents_source.clone(),
+        cloudevents_type: o.cloudevents_type.clone(),
+        ..TableMapping::default()
+    }
+}
+
 impl Config {
     /// Checks the merged settings; every problem (the file's too) in one error.
     fn validate(loaded: Loaded) -> Result<Config, ConfigErrors> {
@@ -263,7 +313,9 @@ impl Config {
         };
         let outbox_table = text(&pg_options.outbox_table);
         let topic_template = text(&o.topic_template);
-        if let Err(e) = OutboxConfig::new(&outbox_table, columns.clone(), &topic_template) {
+        let mut mapping =
+            table_mapping(&mut c, pg_options, &outbox_table, &columns, &topic_template);
+        if let Err(e) = OutboxConfig::from_mapping(&mapping) {
             // The outbox crate names the flag; name the key as it was given.
             let name = e.field.trim_start_matches("--").replace('-', "_");
             let key = crate::options::key(&name).map_or("outbox_table", |k| k.name.as_str());
@@ -282,6 +334,14 @@ impl Config {
             c.fail("payload_format", &payload_text, "unknown format", "use raw or json");
             PayloadFormat::Raw
         });
+        mapping.payload_format = payload_format;
+        let mut more_tables = Vec::new();
+        for table in pg_options.tables.iter().flatten() {
+            match OutboxConfig::from_mapping(table) {
+                Ok(config) => more_tables.push(config),
+                Err(e) => c.errors.push(format!("[[tables]] {:?}: {e}", table.table)),
+            }
+        }
         let exactly_once = o.exactly_once.unwrap_or_default();
         if let Some(id) = &o.transactional_id {
             c.non_empty(
@@ -377,18 +437,17 @@ impl Config {
             kafka_sasl_password_from_file,
             slot,
             publication,
-            outbox_table,
-            columns,
+            mapping,
+            more_tables,
+            all_tables: pg_options.all_tables.unwrap_or_default(),
             sink,
             kafka_brokers,
             redis,
             webhook,
             kafka_props,
-            topic_template,
             checkpoint_topic,
             dlq_topic,
             message_prefix,
-            payload_format,
             exactly_once,
             transactional_id: o.transactional_id.clone(),
             status_interval_ms,
@@ -424,21 +483,12 @@ impl Config {
 
     /// The outbox table and mapping (already checked).
     pub fn outbox(&self) -> Result<OutboxConfig, ConfigErrors> {
-        let mut outbox =
-            OutboxConfig::new(&self.outbox_table, self.columns.clone(), &self.topic_template)
-                .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        outbox.payload_format = self.payload_format;
-        Ok(outbox)
+        OutboxConfig::from_mapping(&self.mapping).map_err(|e| ConfigErrors(vec![e.to_string()]))
     }
 
     /// What the startup checks look for in the outbox table.
     pub fn table_spec(&self) -> Result<OutboxTableSpec, ConfigErrors> {
-        let outbox = self.outbox()?;
-        Ok(OutboxTableSpec {
-            schema: outbox.schema.clone(),
-            table: outbox.table.clone(),
-            required_columns: outbox.required_columns(),
-        })
+        Ok(tailbox_pipeline::settings::table_spec(&self.outbox()?))
     }
 
     /// The Kafka producer configuration, or the line saying kafka_brokers is missing.

@@ -76,7 +76,13 @@ fn main() -> ExitCode {
     logging::init(config.log_format);
     let result = match cli.command {
         Command::Run(_) => run::run(&config, None),
-        Command::Backfill(args) => run::run(&config, Some(args.order_by.as_deref())),
+        Command::Backfill(args) => run::run(
+            &config,
+            Some(tailbox_pipeline::backfill::Rows {
+                filter: args.filter.as_deref(),
+                order_by: args.order_by.as_deref(),
+            }),
+        ),
         Command::Status(args) => admin::status(&config, args.json),
         Command::Setup(args) => admin::setup(&config, args.failover),
         Command::Cleanup(args) => {

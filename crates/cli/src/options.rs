@@ -86,7 +86,8 @@ pub struct Options {
 /// How the pipeline maps, paces and reports.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 pub struct PipelineOptions {
-    /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type.
+    /// Topic for each event; {aggregatetype} is replaced by the row's aggregate type,
+    /// {column} by that column's value.
     #[arg(long, default_value = "outbox.event.{aggregatetype}")]
     pub topic_template: Option<String>,
     /// Topic for events that cannot be published (poison rows).
@@ -198,6 +199,47 @@ pub struct PgOptions {
     /// Column holding the payload (the record value).
     #[arg(long, default_value = "payload")]
     pub column_payload: Option<String>,
+    /// Column holding each row's topic (stream), used as is instead of topic_template;
+    /// a row whose value is no valid topic goes to the dead-letter topic.
+    #[arg(long)]
+    pub topic_column: Option<String>,
+    /// Column holding the record key; where it is NULL, the aggregate id is the key
+    /// [default: the aggregate id].
+    #[arg(long)]
+    pub key_column: Option<String>,
+    /// Comma-separated columns that become headers (besides id and type) [default: every
+    /// column without another role].
+    #[arg(long)]
+    pub header_columns: Option<String>,
+    /// Comma-separated columns that never become headers, e.g. status,published,attempts.
+    #[arg(long)]
+    pub exclude_columns: Option<String>,
+    /// A json/jsonb column whose object keys become one header each.
+    #[arg(long)]
+    pub headers_column: Option<String>,
+    /// tailbox's own headers: any of lsn,xid,commit_ts, or none.
+    #[arg(long, default_value = "lsn,xid,commit_ts")]
+    pub meta_headers: Option<String>,
+    /// Event format: debezium (headers id, type, one per column) or cloudevents (binary
+    /// mode: ce_* headers, ce-* for webhooks).
+    #[arg(long, default_value = "debezium")]
+    pub format: Option<String>,
+    /// CloudEvents source, {column} placeholders allowed [default:
+    /// /tailbox/<schema>.<table>].
+    #[arg(long)]
+    pub cloudevents_source: Option<String>,
+    /// CloudEvents type, {column} placeholders allowed [default: the event type column].
+    #[arg(long)]
+    pub cloudevents_type: Option<String>,
+    /// Every table of the publication is an outbox table, each mapped with these options
+    /// (the file's [[tables]] map tables of their own). --all-tables=false turns it off.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new())]
+    pub all_tables: Option<bool>,
+    /// More outbox tables, one whole mapping each (file only: `[[tables]]`; see
+    /// docs/schemas.md).
+    #[arg(skip)]
+    pub tables: Option<Vec<tailbox_outbox::TableMapping>>,
 }
 
 /// Which sink records go to.
@@ -293,7 +335,8 @@ pub struct RedisOptions {
 pub struct WebhookOptions {
     /// URL each event is POSTed to (required with --sink webhook); {aggregatetype} is
     /// replaced by the event's aggregate type (recovered from the topic that
-    /// topic_template made). Checkpoints and dead letters go to PostgreSQL tables
+    /// topic_template made), {topic} by the event's topic (from topic_template over any
+    /// columns, or topic_column). Checkpoints and dead letters go to PostgreSQL tables
     /// (sql/05_webhook_tables.sql).
     #[arg(long, hide_env_values = true)]
     pub webhook_url: Option<String>,

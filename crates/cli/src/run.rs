@@ -27,6 +27,8 @@ pub fn settings(config: &Config, metrics: Arc<PipelineMetrics>) -> Result<Pipeli
         slot: config.slot.clone(),
         publication: config.publication.clone(),
         outbox: config.outbox()?,
+        more_tables: config.more_tables.clone(),
+        all_tables: config.all_tables.then(|| config.mapping.clone()),
         destination,
         checkpoint_topic: config.checkpoint_topic.clone(),
         status_interval: config.status_interval(),
@@ -49,9 +51,9 @@ pub fn settings(config: &Config, metrics: Arc<PipelineMetrics>) -> Result<Pipeli
 
 /// Runs the pipeline on a single-threaded runtime (one core does the work; fewer
 /// thread hops per event) until SIGINT/SIGTERM.
-/// With `backfill` (`Some(order_by)`), first publishes the rows already in the table
+/// With `backfill` (`Some(rows)`), first publishes the rows already in the table
 /// (see [`tailbox_pipeline::backfill`]).
-pub fn run(config: &Config, backfill: Option<Option<&str>>) -> Result<()> {
+pub fn run(config: &Config, backfill: Option<tailbox_pipeline::backfill::Rows<'_>>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -61,7 +63,10 @@ pub fn run(config: &Config, backfill: Option<Option<&str>>) -> Result<()> {
     result
 }
 
-async fn run_async(config: &Config, backfill: Option<Option<&str>>) -> Result<()> {
+async fn run_async(
+    config: &Config,
+    backfill: Option<tailbox_pipeline::backfill::Rows<'_>>,
+) -> Result<()> {
     // Handlers go in before anything else, so a signal during startup is a clean
     // stop too, never the default "die at once".
     let mut terminate =
@@ -121,8 +126,8 @@ async fn run_async(config: &Config, backfill: Option<Option<&str>>) -> Result<()
     if config.dry_run {
         warn!("dry run: nothing is published and the slot is never confirmed");
     }
-    if let Some(order_by) = backfill {
-        tailbox_pipeline::backfill::run(&settings, order_by).await.context("backfill")?;
+    if let Some(rows) = backfill {
+        tailbox_pipeline::backfill::run(&settings, rows).await.context("backfill")?;
     }
     ops.loop_alive.store(true, std::sync::atomic::Ordering::Relaxed);
     let result = supervisor::run(settings, shutdown).await;

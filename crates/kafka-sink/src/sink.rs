@@ -326,15 +326,14 @@ impl KafkaSink {
         if !self.topic_ready(&record.topic, meta) {
             return Ok(SendOutcome::Blocked);
         }
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 3);
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 4);
         for (name, value) in &record.headers {
             headers = headers.insert(Header { key: name, value: Some(value.as_ref()) });
         }
         if let Some(meta) = meta {
-            headers = headers
-                .insert(Header { key: headers::LSN, value: Some(meta.lsn.as_bytes()) })
-                .insert(Header { key: headers::XID, value: Some(meta.xid.as_bytes()) })
-                .insert(Header { key: headers::COMMIT_TS, value: Some(meta.commit_ts.as_bytes()) });
+            for (key, value) in meta.headers(record.meta) {
+                headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+            }
         }
         let mut base = BaseRecord::with_opaque_to(&record.topic, self.next_seq as usize)
             .key(record.key.as_ref())

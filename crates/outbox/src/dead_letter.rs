@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{headers, record::OutboxRecord};
+use crate::{
+    headers::{self, MetaHeaders},
+    record::OutboxRecord,
+};
 
 /// Why an event is dead-lettered, and where it came from.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +31,8 @@ pub fn mark(record: &mut OutboxRecord, dlq_topic: &Arc<str>, why: DeadLetterReas
         record.headers.push((Arc::from(headers::SOURCE_TOPIC), topic));
     }
     record.topic = Arc::clone(dlq_topic);
+    // Dead letters always say where they came from, whatever the table's choice.
+    record.meta = MetaHeaders::default();
     let reason = [
         (headers::ERROR, why.error),
         (headers::SOURCE_LSN, why.source_lsn),
@@ -50,6 +55,7 @@ mod tests {
             key: Bytes::from_static(b"o-1"),
             value: Bytes::from_static(b"{}"),
             headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
+            meta: MetaHeaders::NONE,
         };
         let why = DeadLetterReason {
             error: "too large",

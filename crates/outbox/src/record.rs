@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::headers::MetaHeaders;
+
 /// A Kafka record made from one outbox row. Values are zero-copy slices of the
 /// replication message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +19,9 @@ pub struct OutboxRecord {
     pub value: Bytes,
     /// Headers from the row's other columns; names are shared with the relation layout.
     pub headers: Vec<(Arc<str>, Bytes)>,
+    /// Which per-transaction headers (`lsn`, `xid`, `commit_ts`, `ce_time`) the sink
+    /// adds, when it is given the transaction's facts.
+    pub meta: MetaHeaders,
 }
 
 impl OutboxRecord {

@@ -11,7 +11,9 @@ use std::{
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tailbox_outbox::{ColumnNames, OutboxConfig, OutboxMapper, OutboxRecord, PayloadFormat};
+use tailbox_outbox::{
+    ColumnNames, MetaHeaders, OutboxConfig, OutboxMapper, OutboxRecord, PayloadFormat, TableMapping,
+};
 use tailbox_pgoutput::Message;
 
 struct Counting;
@@ -103,6 +105,10 @@ fn allocations_per_event(format: PayloadFormat) -> u64 {
         OutboxConfig::new("public.outbox", ColumnNames::default(), "outbox.event.{aggregatetype}")
             .expect("valid configuration");
     config.payload_format = format;
+    allocations_with(config)
+}
+
+fn allocations_with(config: OutboxConfig) -> u64 {
     let mut mapper = OutboxMapper::new(config);
     let Ok(Message::Relation(relation)) = Message::decode(&relation_message()) else {
         panic!("relation fixture does not decode");
@@ -141,4 +147,20 @@ fn decoding_and_mapping_an_insert_allocates_nothing() {
 #[test]
 fn checking_json_payloads_allocates_once_per_event_at_most() {
     assert!(allocations_per_event(PayloadFormat::Json) <= 1000, "1,000 JSON-checked payloads");
+}
+
+/// Routing by several columns, a key column, an exclude list and fewer meta headers
+/// cost no allocation either (the topic is rendered into a reused buffer and found in
+/// the cache).
+#[test]
+fn templates_over_any_columns_and_header_rules_allocate_nothing() {
+    let config = OutboxConfig::from_mapping(&TableMapping {
+        topic_template: "{aggregatetype}.{type}.v1".into(),
+        key_column: Some("aggregateid".into()),
+        exclude_columns: vec!["type".into()],
+        meta_headers: MetaHeaders::LSN,
+        ..TableMapping::default()
+    })
+    .expect("valid configuration");
+    assert_eq!(allocations_with(config), 0);
 }

@@ -51,18 +51,29 @@ pub struct BackfillStats {
     pub consistent_point: Lsn,
 }
 
-/// Creates the slot with a snapshot, publishes the table's rows as of that snapshot and
-/// writes the checkpoint; the caller then streams from the slot.
+/// Which rows a backfill publishes, in which order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rows<'a> {
+    /// An SQL condition (`NOT published`): only rows matching it. Moving from a
+    /// polling relay, this picks the rows it had not published yet (docs/schemas.md).
+    pub filter: Option<&'a str>,
+    /// An SQL `ORDER BY` expression.
+    pub order_by: Option<&'a str>,
+}
+
+/// Creates the slot with a snapshot, publishes the table's rows as of that snapshot
+/// (those `rows` selects) and writes the checkpoint; the caller then streams from the
+/// slot.
 pub async fn run(
     settings: &PipelineSettings,
-    order_by: Option<&str>,
+    rows: Rows<'_>,
 ) -> Result<BackfillStats, PipelineError> {
     let table = settings.table_spec();
     let control = ControlClient::connect(&settings.pg).await?;
     control.check_ready_without_slot(&settings.publication, &table).await?;
     let snapshot = ExportedSnapshot::create(&settings.pg, &settings.slot).await?;
     info!(slot = %settings.slot, lsn = %snapshot.consistent_point, "slot created; backfilling");
-    let result = publish_snapshot(settings, &control, &snapshot, &table, order_by).await;
+    let result = publish_snapshot(settings, &control, &snapshot, &table, rows).await;
     let consistent_point = snapshot.consistent_point;
     drop(snapshot);
     match result {
@@ -96,7 +107,7 @@ async fn publish_snapshot(
     control: &ControlClient,
     snapshot: &ExportedSnapshot,
     table: &OutboxTableSpec,
-    order_by: Option<&str>,
+    rows: Rows<'_>,
 ) -> Result<BackfillStats, PipelineError> {
     let client = control.client();
     let pg = |context: &'static str| move |e| ReplicationError::from_pg_error(context, e);
@@ -109,7 +120,8 @@ async fn publish_snapshot(
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let order = match order_by {
+    let filter = rows.filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+    let order = match rows.order_by {
         Some(order) => format!(" ORDER BY {order}"),
         None if columns.iter().any(|c| c == "timestamp") => " ORDER BY \"timestamp\"".to_owned(),
         None => String::new(),
@@ -124,7 +136,7 @@ async fn publish_snapshot(
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'; \
-             DECLARE tailbox_backfill NO SCROLL CURSOR FOR SELECT {select} FROM {qualified}{order}",
+             DECLARE tailbox_backfill NO SCROLL CURSOR FOR SELECT {select} FROM {qualified}{filter}{order}",
             snapshot.snapshot_name
         ))
         .await
@@ -150,13 +162,9 @@ async fn publish_snapshot(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or_default();
-    let mut meta = EventMeta {
-        commit_lsn: snapshot.consistent_point,
-        lsn: snapshot.consistent_point.to_string(),
-        xid: String::new(),
-        commit_ts: now_us.to_string(),
-        timestamp_ms: now_us / 1000,
-    };
+    let mut meta = EventMeta::default();
+    meta.reset(snapshot.consistent_point, 0, now_us);
+    meta.xid.clear(); // each row's own, below
     match &settings.destination {
         Destination::Kafka(kafka) => {
             let sink = KafkaSink::new(kafka, &settings.checkpoint_topic)?;

@@ -246,7 +246,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         Self {
             source,
             sink,
-            mapper: OutboxMapper::new(settings.outbox.clone()),
+            mapper: settings.mapper(),
             checkpoint_owner,
             rewrite_checkpoint,
             tracker: AckTracker::new(start_lsn),
@@ -738,6 +738,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 .into_iter()
                 .map(|(k, v)| (Arc::from(k.as_str()), Bytes::from(v)))
                 .collect(),
+            meta: tailbox_outbox::MetaHeaders::default(),
         };
         let (table, lsn) = (self.mapper.table_name(), ids.lsn.to_string());
         let why = DeadLetterReason { error: &reason, source_lsn: &lsn, source_table: &table };

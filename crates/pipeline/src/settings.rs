@@ -3,9 +3,9 @@
 use std::{sync::Arc, time::Duration};
 
 use tailbox_kafka_sink::SinkConfig;
-use tailbox_outbox::OutboxConfig;
+use tailbox_outbox::{OutboxConfig, TableMapping};
 use tailbox_redis_sink::RedisSinkConfig;
-use tailbox_replication::{OutboxTableSpec, PgConnectionConfig};
+use tailbox_replication::{OutboxTableSpec, PgConnectionConfig, RequiredColumn};
 use tailbox_webhook_sink::WebhookSinkConfig;
 
 use crate::metrics::PipelineMetrics;
@@ -19,8 +19,14 @@ pub struct PipelineSettings {
     pub slot: String,
     /// Publication.
     pub publication: String,
-    /// The outbox table and mapping.
+    /// The outbox table and mapping (the first table; table-less envelopes use its
+    /// topic template and headers).
     pub outbox: OutboxConfig,
+    /// More outbox tables of the same publication, each with its own mapping.
+    pub more_tables: Vec<OutboxConfig>,
+    /// Map every other table of the publication with this mapping (its `table` is
+    /// ignored); `None`: other tables are not outbox tables.
+    pub all_tables: Option<TableMapping>,
     /// Where records go.
     pub destination: Destination,
     /// Where checkpoint records go: the compacted Kafka topic, or the Redis hash.
@@ -65,11 +71,27 @@ pub struct PipelineSettings {
 impl PipelineSettings {
     /// What the startup checks look for in the outbox table.
     pub fn table_spec(&self) -> OutboxTableSpec {
-        OutboxTableSpec {
-            schema: self.outbox.schema.clone(),
-            table: self.outbox.table.clone(),
-            required_columns: self.outbox.required_columns(),
-        }
+        table_spec(&self.outbox)
+    }
+
+    /// The mapper for every configured table (and the catch-all).
+    pub fn mapper(&self) -> tailbox_outbox::OutboxMapper {
+        let tables = std::iter::once(&self.outbox).chain(&self.more_tables).cloned().collect();
+        tailbox_outbox::OutboxMapper::with_tables(tables, self.all_tables.clone())
+    }
+}
+
+/// What the startup checks look for in one outbox table: the columns its mapping
+/// reads, each with the field that names it.
+pub fn table_spec(outbox: &OutboxConfig) -> OutboxTableSpec {
+    OutboxTableSpec {
+        schema: outbox.schema.clone(),
+        table: outbox.table.clone(),
+        required_columns: outbox
+            .required()
+            .into_iter()
+            .map(|c| RequiredColumn { name: c.name, field: c.field.to_owned(), json: c.json })
+            .collect(),
     }
 }
 

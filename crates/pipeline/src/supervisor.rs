@@ -121,6 +121,7 @@ async fn run_session(
     let table = settings.table_spec();
     let control = ControlClient::connect(&settings.pg).await?;
     let before = control.check_ready(&settings.slot, &settings.publication, &table).await?;
+    check_more_tables(settings, &control).await?;
 
     let stream = PgWalStream::start(
         &settings.pg,
@@ -290,4 +291,47 @@ fn error_kind(err: &PipelineError) -> ErrorKind {
             ErrorKind::Postgres
         }
     }
+}
+
+/// The startup checks of every outbox table after the first: each configured one, and
+/// with a catch-all mapping, each other table the publication carries; a missing or
+/// mistyped column is named per table.
+async fn check_more_tables(
+    settings: &PipelineSettings,
+    control: &ControlClient,
+) -> Result<(), PipelineError> {
+    for table in &settings.more_tables {
+        control
+            .check_outbox_table(&settings.publication, &crate::settings::table_spec(table))
+            .await?;
+    }
+    let Some(mapping) = &settings.all_tables else { return Ok(()) };
+    let configured: Vec<(&str, &str)> = std::iter::once(&settings.outbox)
+        .chain(&settings.more_tables)
+        .map(|t| (t.schema.as_str(), t.table.as_str()))
+        .collect();
+    for (schema, table) in control.publication_tables(&settings.publication).await? {
+        if configured.contains(&(schema.as_str(), table.as_str())) {
+            continue;
+        }
+        let qualified = format!(
+            "{}.{}",
+            tailbox_outbox::identifier::quote(&schema),
+            tailbox_outbox::identifier::quote(&table)
+        );
+        let config = tailbox_outbox::OutboxConfig::from_mapping(&tailbox_outbox::TableMapping {
+            table: qualified,
+            ..mapping.clone()
+        })
+        .map_err(|e| {
+            tailbox_replication::ReplicationError::Startup(tailbox_replication::StartupProblem {
+                problem: e.to_string(),
+                fix: "fix the catch-all mapping".into(),
+            })
+        })?;
+        control
+            .check_outbox_table(&settings.publication, &crate::settings::table_spec(&config))
+            .await?;
+    }
+    Ok(())
 }

@@ -3,10 +3,11 @@
 //! Fields of an entry, in this order: `aggregateid` (the record key), `payload` (the
 //! value, bytes as stored), then every header of the record (`id`, `type`, other
 //! columns; for dead letters `error`, `source_lsn`, `source_table`, `source_topic`),
-//! then `lsn`, `xid` and `commit_ts` of its transaction.
+//! then those of `lsn`, `xid`, `commit_ts` (and `ce_time` for CloudEvents) of its
+//! transaction that the table's `meta_headers` select.
 
 use redis::{Arg, Cmd};
-use tailbox_outbox::{OutboxRecord, headers};
+use tailbox_outbox::OutboxRecord;
 use tailbox_sink::{EventMeta, RefusedRecord};
 
 use crate::{config::Trim, ids::EntryId};
@@ -40,9 +41,9 @@ pub fn xadd(
         cmd.arg(&**name).arg(value.as_ref());
     }
     if let Some(meta) = meta {
-        cmd.arg(headers::LSN).arg(&meta.lsn);
-        cmd.arg(headers::XID).arg(&meta.xid);
-        cmd.arg(headers::COMMIT_TS).arg(&meta.commit_ts);
+        for (name, value) in meta.headers(record.meta) {
+            cmd.arg(name).arg(value);
+        }
     }
     cmd
 }
@@ -89,12 +90,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cloudevents_attributes_and_the_selected_meta_headers_become_fields() {
+        let record = OutboxRecord {
+            topic: Arc::from("outbox.event.Order"),
+            key: Bytes::from_static(b"o-1"),
+            value: Bytes::from_static(b"{}"),
+            headers: vec![
+                (Arc::from("ce_specversion"), Bytes::from_static(b"1.0")),
+                (Arc::from("ce_id"), Bytes::from_static(b"e-1")),
+            ],
+            meta: tailbox_outbox::MetaHeaders::XID.with(tailbox_outbox::MetaHeaders::CE_TIME),
+        };
+        let mut meta = EventMeta::default();
+        meta.reset(0x10.into(), 5, 0);
+        let cmd = xadd(&record, Some(&meta), EntryId { lsn: 0x10, position: 0 }, None);
+        let copy = refused_copy(&cmd, None);
+        let fields: Vec<(&str, &[u8])> =
+            copy.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("ce_specversion", b"1.0".as_slice()),
+                ("ce_id", b"e-1"),
+                ("xid", b"5"),
+                ("ce_time", b"1970-01-01T00:00:00.000000Z"),
+            ]
+        );
+    }
+
+    #[test]
     fn a_record_goes_in_and_comes_back_out() {
         let record = OutboxRecord {
             topic: Arc::from("outbox.event.Order"),
             key: Bytes::from_static(b"o-1"),
             value: Bytes::from_static(b"{\"n\":1}"),
             headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
+            meta: tailbox_outbox::MetaHeaders::default(),
         };
         let mut meta = EventMeta::default();
         meta.reset(0x10.into(), 5, 1_700_000_000_000_000);

@@ -31,6 +31,7 @@ fn record(stream: &str, key: &str, n: u32) -> OutboxRecord {
         key: Bytes::copy_from_slice(key.as_bytes()),
         value: Bytes::from(format!("{{\"n\":{n}}}")),
         headers: vec![(Arc::from("id"), Bytes::from(n.to_string()))],
+        meta: tailbox_outbox::MetaHeaders::default(),
     }
 }
 

@@ -37,7 +37,18 @@ pub struct OutboxTableSpec {
     /// Table name, e.g. `outbox`.
     pub table: String,
     /// Columns the mapping reads.
-    pub required_columns: Vec<String>,
+    pub required_columns: Vec<RequiredColumn>,
+}
+
+/// A column the outbox table must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredColumn {
+    /// The column.
+    pub name: String,
+    /// The configuration field that names it (for the fix), e.g. `key_column`.
+    pub field: String,
+    /// Whether it must be `json` or `jsonb`.
+    pub json: bool,
 }
 
 /// Where a replication slot stands.
@@ -121,6 +132,34 @@ impl ControlClient {
         self.check_publication(publication, table).await?;
         self.check_table(table).await?;
         Ok(position)
+    }
+
+    /// Checks one more outbox table (of several): the publication carries it and it
+    /// has the columns its mapping reads.
+    pub async fn check_outbox_table(
+        &self,
+        publication: &str,
+        table: &OutboxTableSpec,
+    ) -> Result<(), ReplicationError> {
+        self.check_publication(publication, table).await?;
+        self.check_table(table).await
+    }
+
+    /// The tables the publication carries, `(schema, table)`.
+    pub async fn publication_tables(
+        &self,
+        publication: &str,
+    ) -> Result<Vec<(String, String)>, ReplicationError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
+                 WHERE pubname = $1 ORDER BY 1, 2",
+                &[&publication],
+            )
+            .await
+            .map_err(|e| ReplicationError::from_pg("reading pg_publication_tables", e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// The checks of [`ControlClient::check_ready`] but the slot's (a backfill creates
@@ -265,9 +304,10 @@ impl ControlClient {
         let rows = self
             .client
             .query(
-                "SELECT a.attname::text FROM pg_attribute a \
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
                  JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
                 &[&table.schema, &table.table],
             )
             .await
@@ -280,22 +320,8 @@ impl ControlClient {
                  e.g. '\"App\".\"Outbox\"')",
             ));
         }
-        let columns: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        for wanted in &table.required_columns {
-            if !columns.iter().any(|c| c == wanted) {
-                return Err(ReplicationError::startup(
-                    format!(
-                        "outbox table {}.{} has no column {wanted:?}",
-                        table.schema, table.table
-                    ),
-                    format!(
-                        "add the column (see sql/01_outbox_table.sql) or map yours with the matching `column_*` option; it has: {}",
-                        columns.join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        let columns: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        check_columns(&table.schema, &table.table, &columns, &table.required_columns)
     }
 
     /// Reads the slot's current position. Called right after START_REPLICATION too: the
@@ -324,6 +350,56 @@ impl ControlClient {
             active_pid: row.get(3),
         })
     }
+}
+
+/// Whether `columns` (`(name, type)` of the table, in order) hold every required
+/// column with the right type; the error names the table, the column, the field that
+/// asked for it and the fix (with the closest existing name for a likely typo).
+pub fn check_columns(
+    schema: &str,
+    table: &str,
+    columns: &[(String, String)],
+    required: &[RequiredColumn],
+) -> Result<(), ReplicationError> {
+    let qualified = format!("{}.{}", quote_identifier(schema), quote_identifier(table));
+    for wanted in required {
+        let Some((_, kind)) = columns.iter().find(|(name, _)| *name == wanted.name) else {
+            let closest = columns
+                .iter()
+                .map(|(name, _)| (strsim::jaro_winkler(name, &wanted.name), name))
+                .filter(|(score, _)| *score > 0.85)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, name)| format!("did you mean {name:?}? "))
+                .unwrap_or_default();
+            let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+            return Err(ReplicationError::startup(
+                format!(
+                    "outbox table {schema}.{table} has no column {:?} (named by {})",
+                    wanted.name, wanted.field
+                ),
+                format!(
+                    "{closest}set {} to one of its columns ({}), or add the column (see sql/01_outbox_table.sql)",
+                    wanted.field,
+                    names.join(", ")
+                ),
+            ));
+        };
+        if wanted.json && kind != "json" && kind != "jsonb" {
+            return Err(ReplicationError::startup(
+                format!(
+                    "column {:?} of outbox table {schema}.{table} is {kind}, but {} needs json or jsonb",
+                    wanted.name, wanted.field
+                ),
+                format!(
+                    "ALTER TABLE {qualified} ALTER COLUMN {} TYPE jsonb USING {}::jsonb, or unset {}",
+                    quote_identifier(&wanted.name),
+                    quote_identifier(&wanted.name),
+                    wanted.field
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The slot was invalidated because it fell behind `max_slot_wal_keep_size`.
@@ -397,6 +473,36 @@ mod tests {
         assert_eq!(slot_invalidated("s", "wal_removed").to_string(), slot_lost("s").to_string());
         let other = slot_invalidated("s", "rows_removed").to_string();
         assert!(other.contains("rows_removed"), "{other}");
+    }
+
+    #[test]
+    fn missing_and_mistyped_columns_name_the_field_and_the_fix() {
+        let columns: Vec<(String, String)> =
+            [("id", "uuid"), ("partitionkey", "text"), ("metadata", "text")]
+                .map(|(n, t)| (n.to_owned(), t.to_owned()))
+                .to_vec();
+        let need = |name: &str, field: &str, json: bool| {
+            vec![RequiredColumn { name: name.into(), field: field.into(), json }]
+        };
+        let err = check_columns(
+            "public",
+            "_outbox",
+            &columns,
+            &need("partition_key", "key_column", false),
+        )
+        .expect_err("missing column")
+        .to_string();
+        assert!(err.contains("\"partition_key\" (named by key_column)"), "{err}");
+        assert!(err.contains("did you mean \"partitionkey\"? set key_column"), "{err}");
+        let err =
+            check_columns("public", "_outbox", &columns, &need("metadata", "headers_column", true))
+                .expect_err("text is not json")
+                .to_string();
+        assert!(err.contains("is text, but headers_column needs json or jsonb"), "{err}");
+        assert!(err.contains("TYPE jsonb USING \"metadata\"::jsonb"), "{err}");
+        assert!(
+            check_columns("public", "_outbox", &columns, &need("id", "column_id", false)).is_ok()
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ mod transport;
 mod wire;
 
 pub use connection::PgConnectionConfig;
-pub use control::{ControlClient, OutboxTableSpec, SlotPosition};
+pub use control::{ControlClient, OutboxTableSpec, RequiredColumn, SlotPosition};
 pub use error::{ReplicationError, StartupProblem};
 pub use identity::{ServerIdentity, TimelineHistory, TimelineSwitch};
 pub use source::{WalEvent, WalSource};

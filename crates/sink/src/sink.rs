@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
-use tailbox_outbox::OutboxRecord;
+use tailbox_outbox::{MetaHeaders, OutboxRecord, headers};
 use tailbox_pgoutput::Lsn;
 
 use crate::error::{DeliveryError, SinkError, TransactionError};
@@ -50,6 +50,8 @@ pub struct EventMeta {
     pub commit_ts: String,
     /// Commit time, ms since the Unix epoch: the record's timestamp.
     pub timestamp_ms: i64,
+    /// Commit time in RFC 3339, UTC, µs (header `ce_time` of CloudEvents).
+    pub time: String,
 }
 
 impl EventMeta {
@@ -65,6 +67,77 @@ impl EventMeta {
         self.commit_ts.clear();
         let _ = write!(self.commit_ts, "{commit_unix_micros}");
         self.timestamp_ms = commit_unix_micros / 1000;
+        self.time.clear();
+        write_rfc3339(&mut self.time, commit_unix_micros);
+    }
+
+    /// The per-transaction headers `which` selects, as `(name, value)`, in a fixed
+    /// order: `lsn`, `xid`, `commit_ts`, `ce_time`.
+    pub fn headers(&self, which: MetaHeaders) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            (MetaHeaders::LSN, headers::LSN, self.lsn.as_str()),
+            (MetaHeaders::XID, headers::XID, self.xid.as_str()),
+            (MetaHeaders::COMMIT_TS, headers::COMMIT_TS, self.commit_ts.as_str()),
+            (MetaHeaders::CE_TIME, headers::cloudevents::TIME, self.time.as_str()),
+        ]
+        .into_iter()
+        .filter(move |(bit, _, _)| which.contains(*bit))
+        .map(|(_, name, value)| (name, value))
+    }
+}
+
+/// `1970-01-01T00:00:00.000000Z` for µs since the Unix epoch (UTC; days to a civil
+/// date by Howard Hinnant's algorithm, so no date library for one format).
+pub fn write_rfc3339(out: &mut String, unix_micros: i64) {
+    use std::fmt::Write;
+    let micros = unix_micros.rem_euclid(1_000_000);
+    let seconds = unix_micros.div_euclid(1_000_000);
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfc3339(micros: i64) -> String {
+        let mut out = String::new();
+        write_rfc3339(&mut out, micros);
+        out
+    }
+
+    #[test]
+    fn commit_times_in_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(rfc3339(1_795_000_000_123_456), "2026-11-18T11:06:40.123456Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn meta_headers_follow_the_selection() {
+        let mut meta = EventMeta::default();
+        meta.reset(0x16B3748.into(), 42, 0);
+        let all: Vec<_> = meta.headers(MetaHeaders::default()).collect();
+        assert_eq!(all, [("lsn", "0/16B3748"), ("xid", "42"), ("commit_ts", "0")]);
+        assert_eq!(meta.headers(MetaHeaders::NONE).count(), 0);
+        let ce: Vec<_> = meta.headers(MetaHeaders::XID.with(MetaHeaders::CE_TIME)).collect();
+        assert_eq!(ce, [("xid", "42"), ("ce_time", "1970-01-01T00:00:00.000000Z")]);
     }
 }
 

@@ -76,23 +76,47 @@ impl BodyFormat {
     }
 }
 
-/// `https://host/path/{aggregatetype}`: the URL of each event, `{aggregatetype}` (any
-/// number of times, or never) replaced by the event's aggregate type.
+/// `https://host/path/{aggregatetype}` or `https://host/{topic}`: the URL of each event.
+/// `{aggregatetype}` is replaced by the event's aggregate type, `{topic}` by the topic
+/// the topic template (over any columns) or the topic column gave it; each any number
+/// of times, or never.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlTemplate {
-    parts: Arc<[String]>,
+    parts: Arc<[UrlPart]>,
 }
+
+/// One part of a [`UrlTemplate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UrlPart {
+    Text(String),
+    AggregateType,
+    Topic,
+}
+
+/// The placeholder of [`UrlTemplate`] replaced by the record's topic.
+pub const TOPIC: &str = "{topic}";
 
 impl UrlTemplate {
     /// Parses and checks a template: http or https, a host, no placeholder but
-    /// `{aggregatetype}`. The error never repeats the URL (it may carry credentials).
+    /// `{aggregatetype}` and `{topic}`. The error never repeats the URL (it may carry
+    /// credentials).
     pub fn parse(template: &str) -> Result<Self, String> {
-        let parts: Vec<String> = template.split(AGGREGATE_TYPE).map(str::to_owned).collect();
-        if parts.iter().any(|p| p.contains('{') || p.contains('}')) {
-            return Err("the only placeholder a webhook URL may hold is {aggregatetype}".into());
-        }
+        let only = "the only placeholders a webhook URL may hold are {aggregatetype} and {topic}";
+        let segments =
+            tailbox_outbox::topic::parse_segments(template).map_err(|_| only.to_owned())?;
+        let parts: Vec<UrlPart> = segments
+            .into_iter()
+            .map(|segment| match segment {
+                tailbox_outbox::topic::Segment::Literal(text) => Ok(UrlPart::Text(text)),
+                tailbox_outbox::topic::Segment::Column(name) => match name.as_str() {
+                    "aggregatetype" => Ok(UrlPart::AggregateType),
+                    "topic" => Ok(UrlPart::Topic),
+                    _ => Err(only.to_owned()),
+                },
+            })
+            .collect::<Result<_, _>>()?;
         let this = Self { parts: parts.into() };
-        let sample = this.render("Order");
+        let sample = this.render("Order", "outbox.event.Order");
         let url = reqwest::Url::parse(&sample).map_err(|e| format!("not a URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err("the URL must start with http:// or https://".into());
@@ -111,17 +135,33 @@ impl UrlTemplate {
 
     /// Whether `{aggregatetype}` appears.
     pub fn has_placeholder(&self) -> bool {
-        self.parts.len() > 1
+        self.parts.contains(&UrlPart::AggregateType)
     }
 
-    /// The URL for one aggregate type (topic-name characters only, so nothing to escape).
-    pub fn render(&self, aggregate_type: &str) -> String {
-        self.parts.join(aggregate_type)
+    /// The URL for one event (topic-name characters only, so nothing to escape).
+    pub fn render(&self, aggregate_type: &str, topic: &str) -> String {
+        let mut out = String::new();
+        for part in self.parts.iter() {
+            out.push_str(match part {
+                UrlPart::Text(text) => text,
+                UrlPart::AggregateType => aggregate_type,
+                UrlPart::Topic => topic,
+            });
+        }
+        out
     }
 
     /// The template as given.
     pub fn as_template(&self) -> String {
-        self.parts.join(AGGREGATE_TYPE)
+        let mut out = String::new();
+        for part in self.parts.iter() {
+            out.push_str(match part {
+                UrlPart::Text(text) => text,
+                UrlPart::AggregateType => AGGREGATE_TYPE,
+                UrlPart::Topic => TOPIC,
+            });
+        }
+        out
     }
 }
 
@@ -148,12 +188,15 @@ mod tests {
     fn url_templates_render_and_are_checked() {
         let t = UrlTemplate::parse("https://hooks.example/in/{aggregatetype}?v=1").expect("valid");
         assert!(t.has_placeholder());
-        assert_eq!(t.render("Order"), "https://hooks.example/in/Order?v=1");
+        assert_eq!(t.render("Order", "x"), "https://hooks.example/in/Order?v=1");
         assert_eq!(t.as_template(), "https://hooks.example/in/{aggregatetype}?v=1");
         let fixed = UrlTemplate::parse("http://127.0.0.1:8080/events").expect("valid");
         assert!(!fixed.has_placeholder());
         assert!(UrlTemplate::parse("ftp://x/{aggregatetype}").is_err());
         assert!(UrlTemplate::parse("https://x/{aggregateid}").is_err());
+        let any = UrlTemplate::parse("https://h/{topic}/{aggregatetype}").expect("valid");
+        assert_eq!(any.render("Doc", "documents.gdrive"), "https://h/documents.gdrive/Doc");
+        assert_eq!(any.as_template(), "https://h/{topic}/{aggregatetype}");
         assert!(UrlTemplate::parse("not a url").is_err());
         let err = UrlTemplate::parse("https://u:hunter2@x/").expect_err("password in URL");
         assert!(!err.contains("hunter2"));

@@ -100,18 +100,23 @@ pub fn prepare(
             .iter()
             .map(|(name, value)| (Arc::clone(name), Bytes::copy_from_slice(value)))
             .collect(),
+        meta: record.meta,
     };
     let header =
         |name: &str| owned.headers.iter().find(|(n, _)| &**n == name).map(|(_, v)| v.clone());
     let lsn = meta.map(|m| m.lsn.clone()).unwrap_or_default();
     let id = header(headers::ID)
+        .or_else(|| header(headers::cloudevents::ID))
         .and_then(|v| String::from_utf8(v.to_vec()).ok())
         .filter(|id| !id.is_empty() && HeaderValue::from_str(id).is_ok())
         .unwrap_or_else(|| format!("{}-{position}", if lsn.is_empty() { "0/0" } else { &lsn }));
     let (body, content_type) = match body {
         BodyFormat::Payload { content_type } => (
             owned.value.clone(),
-            HeaderValue::from_str(content_type)
+            // A CloudEvent's `datacontenttype` is its Content-Type.
+            header(headers::cloudevents::CONTENT_TYPE)
+                .and_then(|v| HeaderValue::from_bytes(&v).ok())
+                .or_else(|| HeaderValue::from_str(content_type).ok())
                 .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         ),
         BodyFormat::Envelope => (
@@ -126,17 +131,32 @@ pub fn prepare(
         }
     };
     if let Some(meta) = meta {
-        add(LSN_HEADER, meta.lsn.as_bytes());
-        add(XID_HEADER, meta.xid.as_bytes());
-        add(COMMIT_TS_HEADER, meta.commit_ts.as_bytes());
+        for (name, value) in meta.headers(record.meta) {
+            match name {
+                headers::LSN => add(LSN_HEADER, value.as_bytes()),
+                headers::XID => add(XID_HEADER, value.as_bytes()),
+                headers::COMMIT_TS => add(COMMIT_TS_HEADER, value.as_bytes()),
+                headers::cloudevents::TIME => add("ce-time", value.as_bytes()),
+                _ => {}
+            }
+        }
     }
-    if let Some(kind) = header(headers::TYPE) {
+    if let Some(kind) = header(headers::TYPE).or_else(|| header(headers::cloudevents::TYPE)) {
         add(TYPE_HEADER, &kind);
     }
     add(AGGREGATE_TYPE_HEADER, aggregate_type.as_bytes());
     add(AGGREGATE_ID_HEADER, &owned.key);
+    // CloudEvents, HTTP binding (binary mode): `ce_x` attributes as `ce-x` headers.
+    for (name, value) in &owned.headers {
+        if let Some(attribute) = name.strip_prefix(headers::cloudevents::PREFIX)
+            && let Ok(name) = HeaderName::from_bytes(format!("ce-{attribute}").as_bytes())
+            && let Ok(value) = HeaderValue::from_bytes(value)
+        {
+            extra.push((name, value));
+        }
+    }
     Prepared {
-        url: url.render(aggregate_type),
+        url: url.render(aggregate_type, &owned.topic),
         id,
         body,
         content_type,
@@ -199,7 +219,39 @@ mod tests {
             key: Bytes::from_static(b"o-1"),
             value: Bytes::from_static(br#"{"total": 42}"#),
             headers,
+            meta: tailbox_outbox::MetaHeaders::default(),
         }
+    }
+
+    #[test]
+    fn cloudevents_attributes_become_ce_headers() {
+        let mut record = record(false);
+        record.headers = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", "e-9"),
+            ("ce_source", "/shop"),
+            ("ce_type", "OrderPlaced"),
+            ("content-type", "application/json"),
+        ]
+        .map(|(k, v)| (Arc::from(k), Bytes::from_static(v.as_bytes())))
+        .to_vec();
+        record.meta = tailbox_outbox::MetaHeaders::CE_TIME;
+        let url = UrlTemplate::parse("https://h/in").expect("valid");
+        let body = BodyFormat::Payload { content_type: "text/plain".into() };
+        let p = prepare(&record, Some(&meta()), 0, &url, "Order", &body);
+        let header = |n: &str| {
+            p.headers
+                .iter()
+                .find(|(h, _)| h == n)
+                .map(|(_, v)| v.to_str().unwrap_or("?").to_owned())
+        };
+        assert_eq!(header("ce-specversion").as_deref(), Some("1.0"));
+        assert_eq!(header("ce-id").as_deref(), Some("e-9"));
+        assert_eq!(header("ce-type").as_deref(), Some("OrderPlaced"));
+        assert_eq!(header("ce-time").as_deref(), Some("2023-11-14T22:13:20.000000Z"));
+        assert_eq!(header(LSN_HEADER), None, "meta_headers = none");
+        assert_eq!(p.content_type, "application/json", "datacontenttype is the Content-Type");
+        assert_eq!(p.id, "e-9", "ce_id is the webhook-id");
     }
 
     fn meta() -> EventMeta {

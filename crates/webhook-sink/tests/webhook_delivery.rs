@@ -62,6 +62,7 @@ fn event(aggregate: &str, n: u32) -> OutboxRecord {
         key: Bytes::from(aggregate.to_owned()),
         value: Bytes::from(format!(r#"{{"agg": "{aggregate}", "n": {n}}}"#)),
         headers: vec![(Arc::from("id"), Bytes::from(format!("{aggregate}-{n}")))],
+        meta: tailbox_outbox::MetaHeaders::default(),
     }
 }
 

@@ -458,3 +458,33 @@ fn edit_distance_works() {
     assert_eq!(closest_key("kafka_broker"), Some("kafka_brokers"));
     assert_eq!(closest_key("zzzzzzzzzz"), None);
 }
+
+#[test]
+fn per_table_mappings_from_flags_and_the_files_tables() -> Result<(), ConfigErrors> {
+    let file = r#"
+        outbox_table = "customer.outbox"
+        exclude_columns = "status, published"
+        meta_headers = "lsn"
+        [[tables]]
+        table = "product.outbox"
+        column_payload = "body"
+        topic_column = "destination_topic"
+        format = "cloudevents"
+    "#;
+    let c = load_with(&["config", "check", "--key-column", "partition_key"], Some(file))?;
+    assert_eq!(c.mapping.key_column.as_deref(), Some("partition_key"));
+    assert_eq!(c.mapping.exclude_columns, ["status", "published"]);
+    assert_eq!(c.mapping.meta_headers, tailbox_outbox::MetaHeaders::LSN);
+    let [product] = c.more_tables.as_slice() else { panic!("one more table") };
+    assert_eq!((product.schema.as_str(), product.table.as_str()), ("product", "outbox"));
+    assert!(product.cloudevents.is_some());
+    let err = load_with(&["config", "check"], Some("[[tables]]\ntabel = \"x\"\n"))
+        .expect_err("unknown key in [[tables]]")
+        .to_string();
+    assert!(err.contains("tabel"), "{err}");
+    let err = load_with(&["config", "check", "--meta-headers", "lsn,id"], None)
+        .expect_err("unknown meta header")
+        .to_string();
+    assert!(err.contains("--meta-headers") && err.contains("\"id\""), "{err}");
+    Ok(())
+}

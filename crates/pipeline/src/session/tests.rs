@@ -377,6 +377,8 @@ fn settings() -> PipelineSettings {
         publication: "tailbox".into(),
         outbox: OutboxConfig::new("public.outbox", columns, "outbox.event.{aggregatetype}")
             .unwrap(),
+        more_tables: Vec::new(),
+        all_tables: None,
         destination: crate::settings::Destination::Kafka(tailbox_kafka_sink::SinkConfig {
             brokers: "localhost:9092".into(),
             properties: vec![],
