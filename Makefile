@@ -36,6 +36,7 @@ deps:
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-deps.sh; else bash scripts/install-deps.sh --check; fi
 	@bash scripts/kafka.sh fetch >/dev/null
 	@bash scripts/pg.sh fetch >/dev/null
+	@bash scripts/standardwebhooks.sh fetch >/dev/null
 
 fmt:
 	cargo fmt --all

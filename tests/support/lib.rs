@@ -45,4 +45,4 @@ pub use pg::{
 };
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
-pub use webhook::{Arrival, Reply, Script, WebhookReceiver};
+pub use webhook::{Arrival, Reply, Script, WebhookReceiver, verify_with_standardwebhooks};
