@@ -5,7 +5,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: demo test lint deps fmt torture bench
 
 ## Throwaway PostgreSQL + Kafka, tailbox running, events arriving in Kafka; cleans up.
-## SINK=redis: Redis Streams instead of Kafka.
+## SINK=redis: Redis Streams instead of Kafka. SINK=webhook: signed HTTP POSTs to a small
+## receiver (scripts/webhook-receiver.py) that prints each event.
 demo: deps
 	SINK=$${SINK:-kafka} bash scripts/demo.sh
 

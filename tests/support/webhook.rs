@@ -49,6 +49,8 @@ pub struct Arrival {
     pub headers: Vec<(String, String)>,
     /// The status the receiver answered (`None`: it stalled or dropped the connection).
     pub answered: Option<u16>,
+    /// When its headers arrived.
+    pub received_at: SystemTime,
 }
 
 impl Arrival {
@@ -143,6 +145,14 @@ impl WebhookReceiver {
     pub fn count(&self) -> usize {
         self.state.lock().map(|s| s.arrivals.len()).unwrap_or_default()
     }
+
+    /// How many requests got a 2xx so far (without copying them).
+    pub fn delivered(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.arrivals.iter().filter(|a| a.delivered()).count())
+            .unwrap_or_default()
+    }
 }
 
 /// Verifies each arrival's signature with the Standard Webhooks reference library
@@ -198,6 +208,7 @@ impl Drop for WebhookReceiver {
 }
 
 async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &[u8]) -> Response<String> {
+    let received_at = SystemTime::now();
     let path = req.uri().path().to_owned();
     let headers: Vec<(String, String)> = req
         .headers()
@@ -240,6 +251,7 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &[u8]) -> Res
             body: bytes,
             headers,
             answered: None,
+            received_at,
         };
         let reply = (state.script)(&arrival);
         state.arrivals.push(arrival);
