@@ -286,13 +286,7 @@ async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<(
     apply_sql_files(&pg, &[("05_webhook_tables.sql", vec![])])?;
     let receiver = WebhookReceiver::start(SECRET).await?;
     let poisoned = |a: &Arrival| String::from_utf8_lossy(&a.body).contains("poison");
-    receiver.set_script(move |a| {
-        if poisoned(a) {
-            Reply::Status(400, None)
-        } else {
-            Reply::Ok
-        }
-    });
+    receiver.set_script(move |a| if poisoned(a) { Reply::Status(400, None) } else { Reply::Ok });
     let dir = tailbox_e2e::scratch_dir("webhook-dead-letters");
     std::fs::create_dir_all(&dir)?;
     let args = webhook_args(&pg, &receiver, &names, &dir)?;
@@ -313,8 +307,10 @@ async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<(
 
     // The aggregate's later event went out only after the poison one was dead-lettered.
     let before = receiver.arrivals();
-    let order: Vec<(String, Option<u16>)> =
-        before.iter().map(|a| (String::from_utf8_lossy(&a.body).into_owned(), a.answered)).collect();
+    let order: Vec<(String, Option<u16>)> = before
+        .iter()
+        .map(|a| (String::from_utf8_lossy(&a.body).into_owned(), a.answered))
+        .collect();
     ensure!(before.len() == 3, "one request each: {order:?}\n{log}");
     ensure!(poisoned(&before[1]) && before[1].answered == Some(400), "{order:?}");
     ensure!(before[0].delivered() && before[2].delivered(), "{order:?}");
@@ -323,7 +319,10 @@ async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<(
     // `list`: the row, with the receiver's answer; replayable, not replayed.
     let url = role_url(&pg);
     let list = |extra: &[&str]| -> Result<Vec<serde_json::Value>> {
-        let out = run_command(&[&["dead-letters", "list", "--pg-url", &url, "--json"], extra].concat(), &[])?;
+        let out = run_command(
+            &[&["dead-letters", "list", "--pg-url", &url, "--json"], extra].concat(),
+            &[],
+        )?;
         ensure!(out.status.success(), "{}", output_text(&out));
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -340,11 +339,16 @@ async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<(
     let id = row["id"].as_i64().context("the row's id")?.to_string();
 
     // While the receiver still refuses it, a replay fails (exit status) and marks nothing.
-    let mut replay: Vec<String> = vec!["dead-letters".into(), "replay".into(), "--pg-url".into(), url.clone()];
+    let mut replay: Vec<String> =
+        vec!["dead-letters".into(), "replay".into(), "--pg-url".into(), url.clone()];
     replay.extend(replay_args(&args));
     let replay_refs: Vec<&str> = replay.iter().map(String::as_str).collect();
     let out = run_command(&replay_refs, &[])?;
-    ensure!(!out.status.success() && output_text(&out).contains("not delivered"), "{}", output_text(&out));
+    ensure!(
+        !out.status.success() && output_text(&out).contains("not delivered"),
+        "{}",
+        output_text(&out)
+    );
     ensure!(list(&[])?.len() == 1, "still listed after a refused replay");
 
     // The receiver is fixed: `replay --id` delivers it once.
@@ -367,8 +371,9 @@ async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<(
     ensure!(list(&[])?.is_empty(), "listed after its replay");
     let rows = list(&["--id", &id])?;
     ensure!(rows.len() == 1 && rows[0]["replayed"] == true, "{rows:?}");
-    let replayed_at =
-        pg.psql(&format!("SELECT replayed_at IS NOT NULL, replay_status FROM tailbox_dead_letter WHERE id = {id}"))?;
+    let replayed_at = pg.psql(&format!(
+        "SELECT replayed_at IS NOT NULL, replay_status FROM tailbox_dead_letter WHERE id = {id}"
+    ))?;
     ensure!(replayed_at.trim() == "t|200", "{replayed_at}");
     let count = receiver.count();
     let out = run_command(&replay_refs, &[])?;
@@ -383,8 +388,8 @@ async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<(
 /// signature verifies with the Standard Webhooks reference library (which also rejects
 /// a tampered body).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envelope_bodies_carry_the_row_and_verify_with_the_standard_webhooks_library()
--> Result<()> {
+async fn envelope_bodies_carry_the_row_and_verify_with_the_standard_webhooks_library() -> Result<()>
+{
     let pg = PgServer::start()?;
     let names = Names::new("webhook_env");
     apply_sql(&pg, &names)?;

@@ -16,7 +16,7 @@ use crate::report::Metrics;
 
 const MB: f64 = 1_000_000.0;
 
-pub(crate) fn drain_timeout(rows: u64) -> Duration {
+fn drain_timeout(rows: u64) -> Duration {
     Duration::from_secs(120 + rows / 2_000)
 }
 

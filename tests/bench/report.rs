@@ -192,7 +192,12 @@ const SECTIONS: &[(&str, &[Row])] = &[
             Row("webhook.recv_p50_ms", "commit → receiver p50", "ms", 1),
             Row("webhook.recv_p99_ms", "commit → receiver p99", "ms", 1),
             Row("webhook.recv_p999_ms", "commit → receiver p99.9", "ms", 1),
-            Row("webhook.steady_cpu_s_per_million", "tailbox CPU per million events (steady)", "s", 2),
+            Row(
+                "webhook.steady_cpu_s_per_million",
+                "tailbox CPU per million events (steady)",
+                "s",
+                2,
+            ),
             Row("webhook.steady_cpu_util", "tailbox CPU utilisation (steady)", "cores", 3),
         ],
     ),

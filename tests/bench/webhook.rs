@@ -13,7 +13,7 @@ use crate::env::{Env, PhaseNames};
 use crate::latency::{WARMUP_TYPE, quantile};
 use crate::load;
 use crate::measure::{self, TailboxProc};
-use crate::phases::{drain, drain_timeout, stop, wait_for};
+use crate::phases::{drain, stop, wait_for};
 use crate::progress;
 use crate::report::Metrics;
 
@@ -29,7 +29,12 @@ const MAX_ROWS: u64 = 100_000;
 pub const RATE: u64 = 1_000;
 
 /// `tailbox run` arguments for the webhook sink posting to `receiver`.
-fn args(env: &Env, cfg: &Config, names: &PhaseNames, receiver: &WebhookReceiver) -> Result<Vec<String>> {
+fn args(
+    env: &Env,
+    cfg: &Config,
+    names: &PhaseNames,
+    receiver: &WebhookReceiver,
+) -> Result<Vec<String>> {
     let secret = env.logs.join("webhook-secret");
     std::fs::write(&secret, SECRET).context("writing the webhook secret")?;
     let mut args = env.tailbox_args(cfg, names);
@@ -106,7 +111,8 @@ async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<(
 /// (`tailbox-commit-ts`, µs since the epoch, PostgreSQL's clock: the same machine).
 fn commit_to_receive_us(a: &Arrival) -> Option<i64> {
     let commit: i64 = a.header("tailbox-commit-ts")?.parse().ok()?;
-    let received = i64::try_from(a.received_at.duration_since(UNIX_EPOCH).ok()?.as_micros()).ok()?;
+    let received =
+        i64::try_from(a.received_at.duration_since(UNIX_EPOCH).ok()?.as_micros()).ok()?;
     Some(received - commit)
 }
 
@@ -135,7 +141,13 @@ async fn latency(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<(
     let before = tb.sample()?;
     let t0 = std::time::Instant::now();
     let load = writers
-        .run(RATE, cfg.steady_txn_size, Duration::from_secs(cfg.duration_secs), env.pad, "OrderCreated")
+        .run(
+            RATE,
+            cfg.steady_txn_size,
+            Duration::from_secs(cfg.duration_secs),
+            env.pad,
+            "OrderCreated",
+        )
         .await?;
     drop(writers);
     let total = warm_events + usize::try_from(load.events)?;

@@ -41,6 +41,6 @@ pub use ack_channel::AckChannel;
 pub use dry_run::DryRunSink;
 pub use error::{DeliveryError, SinkError, TransactionError};
 pub use sink::{
-    Ack, CheckpointRecords, DEFAULT_CHECKPOINT_EVERY_RECORDS, EventMeta, RefusedRecord, SendOutcome,
-    Sink,
+    Ack, CheckpointRecords, DEFAULT_CHECKPOINT_EVERY_RECORDS, EventMeta, RefusedRecord,
+    SendOutcome, Sink,
 };

@@ -328,7 +328,10 @@ mod tests {
         lanes.hold(&"a");
         let (k, _) = lanes.take_ready().expect("b");
         assert_eq!(k, "b");
-        assert!(lanes.take_ready().is_none(), "c is 3 pushes after a, which is held: beyond the window of 2");
+        assert!(
+            lanes.take_ready().is_none(),
+            "c is 3 pushes after a, which is held: beyond the window of 2"
+        );
         lanes.release(&"a");
         let (k, item) = lanes.take_ready().expect("a again");
         assert_eq!((k, *item), ("a", 0));
