@@ -187,7 +187,7 @@ async fn webhooks_arrive_at_least_once_in_aggregate_order_across_faults_and_sigk
     // the last checkpoint row that committed (written every CHECKPOINT_EVERY_EVENTS, so
     // at most two intervals), and the rest of a transaction that was partly delivered
     // (the largest workload transaction has 99 events).
-    let lookahead = 16 * LOOKAHEAD_PER_REQUEST as usize;
+    let lookahead = 16 * LOOKAHEAD_PER_REQUEST as usize; // at the default --webhook-concurrency
     let per_kill = lookahead + 2 * CHECKPOINT_EVERY_EVENTS as usize + 99;
     let bound = kills.len() * per_kill;
     println!(
@@ -363,7 +363,7 @@ async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<(
     ensure!(delivered.delivered() && delivered.id == poison_id, "same webhook-id");
     ensure!(delivered.body == before[1].body, "same body");
     ensure!(delivered.signature_ok, "signed afresh");
-    let verdicts = verify_with_standardwebhooks(SECRET, &[delivered.clone()])?;
+    let verdicts = verify_with_standardwebhooks(SECRET, std::slice::from_ref(delivered))?;
     ensure!(verdicts == ["ok"], "the Standard Webhooks library: {verdicts:?}");
 
     // Marked replayed: gone from the default list, shown as replayed by --id, and a
