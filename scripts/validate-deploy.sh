@@ -22,8 +22,9 @@
 #                        environment file through `tailbox config check`
 #   grafana/*.json       JSON, dashboard structure, every query through promtool's parser
 #   prometheus/*.yml     `promtool check rules`, `promtool test rules`
-#   everywhere           tailbox_* metric names exist in crates/cli/src/ops.rs, TAILBOX_*
-#                        variables exist in crates/cli/src/cli.rs
+#   everywhere           tailbox_* metric names exist in crates/cli/src/metrics.rs, TAILBOX_*
+#                        variables exist in docs/configuration.md (generated from the
+#                        option definitions, checked by a test)
 #
 # Output: one line per file (ok / PART = valid as far as checked, some checks SKIPPED,
 # loudly / FAIL with the reasons indented below), then "deploy: N passed, N failed,
@@ -263,11 +264,13 @@ def tail(text, n=15):
 
 # --- facts from the source: metric names and environment variables ------------------------
 def metric_names():
-    return set(re.findall(r'"(tailbox_[a-z0-9_]+)"', read("crates/cli/src/ops.rs")))
+    return set(re.findall(r'"(tailbox_[a-z0-9_]+)"', read("crates/cli/src/metrics.rs")))
 
 
 def env_names():
-    names = set(re.findall(r'env\s*=\s*"(TAILBOX_[A-Z0-9_]+)"', read("crates/cli/src/cli.rs")))
+    # The variables are derived from the option names (crates/cli/src/options.rs); the
+    # generated reference lists every one.
+    names = set(re.findall(r"`(TAILBOX_[A-Z0-9_]+)`", read("docs/configuration.md")))
     return names | {"TAILBOX_LOG"}  # the log filter (crates/cli/src/logging.rs)
 
 
@@ -279,7 +282,7 @@ def check_metric_names(c, text, what):
     used = set(re.findall(r"\btailbox_[a-z0-9_]+", text))
     unknown = sorted(used - METRICS)
     if unknown:
-        c.fail(f"{what}: metric(s) not exported by tailbox (crates/cli/src/ops.rs): {', '.join(unknown)}")
+        c.fail(f"{what}: metric(s) not exported by tailbox (crates/cli/src/metrics.rs): {', '.join(unknown)}")
     elif used:
         c.ok(f"{len(used)} metric names exist")
     return used
@@ -288,7 +291,7 @@ def check_metric_names(c, text, what):
 def check_env_names(c, names, what):
     unknown = sorted(n for n in names if n.startswith("TAILBOX_") and n not in ENV_NAMES)
     if unknown:
-        c.fail(f"{what}: unknown variable(s) (not in crates/cli/src/cli.rs): {', '.join(unknown)}")
+        c.fail(f"{what}: unknown variable(s) (not in docs/configuration.md): {', '.join(unknown)}")
     return not unknown
 
 

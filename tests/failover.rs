@@ -25,6 +25,7 @@ use harness::{
     workload::{EventId, INSERT_EVENTS, Workload},
 };
 use tailbox_e2e::{ConsumedRecord, PgServer, TcpProxy, consume_pattern, shared_kafka};
+use tailbox_pgoutput::Lsn;
 
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(120);
 /// Each writer's pause after a commit: the failover workload takes a few seconds.
@@ -286,7 +287,7 @@ struct Failover {
     workload: Workload,
     failover_at: Instant,
     /// Where timeline 2 branched off timeline 1.
-    switch: u64,
+    switch: Lsn,
 }
 
 async fn fail_over(names: &Names, kafka: &str, guarded: bool) -> Result<Failover> {
@@ -383,7 +384,7 @@ async fn fail_over(names: &Names, kafka: &str, guarded: bool) -> Result<Failover
             &primary,
             &format!(
                 "SELECT confirmed_flush_lsn > '{}'::pg_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
-                format_lsn(switch),
+                switch,
                 names.slot
             ),
             "t",
@@ -396,7 +397,7 @@ async fn fail_over(names: &Names, kafka: &str, guarded: bool) -> Result<Failover
     let cut = vip.retarget(std::net::SocketAddr::from(([127, 0, 0, 1], standby.port())));
     println!(
         "failover: tailbox had published up to {published_before} from the old primary; switch point {}; promoted, stopped and moved in {:.1?} ({cut} connections cut at the move)",
-        format_lsn(switch),
+        switch,
         failover_at.elapsed()
     );
     Ok(Failover { standby, vip, tailbox, writers, workload, failover_at, switch })
@@ -473,11 +474,7 @@ async fn a_promoted_standby_resumes_the_failover_slot_without_loss() -> Result<(
     let checkpoint = field(resumed, "checkpoint=")
         .and_then(parse_lsn)
         .with_context(|| format!("tailbox resumed without a checkpoint: {resumed}"))?;
-    println!(
-        "failover: checkpoint {} on timeline 1, switch point {}",
-        format_lsn(checkpoint),
-        format_lsn(failover.switch)
-    );
+    println!("failover: checkpoint {} on timeline 1, switch point {}", checkpoint, failover.switch);
     ensure!(checkpoint <= failover.switch, "the checkpoint lies before the switch point");
     ensure!(!log.contains("diverged"), "no divergence on a failover slot:\n{log}");
     ensure!(failover.vip.accepted() > 1, "tailbox reconnected through the moved address");
@@ -583,15 +580,9 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|word| word.strip_prefix(name))
 }
 
-/// A number as `0/16B3748`.
-fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
-/// `0/16B3748` as a number.
-fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.trim().split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+/// `0/16B3748` (and spaces around it) as an LSN.
+fn parse_lsn(text: &str) -> Option<Lsn> {
+    text.trim().parse().ok()
 }
 
 fn slot_missing(pg: &PgServer, names: &Names) -> Result<bool> {

@@ -148,6 +148,74 @@ async fn a_poison_row_goes_to_the_dead_letter_stream_and_the_stream_goes_on() ->
     Ok(())
 }
 
+/// Two clusters set up alike (same slot, publication and stream names), one Redis: as
+/// entry IDs are each database's WAL positions, they cannot share a stream. The second
+/// tailbox stops before writing anything, naming the stream, both owners and the fix;
+/// its slot holds; with streams of its own it publishes every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_databases_set_up_alike_do_not_share_a_stream() -> Result<()> {
+    let (first, second) = (PgServer::start()?, PgServer::start()?);
+    let redis = RedisServer::start()?;
+    let names = Names::new("redis_twins");
+    let insert = |pg: &PgServer, source: &str| {
+        pg.psql(&format!(
+            "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) \
+             SELECT 'Order', 'o-' || (i % 7), 'Created', \
+                    jsonb_build_object('source', '{source}', 'n', i) FROM generate_series(1, 50) i"
+        ))
+    };
+    for pg in [&first, &second] {
+        apply_sql(pg, &names)?;
+    }
+    let first_tailbox = Tailbox::start(&redis_args(&first, &redis, &names))?;
+    wait_streaming(&first, &names.slot, &first_tailbox).await?;
+    insert(&first, "first")?;
+    wait_caught_up(&first, &names).await.with_context(|| first_tailbox.log_text())?;
+
+    insert(&second, "second")?;
+    let written = second.psql("SELECT pg_current_wal_lsn()")?;
+    let mut second_tailbox = Tailbox::start(&redis_args(&second, &redis, &names))?;
+    let started = std::time::Instant::now();
+    let exit = second_tailbox.wait(Duration::from_secs(60))?;
+    let log = second_tailbox.log_text();
+    println!("second tailbox stopped after {:.1?}", started.elapsed());
+    ensure!(!exit.success(), "the second tailbox stops, exit {exit}:\n{log}");
+    ensure!(
+        log.contains("is written by another tailbox")
+            && log.contains("fix: give this one streams of its own"),
+        "names the conflict and the fix:\n{log}"
+    );
+    let records = read_streams(&redis, &names.topic_prefix).await?;
+    let sources: Vec<String> = records.iter().map(|r| r.payload_str()).collect();
+    ensure!(
+        records.len() == 50 && sources.iter().all(|p| p.contains("\"first\"")),
+        "only the first database's 50 events are in the streams: {sources:?}"
+    );
+    let holds = format!(
+        "SELECT confirmed_flush_lsn < '{written}'::pg_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+        names.slot
+    );
+    ensure!(second.psql(&holds)? == "t", "the second slot holds before its events ({written})");
+
+    // With streams of its own, the second database's events all arrive.
+    let own_prefix = format!("{}.second", names.topic_prefix);
+    let mut args = redis_args(&second, &redis, &names);
+    let template = args.iter().position(|a| a == "--topic-template").context("a template")?;
+    args[template + 1] = format!("{own_prefix}.{{aggregatetype}}");
+    args.extend(["--dlq-topic".into(), format!("{own_prefix}.dlq")]);
+    let second_tailbox = Tailbox::start(&args)?;
+    wait_caught_up(&second, &names).await.with_context(|| second_tailbox.log_text())?;
+    let own = read_streams(&redis, &own_prefix).await?;
+    ensure!(
+        own.len() == 50 && own.iter().all(|r| r.payload_str().contains("\"second\"")),
+        "the second database's 50 events in its own streams: {}",
+        own.len()
+    );
+    second_tailbox.stop_clean()?;
+    first_tailbox.stop_clean()?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_holds_the_slot_and_loses_nothing() -> Result<()> {
     let pg = PgServer::start()?;

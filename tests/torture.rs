@@ -39,6 +39,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tailbox_e2e::{
     ConsumeOptions, ConsumedRecord, KafkaBroker, PgServer, Subscription, TcpProxy, consume,
 };
+use tailbox_pgoutput::Lsn;
 use tokio::task::JoinHandle;
 
 const DEFAULT_CYCLES: u32 = 6;
@@ -452,16 +453,6 @@ impl Rig {
     }
 }
 
-fn fmt_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
-}
-
-fn parse_lsn(text: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(text).ok()?;
-    let (hi, lo) = text.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
 fn event_id(payload: &[u8]) -> Result<EventId> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).context("payload is not JSON")?;
@@ -674,7 +665,7 @@ async fn torture_faults_under_load_lose_nothing() -> Result<()> {
     for record in &records {
         let id = event_id(record.payload.as_deref().unwrap_or_default())?;
         if first.insert(id)
-            && let Some(lsn) = record.header("lsn").and_then(parse_lsn)
+            && let Some(lsn) = record.lsn().map(Lsn::as_u64)
         {
             for (i, c) in done.iter().enumerate() {
                 if c.window_lo <= lsn && lsn <= c.window_hi {
@@ -689,8 +680,8 @@ async fn torture_faults_under_load_lose_nothing() -> Result<()> {
             "  cycle {} {}: unconfirmed at the fault {}..{} ({} events), duplicates {}{}",
             i + 1,
             c.fault,
-            fmt_lsn(c.window_lo),
-            fmt_lsn(c.window_hi),
+            Lsn::new(c.window_lo),
+            Lsn::new(c.window_hi),
             window_events[i],
             per_cycle[i],
             if c.recovered_in.is_none() { " (overlapped)" } else { "" }
@@ -698,8 +689,8 @@ async fn torture_faults_under_load_lose_nothing() -> Result<()> {
         if c.slot_after < c.slot_before {
             println!(
                 "    the fault moved the slot back from {} to {}",
-                fmt_lsn(c.slot_before),
-                fmt_lsn(c.slot_after)
+                Lsn::new(c.slot_before),
+                Lsn::new(c.slot_after)
             );
         }
         let entry = by_fault.entry(c.fault).or_default();

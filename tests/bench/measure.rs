@@ -323,7 +323,7 @@ pub async fn run_recvlogical(
     timeout: Duration,
 ) -> Result<RefRun> {
     let time_out = env.logs.join(format!("{slot}.time"));
-    let endpos = format!("{:X}/{:X}", endpos >> 32, endpos & 0xffff_ffff);
+    let endpos = tailbox_pgoutput::Lsn::new(endpos).to_string();
     let stderr = std::fs::File::create(env.logs.join(format!("{slot}.log")))?;
     let start = Instant::now();
     let mut child = Command::new("/usr/bin/time")

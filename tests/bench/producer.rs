@@ -186,7 +186,7 @@ async fn send_all(sink: &mut KafkaSink, records: &[OutboxRecord], args: &Args) -
             let txn = i / args.txn_size;
             let commit_lsn = 0x1_0000_0000 + (txn + 1) * args.txn_size * WAL_BYTES_PER_ROW;
             let xid = u32::try_from(1_000 + txn % 4_000_000_000)?;
-            meta.reset(commit_lsn, xid, first_commit_us + i64::try_from(txn)?);
+            meta.reset(commit_lsn.into(), xid, first_commit_us + i64::try_from(txn)?);
         }
         while in_flight >= MAX_IN_FLIGHT {
             take(sink.next_ack().await, &mut in_flight)?;

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use tailbox_e2e::ConsumedRecord;
+use tailbox_pgoutput::Lsn;
 
 use super::workload::EventId;
 
@@ -30,12 +31,6 @@ impl std::fmt::Display for Report {
     }
 }
 
-fn parse_lsn(text: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(text).ok()?;
-    let (hi, lo) = text.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
 /// Checks `records` against the `expected` events.
 ///
 /// Order: for each aggregate (topic and record key), the first occurrences of its events, in the
@@ -46,7 +41,7 @@ fn parse_lsn(text: &[u8]) -> Option<u64> {
 pub fn verify(records: &[ConsumedRecord], expected: &BTreeSet<EventId>) -> Result<Report> {
     let mut report = Report { received: records.len(), ..Report::default() };
     let mut seen: HashSet<EventId> = HashSet::new();
-    let mut last_by_aggregate: HashMap<(String, Vec<u8>), (u64, u32, u32)> = HashMap::new();
+    let mut last_by_aggregate: HashMap<(String, Vec<u8>), (Lsn, u32, u32)> = HashMap::new();
     for record in records {
         let payload: serde_json::Value =
             serde_json::from_slice(record.payload.as_deref().unwrap_or_default())
@@ -61,7 +56,7 @@ pub fn verify(records: &[ConsumedRecord], expected: &BTreeSet<EventId>) -> Resul
             report.duplicates += 1;
             continue;
         }
-        let lsn = record.header("lsn").and_then(parse_lsn).context("lsn header")?;
+        let lsn = record.lsn().context("lsn header")?;
         let position = (lsn, id.1, id.2);
         // An aggregate is its type (the topic) and its id (the key).
         let key = (record.topic.clone(), record.key.clone().unwrap_or_default());

@@ -9,9 +9,10 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
+use tailbox_pgoutput::Lsn;
 use tokio::time::Instant;
 
-use crate::paths::unique_name;
+use tailbox_pg_support::unique_name;
 
 /// One record as consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,11 @@ pub struct ConsumedRecord {
 }
 
 impl ConsumedRecord {
+    /// The `lsn` header (the transaction's commit LSN), if it is one.
+    pub fn lsn(&self) -> Option<Lsn> {
+        std::str::from_utf8(self.header("lsn")?).ok()?.parse().ok()
+    }
+
     /// The first header named `key`.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
         self.headers.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())

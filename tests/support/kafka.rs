@@ -9,8 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
-use crate::paths::scratch_dir;
-use crate::script::run_script;
+use tailbox_pg_support::{run_script, scratch_dir};
 
 /// A single-node Kafka broker on 127.0.0.1: 3 partitions per auto-created
 /// topic, replication factor 1, transactions enabled.

@@ -1,9 +1,8 @@
 //! Test-support library for tailbox's end-to-end tests: real servers, no mocks.
 //!
-//! - [`PgServer`]: a throwaway PostgreSQL cluster (`wal_level = logical`) per
-//!   test, started by `scripts/pg.sh`, stopped and deleted on drop: Debian's 15, or
-//!   the major in `TAILBOX_PG_MAJOR`, or one of [`OTHER_PG_MAJORS`] by name
-//!   ([`PgServer::start_major`]).
+//! - Everything of `tailbox-pg-support` (re-exported): [`PgServer`], a throwaway
+//!   PostgreSQL cluster per test; [`TcpProxy`]; [`tailbox_bin`]; [`unique_name`]. Tests
+//!   that need PostgreSQL only depend on that crate instead, and link no Kafka client.
 //! - [`shared_kafka`]: one real Apache Kafka broker (KRaft) per test binary,
 //!   started by `scripts/kafka.sh` on first use (or `TAILBOX_TEST_KAFKA`);
 //!   [`KafkaBroker::start_owned`] gives a test its own broker that it can stop
@@ -13,8 +12,6 @@
 //! - [`RedisServer`]: a throwaway `redis-server` with its own port and data.
 //! - [`WebhookReceiver`]: a real HTTP receiver that verifies Standard Webhooks
 //!   signatures, records arrivals and answers with scripted faults.
-//! - [`tailbox_bin`]: the `tailbox` binary, built once per process.
-//! - [`unique_name`]: names for slots, publications, topics and groups.
 //!
 //! Nothing here skips: a missing PostgreSQL, Java or Maven is an error that says
 //! to run `scripts/install-deps.sh`.
@@ -24,11 +21,7 @@
 
 mod consume;
 mod kafka;
-mod paths;
-mod pg;
-mod proxy;
 mod redis;
-mod script;
 mod webhook;
 
 pub use consume::{
@@ -39,10 +32,9 @@ pub use kafka::{
     KafkaAclListeners, KafkaBroker, KafkaSecureListeners, create_topic, shared_kafka,
     try_shared_kafka,
 };
-pub use paths::{scratch_dir, tailbox_bin, unique_name, workspace_root};
-pub use pg::{
-    DEFAULT_PG_MAJOR, OTHER_PG_MAJORS, PgServer, PgTlsFiles, apply_sql_files, pg_major_from_env,
-};
-pub use proxy::TcpProxy;
 pub use redis::RedisServer;
+pub use tailbox_pg_support::{
+    DEFAULT_PG_MAJOR, OTHER_PG_MAJORS, PgServer, PgTlsFiles, TcpProxy, apply_sql_files,
+    pg_major_from_env, scratch_dir, tailbox_bin, unique_name, workspace_root,
+};
 pub use webhook::{Arrival, Reply, Script, WebhookReceiver, verify_with_standardwebhooks};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::{paths::scratch_dir, script::run_script};
+use tailbox_pg_support::{run_script, scratch_dir};
 
 /// A running Redis server of the test's own.
 #[derive(Debug)]

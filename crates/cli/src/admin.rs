@@ -9,17 +9,21 @@
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use tailbox_kafka_sink::CheckpointTopic;
-use tailbox_pgoutput::format_lsn;
+use tailbox_pgoutput::Lsn;
 use tailbox_pipeline::resume::{self, CheckpointOwner, Scan};
 use tailbox_pipeline::settings::Destination;
 use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
-    ControlClient, ServerIdentity,
-    control::{Change, PublicationReport, ServerReport, SlotReport},
+    ControlClient, OutboxTableSpec, ReplicationError, ServerIdentity, control::quote_identifier,
 };
 use tailbox_sink::Sink;
 
-use crate::{config::Config, progress::human_bytes};
+use crate::{
+    catalog::{self, PublicationReport, ServerReport, SlotReport},
+    config::Config,
+    progress::human_bytes,
+    scripts::{self, Change},
+};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -39,12 +43,12 @@ async fn connect(config: &Config) -> Result<ControlClient> {
 pub fn status(config: &Config, as_json: bool) -> Result<()> {
     runtime()?.block_on(async {
         let control = connect(config).await?;
-        let server = control.server_report().await?;
-        let slot = control.slot_report(&config.slot).await?;
-        let publication = control.publication_report(&config.publication).await?;
+        let server = catalog::server_report(&control).await?;
+        let slot = catalog::slot_report(&control, &config.slot).await?;
+        let publication = catalog::publication_report(&control, &config.publication).await?;
         let current = match &slot {
             Some(s) => s.current_wal_lsn,
-            None => control.server_wal_lsn().await?,
+            None => catalog::server_wal_lsn(&control).await?,
         };
         let identity = IdentityStatus::gather(config).await;
         if as_json {
@@ -87,7 +91,7 @@ pub fn status_json(
     server: &ServerReport,
     slot: Option<&SlotReport>,
     publication: Option<&PublicationReport>,
-    current_wal_lsn: u64,
+    current_wal_lsn: Lsn,
 ) -> serde_json::Value {
     let slot = match slot {
         Some(s) => json!({
@@ -98,8 +102,8 @@ pub fn status_json(
             "database": s.database,
             "active": s.active,
             "active_pid": s.active_pid,
-            "confirmed_flush_lsn": s.confirmed_flush_lsn.map(format_lsn),
-            "restart_lsn": s.restart_lsn.map(format_lsn),
+            "confirmed_flush_lsn": s.confirmed_flush_lsn.map(|lsn| lsn.to_string()),
+            "restart_lsn": s.restart_lsn.map(|lsn| lsn.to_string()),
             "wal_status": s.wal_status,
             "safe_wal_size_bytes": s.safe_wal_size,
             "retained_wal_bytes": s.retained_wal_bytes,
@@ -120,7 +124,7 @@ pub fn status_json(
         None => json!({ "name": publication_name, "exists": false }),
     };
     json!({
-        "current_wal_lsn": format_lsn(current_wal_lsn),
+        "current_wal_lsn": current_wal_lsn.to_string(),
         "server": {
             "role": if server.in_recovery { "standby" } else { "primary" },
             "in_recovery": server.in_recovery,
@@ -139,7 +143,7 @@ pub fn status_table(
     server: &ServerReport,
     slot: Option<&SlotReport>,
     publication: Option<&PublicationReport>,
-    current_wal_lsn: u64,
+    current_wal_lsn: Lsn,
 ) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
     rows.push((
@@ -150,7 +154,7 @@ pub fn status_table(
             "primary".into()
         },
     ));
-    let lsn = |l: Option<u64>| l.map(format_lsn).unwrap_or_else(|| "-".into());
+    let lsn = |l: Option<Lsn>| l.map(|lsn| lsn.to_string()).unwrap_or_else(|| "-".into());
     match slot {
         Some(s) => {
             rows.push((
@@ -178,7 +182,7 @@ pub fn status_table(
             rows.push(("wal_status", s.wal_status.clone().unwrap_or_else(|| "-".into())));
             rows.push(("confirmed LSN", lsn(s.confirmed_flush_lsn)));
             rows.push(("restart LSN", lsn(s.restart_lsn)));
-            rows.push(("current WAL LSN", format_lsn(current_wal_lsn)));
+            rows.push(("current WAL LSN", current_wal_lsn.to_string()));
             rows.push((
                 "retained WAL",
                 s.retained_wal_bytes
@@ -200,7 +204,7 @@ pub fn status_table(
         }
         None => {
             rows.push(("slot", format!("{slot_name}: MISSING (create it with `tailbox setup`)")));
-            rows.push(("current WAL LSN", format_lsn(current_wal_lsn)));
+            rows.push(("current WAL LSN", current_wal_lsn.to_string()));
         }
     }
     match publication {
@@ -284,10 +288,12 @@ impl IdentityStatus {
                     Destination::Kafka(kafka) => {
                         CheckpointTopic::new(&config.checkpoint_topic).read(&kafka).await
                     }
-                    Destination::Redis(redis) => match RedisSink::connect(&redis).await {
-                        Ok(mut sink) => sink.read_checkpoints().await,
-                        Err(e) => Err(e),
-                    },
+                    Destination::Redis(redis) => {
+                        match RedisSink::connect(&redis, owner.name()).await {
+                            Ok(mut sink) => sink.read_checkpoints().await,
+                            Err(e) => Err(e),
+                        }
+                    }
                     Destination::Webhook(webhook) => {
                         match tailbox_webhook_sink::Store::connect(&webhook.pg).await {
                             Ok(store) => store.read_checkpoints().await,
@@ -304,7 +310,7 @@ impl IdentityStatus {
     }
 
     /// Whether our checkpoint covers WAL this server has: `Ok(None)` when there is none.
-    fn verdict(&self) -> Option<Result<u64, String>> {
+    fn verdict(&self) -> Option<Result<Lsn, String>> {
         let (Ok(server), Some(Ok(scan))) = (&self.server, &self.checkpoint) else { return None };
         let ours = scan.ours.as_ref()?;
         Some(match resume::decide(Some(ours), server, false) {
@@ -329,15 +335,11 @@ impl IdentityStatus {
             Some(Ok(scan)) => match (&scan.ours, self.verdict()) {
                 (Some(cp), Some(Ok(_))) => format!(
                     "{} on timeline {}, of {} (matches this server)",
-                    format_lsn(cp.lsn),
-                    cp.owner.timeline,
-                    cp.owner
+                    cp.lsn, cp.owner.timeline, cp.owner
                 ),
                 (Some(cp), _) => format!(
                     "{} on timeline {}, of {}: DOES NOT MATCH this server's WAL",
-                    format_lsn(cp.lsn),
-                    cp.owner.timeline,
-                    cp.owner
+                    cp.lsn, cp.owner.timeline, cp.owner
                 ),
                 (None, _) => format!("none of this slot of this server in {}", self.topic),
             },
@@ -362,7 +364,7 @@ impl IdentityStatus {
                 "system_id": s.system_id.to_string(),
                 "database": s.database,
                 "timeline": s.timeline,
-                "wal_flush_lsn": format_lsn(s.wal_flush_lsn),
+                "wal_flush_lsn": s.wal_flush_lsn.to_string(),
             }),
             Err(why) => json!({ "error": why }),
         };
@@ -378,7 +380,7 @@ impl IdentityStatus {
                         "database": cp.owner.database,
                         "slot": cp.owner.slot,
                         "timeline": cp.owner.timeline,
-                        "lsn": format_lsn(cp.lsn),
+                        "lsn": cp.lsn.to_string(),
                     }),
                     None => serde_json::Value::Null,
                 };
@@ -409,7 +411,7 @@ pub fn cleanup(config: &Config, older_than: &str, column: &str, batch: i64) -> R
     let spec = config.table_spec()?;
     runtime()?.block_on(async {
         let control = connect(config).await?;
-        let deleted = control.delete_older_than(&spec, column, older_than, batch).await?;
+        let deleted = delete_older_than(&control, &spec, column, older_than, batch).await?;
         println!(
             "deleted {deleted} rows older than {older_than} from {}.{}",
             spec.schema, spec.table
@@ -418,13 +420,48 @@ pub fn cleanup(config: &Config, older_than: &str, column: &str, batch: i64) -> R
     })
 }
 
+/// Deletes outbox rows whose `column` is older than `older_than` (a PostgreSQL
+/// interval such as `7 days`), at most `batch` rows per statement so locks stay short
+/// and autovacuum keeps up; returns the number deleted. Publishing is unaffected:
+/// the publication carries inserts only.
+pub async fn delete_older_than(
+    control: &ControlClient,
+    table: &OutboxTableSpec,
+    column: &str,
+    older_than: &str,
+    batch: i64,
+) -> Result<u64, ReplicationError> {
+    let quote = quote_identifier;
+    let sql = format!(
+        "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {c} < now() - $1::text::interval LIMIT $2))",
+        t = format!("{}.{}", quote(&table.schema), quote(&table.table)),
+        c = quote(column),
+    );
+    let statement = control.client().prepare(&sql).await.map_err(|e| {
+        let what = format!("preparing the cleanup of {}.{}", table.schema, table.table);
+        ReplicationError::from_pg_error(&what, e)
+    })?;
+    let mut total = 0;
+    loop {
+        let deleted = control
+            .client()
+            .execute(&statement, &[&older_than, &batch])
+            .await
+            .map_err(|e| ReplicationError::from_pg_error("deleting old outbox rows", e))?;
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// `tailbox setup [--failover]`: publication, then slot (a failover slot with
 /// `failover`, PostgreSQL 17+), then the same checks `run` makes.
 pub fn setup(config: &Config, failover: bool) -> Result<()> {
     let spec = config.table_spec()?;
     runtime()?.block_on(async {
         let control = connect(config).await?;
-        let server = control.server_report().await?;
+        let server = catalog::server_report(&control).await?;
         if failover && server.version_num < 170_000 {
             return Err(anyhow!(
                 "--failover needs PostgreSQL 17 or later (failover slots), this server is {}.{}; fix: run setup without --failover — before 17 a logical slot is not kept on standbys, so after a promotion it must be created again and what was committed meanwhile backfilled (docs/runbook.md)",
@@ -432,15 +469,15 @@ pub fn setup(config: &Config, failover: bool) -> Result<()> {
                 server.version_num % 10_000
             ));
         }
-        let level = control.wal_level().await?;
+        let level = catalog::wal_level(&control).await?;
         if level != "logical" {
             return Err(anyhow!(
                 "wal_level is {level:?}, logical decoding needs \"logical\"; fix: ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL"
             ));
         }
-        let publication = control
-            .create_publication(&config.publication, &spec.schema, &spec.table)
-            .await?;
+        let publication =
+            scripts::create_publication(&control, &config.publication, &spec.schema, &spec.table)
+                .await?;
         println!(
             "publication {}: {}",
             config.publication,
@@ -450,12 +487,11 @@ pub fn setup(config: &Config, failover: bool) -> Result<()> {
                 "already exists"
             )
         );
-        let slot = control.create_slot(&config.slot, failover).await?;
-        let at = control
-            .slot_report(&config.slot)
+        let slot = scripts::create_slot(&control, &config.slot, failover).await?;
+        let at = catalog::slot_report(&control, &config.slot)
             .await?
             .and_then(|s| s.confirmed_flush_lsn)
-            .map(format_lsn)
+            .map(|lsn| lsn.to_string())
             .unwrap_or_else(|| "-".into());
         println!(
             "slot {}: {}",
@@ -492,7 +528,7 @@ pub fn teardown(config: &Config) -> Result<()> {
     runtime()?.block_on(async {
         let control = connect(config).await?;
         let (slot, publication) =
-            control.drop_slot_and_publication(&config.slot, &config.publication).await?;
+            scripts::drop_slot_and_publication(&control, &config.slot, &config.publication).await?;
         println!("slot {}: {}", config.slot, describe(slot, "dropped", "not there"));
         println!(
             "publication {}: {}",
@@ -581,11 +617,11 @@ mod tests {
             database: Some("app".into()),
             active: true,
             active_pid: Some(42),
-            confirmed_flush_lsn: Some(0x100),
-            restart_lsn: Some(0x80),
+            confirmed_flush_lsn: Some(Lsn::new(0x100)),
+            restart_lsn: Some(Lsn::new(0x80)),
             wal_status: Some("reserved".into()),
             safe_wal_size: None,
-            current_wal_lsn: 0x180,
+            current_wal_lsn: Lsn::new(0x180),
             retained_wal_bytes: Some(0x100),
             lag_bytes: Some(0x80),
             failover: Some(true),
@@ -615,7 +651,7 @@ mod tests {
             &primary(),
             Some(&slot()),
             Some(&publication),
-            0x180,
+            Lsn::new(0x180),
         );
         assert!(table.contains("active           yes, pid 42"), "{table}");
         assert!(table.contains("retained WAL     256 B"), "{table}");
@@ -623,14 +659,15 @@ mod tests {
         assert!(table.contains("role             primary"), "{table}");
         assert!(table.contains("failover         yes: standbys"), "{table}");
         assert!(table.contains("standby_1"), "{table}");
-        let value = status_json("tailbox", "tailbox", &primary(), Some(&slot()), None, 0x180);
+        let value =
+            status_json("tailbox", "tailbox", &primary(), Some(&slot()), None, Lsn::new(0x180));
         assert_eq!(value["slot"]["failover"], true);
         assert_eq!(value["slot"]["synced"], false);
         assert_eq!(value["server"]["role"], "primary");
         assert_eq!(value["slot"]["confirmed_flush_lsn"], "0/100");
         assert_eq!(value["slot"]["lag_bytes"], 128);
         assert_eq!(value["publication"]["exists"], false);
-        let missing = status_table("s", "p", &primary(), None, None, 1);
+        let missing = status_table("s", "p", &primary(), None, None, Lsn::new(1));
         assert!(missing.contains("s: MISSING"), "{missing}");
     }
 
@@ -642,24 +679,26 @@ mod tests {
             synchronized_standby_slots: Some(String::new()),
         };
         let copy = SlotReport { synced: Some(true), ..slot() };
-        let table = status_table("tailbox", "tailbox", &standby, Some(&copy), None, 0x180);
+        let table =
+            status_table("tailbox", "tailbox", &standby, Some(&copy), None, Lsn::new(0x180));
         assert!(table.contains("role             standby (in recovery)"), "{table}");
         assert!(table.contains("synced           yes: synchronized from the primary"), "{table}");
-        let value = status_json("tailbox", "tailbox", &standby, Some(&copy), None, 0x180);
+        let value = status_json("tailbox", "tailbox", &standby, Some(&copy), None, Lsn::new(0x180));
         assert_eq!(value["server"]["in_recovery"], true);
         assert_eq!(value["slot"]["synced"], true);
 
         let unguarded = ServerReport { in_recovery: false, ..standby };
-        let table = status_table("tailbox", "tailbox", &unguarded, Some(&slot()), None, 0x180);
+        let table =
+            status_table("tailbox", "tailbox", &unguarded, Some(&slot()), None, Lsn::new(0x180));
         assert!(table.contains("synchronized_standby_slots is empty"), "{table}");
 
         let sixteen = ServerReport { version_num: 160_014, ..primary() };
         let old = SlotReport { failover: None, synced: None, ..slot() };
-        let table = status_table("tailbox", "tailbox", &sixteen, Some(&old), None, 0x180);
+        let table = status_table("tailbox", "tailbox", &sixteen, Some(&old), None, Lsn::new(0x180));
         assert!(table.contains("failover         no (PostgreSQL 17+"), "{table}");
         assert!(!table.contains("synced"), "{table}");
         assert_eq!(
-            status_json("t", "t", &sixteen, Some(&old), None, 0)["slot"]["failover"],
+            status_json("t", "t", &sixteen, Some(&old), None, Lsn::ZERO)["slot"]["failover"],
             json!(null)
         );
     }

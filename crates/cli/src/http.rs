@@ -2,7 +2,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/metrics` | Prometheus text exposition |
+//! | `/metrics` | Prometheus exposition (OpenMetrics text, [`crate::metrics`]) |
 //! | `/healthz` | 200 while the pipeline loop runs, else 503 |
 //! | `/readyz` | 200 while streaming and Kafka is reachable, else 503 |
 //! | `/status` | JSON: lag, positions, counters, last error |
@@ -65,10 +65,10 @@ fn route(method: &Method, path: &str, ops: &Ops) -> Response<String> {
     }
     match path {
         "/metrics" => {
-            let mut response = text(StatusCode::OK, ops.render_prometheus(now_us()));
+            let mut response = text(StatusCode::OK, crate::metrics::render(ops, now_us()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             response
         }

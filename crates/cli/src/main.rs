@@ -6,33 +6,46 @@
 //! operators what they do.
 //!
 //! # Layout
-//! - [`cli`]: the command line (every flag also reads `TAILBOX_*` from the environment).
-//! - [`config`]: flags > environment > TOML file > defaults, validated, redacted.
+//! - [`options`]: every configuration option, defined once (flag, variable, file key,
+//!   default, help).
+//! - [`cli`]: the subcommands; each option also reads `TAILBOX_*` from the environment.
+//! - [`load`]: flags > environment > TOML file > defaults, merged per key.
+//! - [`config`]: the merged options validated into a [`config::Config`], redacted.
 //! - [`logging`]: `tracing` output as text or JSON, and the live progress line.
 //! - [`run`]: `tailbox run`.
-//! - [`ops`], [`http`], [`progress`]: metrics, `/metrics` `/healthz` `/readyz`
-//!   `/status`, the slot's retained WAL, progress lines.
+//! - [`ops`], [`http`], [`progress`]: `/healthz` `/readyz` `/status`, the slot's
+//!   retained WAL, progress lines.
+//! - [`metrics`]: every exported metric defined once, and the `/metrics` exposition
+//!   (`prometheus-client`); the docs table is tested against it.
 //! - `reference` (tests): the generated configuration reference, docs/configuration.md.
-//! - [`admin`]: `tailbox status`, `tailbox setup`, `tailbox teardown`.
+//! - [`admin`]: `tailbox status`, `setup`, `teardown`, `cleanup`, with what they need
+//!   of PostgreSQL beside them: [`catalog`] (the status reports) and [`scripts`] (the
+//!   sql/ scripts setup and teardown run, and their statement splitter).
 
 mod admin;
+mod catalog;
 mod cli;
 mod config;
 mod http;
+mod load;
 mod logging;
+mod metrics;
 mod ops;
+mod options;
 mod progress;
 #[cfg(test)]
 mod reference;
 mod run;
+mod scripts;
 
 use std::process::ExitCode;
 
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::{ArgMatches, FromArgMatches};
 
 use crate::{
     cli::{Cli, Command, ConfigCommand, DeadLettersCommand},
     config::ConfigErrors,
+    options::Settings,
 };
 
 /// mimalloc for Rust's allocations; built with `override`, it also replaces `malloc`
@@ -43,13 +56,20 @@ use crate::{
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let argv: Vec<_> = std::env::args_os().collect();
+    let matches = match cli::command().try_get_matches_from(&argv) {
+        Ok(matches) => matches,
+        Err(err) => match load::clap_error(&err, &argv) {
+            Some(errors) => return fail(&anyhow::Error::new(errors)),
+            None => err.exit(),
+        },
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    let leaf = leaf_matches(&matches);
-    let config = match config::load(leaf) {
+    let given = Settings::new(cli.global.clone(), cli.command.options());
+    let config = match config::load(cli.config.as_deref(), &given, leaf_matches(&matches)) {
         Ok(config) => config,
         Err(errors) => return fail(&anyhow::Error::new(errors)),
     };

@@ -1,12 +1,10 @@
-//! What operators see of a running tailbox: the Prometheus exposition, the `/status`
-//! JSON, health and readiness, the progress numbers — all read from the pipeline's
-//! [`PipelineMetrics`] plus a few gauges kept here (the slot's retained WAL from a
-//! periodic query, the sampled end-to-end lag).
-//!
-//! The metric names and meanings are listed in docs/operations.md; keep them in step.
+//! What operators see of a running tailbox: the `/status` JSON, health and readiness,
+//! the progress numbers and the values of the Prometheus exposition
+//! ([`crate::metrics`]) — all read from the pipeline's [`PipelineMetrics`] plus a few
+//! gauges kept here (the slot's retained WAL from a periodic query, the sampled
+//! end-to-end lag).
 
 use std::{
-    fmt::Write as _,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
@@ -15,10 +13,12 @@ use std::{
 };
 
 use serde_json::json;
-use tailbox_pgoutput::format_lsn;
+use tailbox_pgoutput::Lsn;
 use tailbox_pipeline::PipelineMetrics;
-use tailbox_replication::{ControlClient, PgConnectionConfig, control::SlotReport};
+use tailbox_replication::{ControlClient, PgConnectionConfig};
 use tailbox_webhook_sink::BreakerState;
+
+use crate::catalog::{self, SlotReport};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
@@ -93,7 +93,7 @@ impl Ops {
         self.slot_report.lock().ok().and_then(|r| r.clone())
     }
 
-    fn set_slot_report(&self, report: Option<SlotReport>) {
+    pub(crate) fn set_slot_report(&self, report: Option<SlotReport>) {
         if let Ok(mut slot) = self.slot_report.lock() {
             *slot = report;
         }
@@ -185,203 +185,6 @@ impl Ops {
         text
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render_prometheus(&self, now_us: i64) -> String {
-        let m = &self.pipeline;
-        let mut out = String::with_capacity(4096);
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {}", number(*value));
-            }
-        };
-        let plain = |v: f64| vec![(String::new(), v)];
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-
-        metric(
-            "tailbox_info",
-            "gauge",
-            "Constant 1, labelled with the version, slot, publication and dry-run mode.",
-            &[(
-                format!(
-                    "{{version=\"{}\",slot=\"{}\",publication=\"{}\",dry_run=\"{}\"}}",
-                    env!("CARGO_PKG_VERSION"),
-                    escape_label(&self.slot),
-                    escape_label(&self.publication),
-                    self.dry_run
-                ),
-                1.0,
-            )],
-        );
-        metric(
-            "tailbox_start_time_seconds",
-            "gauge",
-            "Start time of the process, seconds since the Unix epoch.",
-            &plain(self.started_us as f64 / 1e6),
-        );
-        let topics = m.published_by_topic();
-        let events: Vec<(String, f64)> = topics
-            .iter()
-            .map(|(t, c)| (format!("{{topic=\"{}\"}}", escape_label(t)), c.events as f64))
-            .collect();
-        let bytes: Vec<(String, f64)> = topics
-            .iter()
-            .map(|(t, c)| (format!("{{topic=\"{}\"}}", escape_label(t)), c.bytes as f64))
-            .collect();
-        metric(
-            "tailbox_published_events_total",
-            "counter",
-            "Outbox events acknowledged by Kafka, by topic.",
-            &events,
-        );
-        metric(
-            "tailbox_published_bytes_total",
-            "counter",
-            "Key and value bytes of outbox events acknowledged by Kafka, by topic.",
-            &bytes,
-        );
-        let errors: Vec<(String, f64)> = m
-            .errors()
-            .iter()
-            .map(|(kind, n)| (format!("{{kind=\"{kind}\"}}"), *n as f64))
-            .collect();
-        metric(
-            "tailbox_errors_total",
-            "counter",
-            "Errors by kind: postgres, kafka (transient, retried), mapping, refused (dead-lettered), fatal.",
-            &errors,
-        );
-        metric(
-            "tailbox_dead_lettered_total",
-            "counter",
-            "Events sent to the dead-letter topic.",
-            &plain(load(&m.dead_lettered)),
-        );
-        metric(
-            "tailbox_replication_lag_seconds",
-            "gauge",
-            "Now minus the commit time of the newest fully acknowledged transaction while events are pending; 0 when caught up.",
-            &plain(self.replication_lag_seconds(now_us)),
-        );
-        if let Some(lag) = self.end_to_end_lag_seconds() {
-            metric(
-                "tailbox_end_to_end_lag_seconds",
-                "gauge",
-                "Commit in PostgreSQL to acknowledgement by Kafka of the newest acknowledged transaction (sampled every 0.2 s).",
-                &plain(lag),
-            );
-        }
-        let acked = m.last_acked_commit_us.load(Ordering::Relaxed);
-        if acked > 0 {
-            metric(
-                "tailbox_last_acked_commit_timestamp_seconds",
-                "gauge",
-                "Commit time of the newest transaction whose events Kafka fully acknowledged.",
-                &plain(acked as f64 / 1e6),
-            );
-        }
-        let read = m.last_read_commit_us.load(Ordering::Relaxed);
-        if read > 0 {
-            metric(
-                "tailbox_last_read_commit_timestamp_seconds",
-                "gauge",
-                "Commit time of the newest transaction read from the slot.",
-                &plain(read as f64 / 1e6),
-            );
-        }
-        metric(
-            "tailbox_confirmed_lsn",
-            "gauge",
-            "The LSN last confirmed to the slot, as a number.",
-            &plain(load(&m.confirmed_lsn)),
-        );
-        metric(
-            "tailbox_server_wal_end_lsn",
-            "gauge",
-            "The last WAL position the server reported sending, as a number.",
-            &plain(load(&m.server_wal_end)),
-        );
-        metric(
-            "tailbox_in_flight_records",
-            "gauge",
-            "Records handed to Kafka and not yet acknowledged.",
-            &plain(load(&m.in_flight)),
-        );
-        metric(
-            "tailbox_reconnects_total",
-            "counter",
-            "Sessions restarted after a transient failure.",
-            &plain(load(&m.reconnects)),
-        );
-        metric(
-            "tailbox_streaming",
-            "gauge",
-            "1 while a replication session streams.",
-            &plain(flag(&m.streaming)),
-        );
-        metric(
-            "tailbox_kafka_ok",
-            "gauge",
-            "1 while the last acknowledgement or checkpoint write succeeded recently.",
-            &plain(flag(&m.kafka_ok)),
-        );
-        metric(
-            "tailbox_webhook_breaker_state",
-            "gauge",
-            "The webhook sink's circuit breaker: 0 closed, 1 half-open (probing), 2 open (sending nothing).",
-            &plain(f64::from(m.webhook_breaker.load(Ordering::Relaxed))),
-        );
-        metric(
-            "tailbox_up",
-            "gauge",
-            "1 while the pipeline loop runs (what /healthz reports).",
-            &plain(flag(&self.loop_alive)),
-        );
-        if let Some(slot) = self.slot_report() {
-            if let Some(retained) = slot.retained_wal_bytes {
-                metric(
-                    "tailbox_slot_retained_wal_bytes",
-                    "gauge",
-                    "WAL the server keeps for the slot: current WAL LSN minus restart_lsn (queried every 10 s).",
-                    &plain(retained as f64),
-                );
-            }
-            if let Some(lag) = slot.lag_bytes {
-                metric(
-                    "tailbox_slot_confirmed_lag_bytes",
-                    "gauge",
-                    "Current WAL LSN minus the slot's confirmed_flush_lsn (queried every 10 s).",
-                    &plain(lag as f64),
-                );
-            }
-            if let Some(safe) = slot.safe_wal_size {
-                metric(
-                    "tailbox_slot_safe_wal_size_bytes",
-                    "gauge",
-                    "WAL that can still be written before the slot is invalidated (max_slot_wal_keep_size).",
-                    &plain(safe as f64),
-                );
-            }
-        }
-        let polled = self.slot_polled_us.load(Ordering::Relaxed);
-        if polled > 0 {
-            metric(
-                "tailbox_slot_query_timestamp_seconds",
-                "gauge",
-                "When the slot's figures were last read successfully.",
-                &plain(polled as f64 / 1e6),
-            );
-        }
-        metric(
-            "tailbox_slot_query_errors_total",
-            "counter",
-            "Failed queries of the slot's figures.",
-            &plain(load(&self.slot_poll_errors)),
-        );
-        out
-    }
-
     /// The `/status` JSON.
     pub fn status_json(&self, now_us: i64) -> serde_json::Value {
         let m = &self.pipeline;
@@ -397,9 +200,9 @@ impl Ops {
             json!({
                 "active": s.active,
                 "active_pid": s.active_pid,
-                "confirmed_flush_lsn": s.confirmed_flush_lsn.map(format_lsn),
-                "restart_lsn": s.restart_lsn.map(format_lsn),
-                "current_wal_lsn": format_lsn(s.current_wal_lsn),
+                "confirmed_flush_lsn": s.confirmed_flush_lsn.map(|lsn| lsn.to_string()),
+                "restart_lsn": s.restart_lsn.map(|lsn| lsn.to_string()),
+                "current_wal_lsn": s.current_wal_lsn.to_string(),
                 "retained_wal_bytes": s.retained_wal_bytes,
                 "lag_bytes": s.lag_bytes,
                 "wal_status": s.wal_status,
@@ -430,8 +233,8 @@ impl Ops {
                 "reason": t.reason,
                 "fix": t.fix,
             })).collect::<Vec<_>>(),
-            "confirmed_lsn": format_lsn(m.confirmed_lsn.load(Ordering::Relaxed)),
-            "server_wal_end": format_lsn(m.server_wal_end.load(Ordering::Relaxed)),
+            "confirmed_lsn": Lsn::new(m.confirmed_lsn.load(Ordering::Relaxed)).to_string(),
+            "server_wal_end": Lsn::new(m.server_wal_end.load(Ordering::Relaxed)).to_string(),
             "replication_lag_seconds": self.replication_lag_seconds(now_us),
             "end_to_end_lag_seconds": self.end_to_end_lag_seconds(),
             "last_acked_commit_time": timestamp(m.last_acked_commit_us.load(Ordering::Relaxed)),
@@ -439,24 +242,6 @@ impl Ops {
             "slot_status": slot,
         })
     }
-}
-
-fn flag(b: &AtomicBool) -> f64 {
-    if b.load(Ordering::Relaxed) { 1.0 } else { 0.0 }
-}
-
-/// A sample value: integers without a fraction, others as Rust prints them.
-fn number(v: f64) -> String {
-    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
-
-/// Escapes a label value (backslash, quote, newline).
-fn escape_label(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Queries the slot every [`SLOT_POLL_INTERVAL`] on a control connection of its own
@@ -473,7 +258,7 @@ pub async fn poll_slot(ops: Arc<Ops>, pg: PgConnectionConfig) {
                 client = Some(ControlClient::connect(&pg).await?);
             }
             match &client {
-                Some(c) => c.slot_report(&ops.slot).await,
+                Some(c) => catalog::slot_report(c, &ops.slot).await,
                 None => Ok(None),
             }
         })
@@ -545,29 +330,12 @@ mod tests {
     }
 
     #[test]
-    fn exposition_has_help_type_and_samples() {
+    fn status_reports_lsns_in_postgres_form() {
         let ops = ops();
         let m = &ops.pipeline;
-        m.add_published("outbox.event.a\"b", 3, 300);
+        m.add_published("outbox.event.a", 3, 300);
         m.record_error(ErrorKind::Kafka, "down");
         m.confirmed_lsn.store(0x1_0000_0010, Ordering::Relaxed);
-        let text = ops.render_prometheus(now_us());
-        assert!(text.contains("# TYPE tailbox_published_events_total counter"));
-        assert!(text.contains("tailbox_published_events_total{topic=\"outbox.event.a\\\"b\"} 3"));
-        assert!(text.contains("tailbox_published_bytes_total{topic=\"outbox.event.a\\\"b\"} 300"));
-        assert!(text.contains("tailbox_errors_total{kind=\"kafka\"} 1"));
-        assert!(text.contains("tailbox_confirmed_lsn 4294967312"));
-        assert!(text.contains("tailbox_up 0"));
-        // Every sample line belongs to a declared metric.
-        let declared: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .filter_map(|l| l.split(' ').next())
-            .collect();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap_or_default();
-            assert!(declared.contains(&name), "{line}");
-        }
         let status = ops.status_json(now_us());
         assert_eq!(status["last_error"], "down");
         assert_eq!(status["confirmed_lsn"], "1/10");

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tailbox_pgoutput::format_lsn;
+use tailbox_pgoutput::Lsn;
 use tokio::time::MissedTickBehavior;
 use tracing::info;
 
@@ -35,7 +35,7 @@ pub struct Snapshot {
     pub events_per_sec: f64,
     pub lag_seconds: f64,
     pub in_flight: u64,
-    pub confirmed_lsn: u64,
+    pub confirmed_lsn: Lsn,
     pub streaming: bool,
     pub retained_wal_bytes: Option<u64>,
 }
@@ -54,7 +54,7 @@ impl Snapshot {
             self.events_per_sec,
             self.lag_seconds,
             self.in_flight,
-            format_lsn(self.confirmed_lsn),
+            self.confirmed_lsn,
             if self.streaming { "streaming" } else { "not streaming" },
         )
     }
@@ -131,7 +131,7 @@ pub async fn run(ops: Arc<Ops>, mode: Mode) {
             events_per_sec: rate.push(now, published),
             lag_seconds: ops.replication_lag_seconds(now_us()),
             in_flight: m.in_flight.load(Ordering::Relaxed),
-            confirmed_lsn: m.confirmed_lsn.load(Ordering::Relaxed),
+            confirmed_lsn: Lsn::new(m.confirmed_lsn.load(Ordering::Relaxed)),
             streaming: m.streaming.load(Ordering::Relaxed),
             retained_wal_bytes: ops.slot_report().and_then(|s| s.retained_wal_bytes),
         };
@@ -142,7 +142,7 @@ pub async fn run(ops: Arc<Ops>, mode: Mode) {
                 events_per_sec = format!("{:.1}", snapshot.events_per_sec),
                 lag_seconds = format!("{:.3}", snapshot.lag_seconds),
                 in_flight = snapshot.in_flight,
-                lsn = %format_lsn(snapshot.confirmed_lsn),
+                lsn = %snapshot.confirmed_lsn,
                 retained_wal_bytes = snapshot.retained_wal_bytes,
                 streaming = snapshot.streaming,
                 dry_run = ops.dry_run,
@@ -175,7 +175,7 @@ mod tests {
             events_per_sec: 2.0,
             lag_seconds: 1.5,
             in_flight: 1,
-            confirmed_lsn: 0x16B_3748,
+            confirmed_lsn: Lsn::new(0x16B_3748),
             streaming: true,
             retained_wal_bytes: Some(2048),
         }

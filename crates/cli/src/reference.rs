@@ -4,23 +4,19 @@
 
 use std::fmt::Write;
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
-
 /// Renders the reference: one table per subcommand, one row per option, with its flag,
 /// environment variable, config-file key, default and help.
 pub fn render() -> String {
     let mut out = String::from(
         "# Configuration reference\n\n\
-         Generated from the command-line definitions (`crates/cli/src/cli.rs`); a test fails\n\
+         Generated from the option definitions (`crates/cli/src/options.rs`, `cli.rs`); a test fails\n\
          when this file and the definitions disagree. Regenerate with\n\
          `TAILBOX_BLESS=1 cargo test -p tailbox-cli reference`.\n\n\
          Every option of `run` can be given as a flag, as the environment variable beside it,\n\
          or as the key in a TOML file (`--config FILE`); precedence is\n\
          flag > environment > file > default. See [operations](operations.md).\n",
     );
-    let command = Cli::command();
+    let command = crate::cli::command();
     render_command(&mut out, "tailbox", &command);
     out
 }
@@ -40,23 +36,12 @@ fn render_command(out: &mut String, path: &str, command: &clap::Command) {
             let long = arg.get_long().unwrap_or_default();
             let env =
                 arg.get_env().map(|e| format!("`{}`", e.to_string_lossy())).unwrap_or_default();
-            let name = match long {
-                "kafka-prop" => "kafka_props".to_owned(),
-                other => other.replace('-', "_"),
-            };
-            let file_key = crate::config::key_default(&name);
-            let key = if file_key.is_some() { format!("`{name}`") } else { String::new() };
-            let default = file_key
-                .flatten()
-                .map(|d| vec![d.to_owned()])
-                .unwrap_or_else(|| {
-                    arg.get_default_values()
-                        .iter()
-                        .map(|v| v.to_string_lossy().into_owned())
-                        .collect()
-                })
+            let key = crate::options::key(arg.get_id().as_str()).filter(|k| k.in_file);
+            let key = key.map(|k| format!("`{}`", k.name)).unwrap_or_default();
+            let default = arg
+                .get_default_values()
                 .iter()
-                .map(|v| format!("`{v}`"))
+                .map(|v| format!("`{}`", v.to_string_lossy()))
                 .collect::<Vec<_>>()
                 .join(", ");
             let help = arg

@@ -26,7 +26,8 @@
 //! # Layout
 //!
 //! - [`error`]: [`DecodeError`], what can be wrong with a message.
-//! - [`lsn`]: the [`Lsn`] alias and its `X/X` text form ([`format_lsn`], [`parse_lsn`]).
+//! - [`lsn`]: [`Lsn`], a WAL position (a `u64` at run time) that prints and parses
+//!   PostgreSQL's `X/X` text form.
 //! - [`message`]: the [`Message`] enum, one struct per message kind, and the
 //!   per-tag decoding.
 //! - [`tuple`](mod@tuple): [`TupleData`] (a validated, borrowed row image) and its
@@ -59,7 +60,7 @@ pub use error::DecodeError;
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01), from which
 /// pgoutput's commit times and the replication protocol's clocks count.
 pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-pub use lsn::{Lsn, format_lsn, parse_lsn, write_lsn};
+pub use lsn::{Lsn, ParseLsnError};
 pub use message::{
     Begin, Commit, Delete, Insert, LogicalMessage, Message, MessageKind, OldTuple, Origin,
     Relation, RelationColumn, Truncate, TypeMessage, Update,

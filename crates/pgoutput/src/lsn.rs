@@ -1,43 +1,99 @@
-//! Log sequence numbers and their PostgreSQL text form (`X/X`).
+//! [`Lsn`]: a write-ahead log position, and its PostgreSQL text form (`X/X`).
+//!
+//! Every LSN in tailbox (decoded messages, the slot's positions, the ack tracker, the
+//! checkpoint, errors) is this type, so an LSN cannot be mixed up with a byte count or a
+//! sequence number, and it always prints the way PostgreSQL does. It is a `u64` at run
+//! time (`#[repr(transparent)]`, `Copy`): comparing and storing one costs nothing more.
 
-/// A PostgreSQL write-ahead log position (`pg_lsn`), as a plain 64-bit number.
-pub type Lsn = u64;
+use std::{fmt, str::FromStr};
 
 /// Longest hex component PostgreSQL accepts on either side of the `/`.
 const MAX_COMPONENT_DIGITS: usize = 8;
 
-/// Formats an LSN the way PostgreSQL does (`"%X/%X"`): the high and low
-/// 32 bits in upper-case hex, neither part zero-padded.
+/// A PostgreSQL write-ahead log position (`pg_lsn`).
+///
+/// Displays the way PostgreSQL does (`"%X/%X"`: the high and low 32 bits in upper-case
+/// hex, neither part zero-padded) and parses that form back ([`FromStr`]).
 ///
 /// ```
-/// assert_eq!(tailbox_pgoutput::format_lsn(0x1_6B37_4D48), "1/6B374D48");
-/// assert_eq!(tailbox_pgoutput::format_lsn(0), "0/0");
-/// ```
-pub fn format_lsn(lsn: Lsn) -> String {
-    let mut text = String::with_capacity(17);
-    write_lsn(&mut text, lsn);
-    text
-}
-
-/// Appends `lsn` in PostgreSQL's `X/X` form to `out` (no allocation if it has room).
-pub fn write_lsn(out: &mut String, lsn: Lsn) {
-    use std::fmt::Write;
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF);
-}
-
-/// Parses PostgreSQL's `X/X` LSN text form, as accepted by `pg_lsn_in`:
-/// 1 to 8 hex digits (either case), a `/`, then 1 to 8 hex digits, nothing
-/// else (no sign, no whitespace). Returns `None` if `s` is not in that form.
+/// use tailbox_pgoutput::Lsn;
 ///
+/// let lsn = Lsn::new(0x1_6B37_4D48);
+/// assert_eq!(lsn.to_string(), "1/6B374D48");
+/// assert_eq!("1/6b374d48".parse(), Ok(lsn));
+/// assert!(Lsn::ZERO < lsn);
 /// ```
-/// assert_eq!(tailbox_pgoutput::parse_lsn("1/6B374D48"), Some(0x1_6B37_4D48));
-/// assert_eq!(tailbox_pgoutput::parse_lsn("0/0"), Some(0));
-/// assert_eq!(tailbox_pgoutput::parse_lsn("0/+1"), None);
-/// ```
-pub fn parse_lsn(s: &str) -> Option<Lsn> {
-    let (high, low) = s.split_once('/')?;
-    Some((parse_component(high)? << 32) | parse_component(low)?)
+#[repr(transparent)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(u64);
+
+impl Lsn {
+    /// `0/0`, where no position is known yet.
+    pub const ZERO: Lsn = Lsn(0);
+
+    /// The position `value` bytes into the WAL.
+    pub const fn new(value: u64) -> Self {
+        Lsn(value)
+    }
+
+    /// The position as a byte offset into the WAL (metrics, Redis stream IDs).
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// How many bytes of WAL lie between `earlier` and this position (0 if `earlier`
+    /// is not earlier): lag and retained WAL.
+    pub const fn bytes_since(self, earlier: Lsn) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// The position `bytes` before this one (`0/0` at the least).
+    pub const fn saturating_sub(self, bytes: u64) -> Lsn {
+        Lsn(self.0.saturating_sub(bytes))
+    }
+}
+
+impl From<u64> for Lsn {
+    fn from(value: u64) -> Self {
+        Lsn(value)
+    }
+}
+
+impl From<Lsn> for u64 {
+    fn from(lsn: Lsn) -> Self {
+        lsn.0
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl fmt::Debug for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Lsn({self})")
+    }
+}
+
+/// Text that is not an LSN in PostgreSQL's `X/X` form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a PostgreSQL LSN (expected hex `X/X`, e.g. 0/16B3748): {0:?}")]
+pub struct ParseLsnError(String);
+
+impl FromStr for Lsn {
+    type Err = ParseLsnError;
+
+    /// Parses PostgreSQL's `X/X` form as `pg_lsn_in` accepts it: 1 to 8 hex digits
+    /// (either case), a `/`, then 1 to 8 hex digits, nothing else (no sign, no
+    /// whitespace).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed = s.split_once('/').and_then(|(high, low)| {
+            Some(Lsn((parse_component(high)? << 32) | parse_component(low)?))
+        });
+        parsed.ok_or_else(|| ParseLsnError(s.to_owned()))
+    }
 }
 
 fn parse_component(s: &str) -> Option<u64> {
@@ -53,23 +109,29 @@ fn parse_component(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn parse(s: &str) -> Option<u64> {
+        s.parse::<Lsn>().ok().map(Lsn::as_u64)
+    }
+
     #[test]
     fn formats_like_postgres() {
-        assert_eq!(format_lsn(0x1_6B37_4D48), "1/6B374D48");
-        assert_eq!(format_lsn(0), "0/0");
-        assert_eq!(format_lsn(0x0153_21C8), "0/15321C8");
-        assert_eq!(format_lsn(0xABCDEF), "0/ABCDEF");
-        assert_eq!(format_lsn(1 << 32), "1/0");
-        assert_eq!(format_lsn(u64::MAX), "FFFFFFFF/FFFFFFFF");
+        let text = |v: u64| Lsn::new(v).to_string();
+        assert_eq!(text(0x1_6B37_4D48), "1/6B374D48");
+        assert_eq!(text(0), "0/0");
+        assert_eq!(text(0x0153_21C8), "0/15321C8");
+        assert_eq!(text(0xABCDEF), "0/ABCDEF");
+        assert_eq!(text(1 << 32), "1/0");
+        assert_eq!(text(u64::MAX), "FFFFFFFF/FFFFFFFF");
+        assert_eq!(format!("{:?}", Lsn::new(0x10)), "Lsn(0/10)");
     }
 
     #[test]
     fn parses_valid_forms() {
-        assert_eq!(parse_lsn("0/0"), Some(0));
-        assert_eq!(parse_lsn("1/6B374D48"), Some(0x1_6B37_4D48));
-        assert_eq!(parse_lsn("1/6b374d48"), Some(0x1_6B37_4D48));
-        assert_eq!(parse_lsn("00000000/00000001"), Some(1));
-        assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
+        assert_eq!(parse("0/0"), Some(0));
+        assert_eq!(parse("1/6B374D48"), Some(0x1_6B37_4D48));
+        assert_eq!(parse("1/6b374d48"), Some(0x1_6B37_4D48));
+        assert_eq!(parse("00000000/00000001"), Some(1));
+        assert_eq!(parse("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
     }
 
     #[test]
@@ -92,14 +154,33 @@ mod tests {
             "0x1/0",
             "１/0",
         ] {
-            assert_eq!(parse_lsn(bad), None, "{bad:?} should not parse");
+            assert_eq!(parse(bad), None, "{bad:?} should not parse");
         }
+        let err = "0/".parse::<Lsn>().expect_err("not an LSN");
+        assert_eq!(
+            err.to_string(),
+            "not a PostgreSQL LSN (expected hex `X/X`, e.g. 0/16B3748): \"0/\""
+        );
     }
 
     #[test]
     fn round_trips_selected_values() {
         for lsn in [0, 1, 0xFFFF_FFFF, 1 << 32, 0x1_6B37_4D48, u64::MAX] {
-            assert_eq!(parse_lsn(&format_lsn(lsn)), Some(lsn));
+            assert_eq!(parse(&Lsn::new(lsn).to_string()), Some(lsn));
         }
+    }
+
+    #[test]
+    fn orders_and_measures_like_the_wal() {
+        assert!(Lsn::new(1 << 32) > Lsn::new(0xFFFF_FFFF));
+        assert_eq!(Lsn::new(0x180).bytes_since(Lsn::new(0x100)), 0x80);
+        assert_eq!(Lsn::new(0x100).bytes_since(Lsn::new(0x180)), 0);
+        assert_eq!(Lsn::new(5).saturating_sub(10), Lsn::ZERO);
+        assert_eq!(u64::from(Lsn::from(7)), 7);
+    }
+
+    #[test]
+    fn costs_a_u64() {
+        assert_eq!(std::mem::size_of::<Lsn>(), 8);
     }
 }

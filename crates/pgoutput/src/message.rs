@@ -296,18 +296,18 @@ impl Message {
         let message = match kind {
             // Int64 final_lsn, Int64 commit_ts, Int32 xid
             MessageKind::Begin => {
-                Message::Begin(Begin { final_lsn: r.u64()?, commit_ts: r.i64()?, xid: r.u32()? })
+                Message::Begin(Begin { final_lsn: r.lsn()?, commit_ts: r.i64()?, xid: r.u32()? })
             }
             // Int8 flags, Int64 commit_lsn, Int64 end_lsn, Int64 commit_ts
             MessageKind::Commit => Message::Commit(Commit {
                 flags: r.u8()?,
-                commit_lsn: r.u64()?,
-                end_lsn: r.u64()?,
+                commit_lsn: r.lsn()?,
+                end_lsn: r.lsn()?,
                 commit_ts: r.i64()?,
             }),
             // Int64 commit_lsn, String name
             MessageKind::Origin => Message::Origin(Origin {
-                commit_lsn: r.u64()?,
+                commit_lsn: r.lsn()?,
                 name: r.cstr("origin name")?.to_owned(),
             }),
             // Int32 oid, String namespace, String relname, Int8 replica_identity,
@@ -370,7 +370,7 @@ impl Message {
             // Int8 flags, Int64 lsn, String prefix, Int32 content_len, Byte[content_len]
             MessageKind::Message => {
                 let flags = r.u8()?;
-                let lsn = r.u64()?;
+                let lsn = r.lsn()?;
                 let prefix = r.cstr("message prefix")?.to_owned();
                 let len = r.length()?;
                 Message::Message(LogicalMessage {

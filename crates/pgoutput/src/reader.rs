@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use crate::error::DecodeError;
+use crate::lsn::Lsn;
 use crate::message::MessageKind;
 
 /// Cursor over a message payload. Invariant: `pos <= buf.len()`.
@@ -90,6 +91,11 @@ impl<'a> Reader<'a> {
     /// Int64 reinterpreted as unsigned (LSNs).
     pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    /// Int64 WAL position.
+    pub(crate) fn lsn(&mut self) -> Result<Lsn, DecodeError> {
+        self.u64().map(Lsn::new)
     }
 
     /// Int32 byte length that must not be negative.

@@ -13,8 +13,8 @@ mod common;
 use bytes::Bytes;
 use common::{Captured, session};
 use tailbox_pgoutput::{
-    Begin, ColumnValue, Commit, LogicalMessage, Message, OldTuple, Origin, Relation,
-    RelationColumn, Truncate, TupleData, TypeMessage, format_lsn, parse_lsn,
+    Begin, ColumnValue, Commit, LogicalMessage, Lsn, Message, OldTuple, Origin, Relation,
+    RelationColumn, Truncate, TupleData, TypeMessage,
 };
 
 const OUTBOX_OID: u32 = 16390;
@@ -85,8 +85,8 @@ fn transactions_have_consistent_begin_and_commit() {
                 assert_eq!(commit.commit_ts, begin.commit_ts);
                 assert!(commit.end_lsn > commit.commit_lsn);
                 // The slot reports a Commit row at its end LSN, in PostgreSQL's text form.
-                assert_eq!(format_lsn(commit.end_lsn), c.lsn);
-                assert_eq!(parse_lsn(c.lsn), Some(commit.end_lsn));
+                assert_eq!(commit.end_lsn.to_string(), c.lsn);
+                assert_eq!(c.lsn.parse(), Ok(commit.end_lsn));
                 // After 2020-01-01 (µs since 2000-01-01) and before 2100.
                 assert!(commit.commit_ts > 631_152_000_000_000);
                 assert!(commit.commit_ts < 3_155_760_000_000_000);
@@ -98,7 +98,7 @@ fn transactions_have_consistent_begin_and_commit() {
     assert!(open.is_none());
     assert_eq!(transactions, 13);
     // Transactions commit in LSN order.
-    let ends: Vec<u64> = session
+    let ends: Vec<Lsn> = session
         .iter()
         .filter_map(|c| match decode(c) {
             Message::Commit(commit) => Some(commit.end_lsn),
@@ -114,7 +114,7 @@ fn first_transaction_is_decoded_field_by_field() {
     assert_eq!(
         decode(&s[0]),
         Message::Begin(Begin {
-            final_lsn: 0x0153_2198,
+            final_lsn: Lsn::new(0x0153_2198),
             commit_ts: 0x0003_03f9_cb44_591b,
             xid: 729
         })
@@ -173,18 +173,18 @@ fn first_transaction_is_decoded_field_by_field() {
         decode(&s[5]),
         Message::Message(LogicalMessage {
             transactional: true,
-            lsn: 0x0153_2198,
+            lsn: Lsn::new(0x0153_2198),
             prefix: "outbox".into(),
             content: Bytes::from_static(br#"{"a":1}"#),
         })
     );
-    assert_eq!(format_lsn(0x0153_2198), s[5].lsn);
+    assert_eq!(Lsn::new(0x0153_2198).to_string(), s[5].lsn);
     assert_eq!(
         decode(&s[6]),
         Message::Commit(Commit {
             flags: 0,
-            commit_lsn: 0x0153_2198,
-            end_lsn: 0x0153_21c8,
+            commit_lsn: Lsn::new(0x0153_2198),
+            end_lsn: Lsn::new(0x0153_21c8),
             commit_ts: 0x0003_03f9_cb44_591b,
         })
     );
@@ -198,7 +198,7 @@ fn non_transactional_message_arrives_outside_a_transaction() {
         decode(&s[7]),
         Message::Message(LogicalMessage {
             transactional: false,
-            lsn: parse_lsn(s[7].lsn).unwrap(),
+            lsn: s[7].lsn.parse().unwrap(),
             prefix: "outbox".into(),
             content: Bytes::from_static(b"non-tx"),
         })
@@ -331,7 +331,7 @@ fn origin_message_names_the_replication_origin() {
     let s = session();
     assert_eq!(
         decode(&s[49]),
-        Message::Origin(Origin { commit_lsn: 0xAB_CDEF, name: "upstream".into() })
+        Message::Origin(Origin { commit_lsn: Lsn::new(0xAB_CDEF), name: "upstream".into() })
     );
     let Message::Insert(i) = decode(&s[51]) else { panic!("expected Insert") };
     assert_eq!(values(&i.new_tuple), [text("2"), text("from-origin")]);

@@ -9,9 +9,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tailbox_pgoutput::{
-    Begin, ColumnValue, Commit, Delete, Insert, LogicalMessage, Message, OldTuple, Origin,
-    Relation, RelationColumn, Truncate, TupleData, TypeMessage, Update, format_lsn, parse_lsn,
+    Begin, ColumnValue, Commit, Delete, Insert, LogicalMessage, Lsn, Message, OldTuple, Origin,
+    Relation, RelationColumn, Truncate, TupleData, TypeMessage, Update,
 };
+
+/// Any WAL position.
+fn lsn() -> impl Strategy<Value = Lsn> {
+    any::<u64>().prop_map(Lsn::new)
+}
 
 /// Names as PostgreSQL can send them: any UTF-8 without NUL.
 fn name() -> impl Strategy<Value = String> {
@@ -52,16 +57,15 @@ fn relation_column() -> impl Strategy<Value = RelationColumn> {
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u64>(), any::<i64>(), any::<u32>()).prop_map(|(final_lsn, commit_ts, xid)| {
+        (lsn(), any::<i64>(), any::<u32>()).prop_map(|(final_lsn, commit_ts, xid)| {
             Message::Begin(Begin { final_lsn, commit_ts, xid })
         }),
-        (any::<u8>(), any::<u64>(), any::<u64>(), any::<i64>()).prop_map(
+        (any::<u8>(), lsn(), lsn(), any::<i64>()).prop_map(
             |(flags, commit_lsn, end_lsn, commit_ts)| {
                 Message::Commit(Commit { flags, commit_lsn, end_lsn, commit_ts })
             }
         ),
-        (any::<u64>(), name())
-            .prop_map(|(commit_lsn, name)| Message::Origin(Origin { commit_lsn, name })),
+        (lsn(), name()).prop_map(|(commit_lsn, name)| Message::Origin(Origin { commit_lsn, name })),
         (any::<u32>(), name(), name(), any::<u8>(), vec(relation_column(), 0..6)).prop_map(
             |(oid, namespace, name, replica_identity, columns)| {
                 Message::Relation(Relation { oid, namespace, name, replica_identity, columns })
@@ -84,7 +88,7 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u8>(), vec(any::<u32>(), 0..8)).prop_map(|(options, relation_oids)| {
             Message::Truncate(Truncate { options, relation_oids })
         }),
-        (any::<bool>(), any::<u64>(), name(), bytes(64)).prop_map(
+        (any::<bool>(), lsn(), name(), bytes(64)).prop_map(
             |(transactional, lsn, prefix, content)| {
                 Message::Message(LogicalMessage { transactional, lsn, prefix, content })
             }
@@ -168,16 +172,16 @@ proptest! {
 
     #[test]
     fn lsn_text_round_trips(lsn in any::<u64>()) {
-        let text = format_lsn(lsn);
-        prop_assert_eq!(parse_lsn(&text), Some(lsn));
-        prop_assert_eq!(parse_lsn(&text.to_lowercase()), Some(lsn));
+        let text = Lsn::new(lsn).to_string();
+        prop_assert_eq!(text.parse::<Lsn>(), Ok(Lsn::new(lsn)));
+        prop_assert_eq!(text.to_lowercase().parse::<Lsn>(), Ok(Lsn::new(lsn)));
         let (high, low) = text.split_once('/').unwrap();
         prop_assert_eq!(u64::from_str_radix(high, 16).unwrap(), lsn >> 32);
         prop_assert_eq!(u64::from_str_radix(low, 16).unwrap(), lsn & 0xFFFF_FFFF);
     }
 
     #[test]
-    fn parse_lsn_never_panics(s in "\\PC{0,24}") {
-        let _ = parse_lsn(&s);
+    fn lsn_parsing_never_panics(s in "\\PC{0,24}") {
+        let _ = s.parse::<Lsn>();
     }
 }

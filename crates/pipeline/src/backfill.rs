@@ -22,7 +22,7 @@ use tailbox_outbox::{
     dead_letter::{self, DeadLetterReason},
     headers,
 };
-use tailbox_pgoutput::{ColumnValue, Insert, Relation, RelationColumn, TupleData, format_lsn};
+use tailbox_pgoutput::{ColumnValue, Insert, Lsn, Relation, RelationColumn, TupleData};
 use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
     ControlClient, OutboxTableSpec, ReplicationError, snapshot::ExportedSnapshot,
@@ -32,7 +32,7 @@ use tailbox_webhook_sink::WebhookSink;
 use tracing::{info, warn};
 
 use crate::{
-    error::PipelineError,
+    error::{PipelineError, RecordOrigin},
     resume::CheckpointOwner,
     settings::{Destination, PipelineSettings},
 };
@@ -48,7 +48,7 @@ pub struct BackfillStats {
     /// Rows sent to the dead-letter topic.
     pub dead_lettered: u64,
     /// Where streaming continues.
-    pub consistent_point: u64,
+    pub consistent_point: Lsn,
 }
 
 /// Creates the slot with a snapshot, publishes the table's rows as of that snapshot and
@@ -61,7 +61,7 @@ pub async fn run(
     let control = ControlClient::connect(&settings.pg).await?;
     control.check_ready_without_slot(&settings.publication, &table).await?;
     let snapshot = ExportedSnapshot::create(&settings.pg, &settings.slot).await?;
-    info!(slot = %settings.slot, lsn = %format_lsn(snapshot.consistent_point), "slot created; backfilling");
+    info!(slot = %settings.slot, lsn = %snapshot.consistent_point, "slot created; backfilling");
     let result = publish_snapshot(settings, &control, &snapshot, &table, order_by).await;
     let consistent_point = snapshot.consistent_point;
     drop(snapshot);
@@ -152,7 +152,7 @@ async fn publish_snapshot(
         .unwrap_or_default();
     let mut meta = EventMeta {
         commit_lsn: snapshot.consistent_point,
-        lsn: format_lsn(snapshot.consistent_point),
+        lsn: snapshot.consistent_point.to_string(),
         xid: String::new(),
         commit_ts: now_us.to_string(),
         timestamp_ms: now_us / 1000,
@@ -166,7 +166,8 @@ async fn publish_snapshot(
             // Entry IDs must stay below those of the first streamed transaction, whose
             // commit lies at or after the consistent point.
             meta.commit_lsn = snapshot.consistent_point.saturating_sub(1);
-            let sink = RedisSink::connect(redis).await?;
+            let owner = CheckpointOwner::new(&snapshot.identity, &settings.slot);
+            let sink = RedisSink::connect(redis, owner.name()).await?;
             publish_rows(settings, control, snapshot, mapper, meta, sink, columns.len()).await
         }
         Destination::Webhook(webhook) => {
@@ -191,7 +192,7 @@ async fn publish_rows<K: Sink>(
     let client = control.client();
     let pg = |context: &'static str| move |e| ReplicationError::from_pg_error(context, e);
     let dlq_topic: Arc<str> = Arc::from(settings.dlq_topic.as_str());
-    let mut acks = Acks { sent: 0, acked: 0, lsn: meta.lsn.clone() };
+    let mut acks = Acks { sent: 0, acked: 0, lsn: snapshot.consistent_point };
     let mut record = OutboxRecord::default();
     let mut stats = BackfillStats::default();
     let mut values = Vec::with_capacity(column_count);
@@ -252,7 +253,10 @@ async fn publish_rows<K: Sink>(
             }
             Ok(SendOutcome::Blocked) if acks.pending() > 0 => acks.wait_one(&mut sink).await?,
             Ok(SendOutcome::Blocked) => tokio::time::sleep(BLOCKED_RETRY).await,
-            Err(error) => return Err(checkpoint_delivery(error, &meta.lsn)),
+            Err(error) => {
+                let origin = RecordOrigin::Checkpoint { lsn: snapshot.consistent_point };
+                return Err(PipelineError::delivery(error, origin));
+            }
         }
     }
     while acks.pending() > 0 {
@@ -278,7 +282,7 @@ async fn send<K: Sink>(
             // moment if none is outstanding.
             Ok(SendOutcome::Blocked) if acks.pending() > 0 => acks.wait_one(sink).await?,
             Ok(SendOutcome::Blocked) => tokio::time::sleep(BLOCKED_RETRY).await,
-            Err(error) => return Err(delivery(error, meta)),
+            Err(error) => return Err(delivery(error, acks.lsn, meta)),
         }
     }
 }
@@ -287,17 +291,8 @@ async fn send<K: Sink>(
 const BLOCKED_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A backfilled row's delivery error: the snapshot's position and the row's `xmin`.
-fn delivery(error: tailbox_sink::DeliveryError, meta: &EventMeta) -> PipelineError {
-    PipelineError::delivery(
-        error,
-        meta.lsn.as_str(),
-        format!("{} (backfilled row's xmin)", meta.xid),
-    )
-}
-
-/// The backfill's checkpoint record could not be delivered.
-fn checkpoint_delivery(error: tailbox_sink::DeliveryError, lsn: &str) -> PipelineError {
-    PipelineError::delivery(error, lsn, "none (checkpoint record)")
+fn delivery(error: tailbox_sink::DeliveryError, lsn: Lsn, meta: &EventMeta) -> PipelineError {
+    PipelineError::delivery(error, RecordOrigin::Backfill { lsn, xmin: meta.xid.parse().ok() })
 }
 
 /// Counts acknowledgements; any failed delivery fails the backfill.
@@ -305,7 +300,7 @@ struct Acks {
     sent: u64,
     acked: u64,
     /// The snapshot's consistent point, which every backfilled record carries as `lsn`.
-    lsn: String,
+    lsn: Lsn,
 }
 
 impl Acks {
@@ -317,9 +312,8 @@ impl Acks {
         let ack = sink.next_ack().await;
         self.acked += 1;
         // Acknowledgements do not say which row they belong to: the snapshot does.
-        ack.result.map_err(|error| {
-            PipelineError::delivery(error, self.lsn.as_str(), "unknown (a backfilled row)")
-        })
+        let origin = RecordOrigin::Backfill { lsn: self.lsn, xmin: None };
+        ack.result.map_err(|error| PipelineError::delivery(error, origin))
     }
 }
 

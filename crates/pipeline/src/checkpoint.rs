@@ -20,11 +20,13 @@
 
 use std::collections::VecDeque;
 
+use tailbox_pgoutput::Lsn;
+
 /// A position that becomes reached once every record below `watermark` is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Boundary {
     watermark: u64,
-    lsn: u64,
+    lsn: Lsn,
 }
 
 /// Tracks acknowledgements and derives the durable and confirmable LSNs.
@@ -41,15 +43,15 @@ pub struct AckTracker {
     /// Checkpoint records not yet acknowledged, in LSN order.
     checkpoints: VecDeque<Boundary>,
     /// All events of transactions committed before this LSN are in Kafka.
-    durable_lsn: u64,
+    durable_lsn: Lsn,
     /// The checkpoint topic holds at least this LSN: safe to confirm to the slot.
-    confirmable_lsn: u64,
+    confirmable_lsn: Lsn,
 }
 
 impl AckTracker {
     /// A tracker that starts at `lsn` (the slot's confirmed position) with nothing in
     /// flight.
-    pub fn new(lsn: u64) -> Self {
+    pub fn new(lsn: Lsn) -> Self {
         Self { durable_lsn: lsn, confirmable_lsn: lsn, ..Self::default() }
     }
 
@@ -78,7 +80,7 @@ impl AckTracker {
 
     /// The transaction whose records were sent so far committed; `end_lsn` is the
     /// position just past its commit record.
-    pub fn on_commit(&mut self, end_lsn: u64) {
+    pub fn on_commit(&mut self, end_lsn: Lsn) {
         push_boundary(&mut self.commits, Boundary { watermark: self.next_seq, lsn: end_lsn });
         self.settle();
     }
@@ -87,7 +89,7 @@ impl AckTracker {
     /// transaction open and nothing in flight, that position holds no unpublished
     /// event (transactions are sent whole at commit, and one that commits later has a
     /// commit record past `wal_end`), so it is durable.
-    pub fn on_idle_position(&mut self, wal_end: u64) {
+    pub fn on_idle_position(&mut self, wal_end: Lsn) {
         if self.is_drained() {
             self.durable_lsn = self.durable_lsn.max(wal_end);
         }
@@ -95,12 +97,12 @@ impl AckTracker {
 
     /// A checkpoint written by an earlier session already holds `lsn`: it is
     /// confirmable as soon as it is durable here.
-    pub fn on_covered_by_checkpoint(&mut self, lsn: u64) {
+    pub fn on_covered_by_checkpoint(&mut self, lsn: Lsn) {
         self.confirmable_lsn = self.confirmable_lsn.max(lsn.min(self.durable_lsn));
     }
 
     /// The checkpoint record for `lsn` was enqueued with `seq`.
-    pub fn on_checkpoint_sent(&mut self, seq: u64, lsn: u64) {
+    pub fn on_checkpoint_sent(&mut self, seq: u64, lsn: Lsn) {
         self.on_sent(seq);
         push_boundary(&mut self.checkpoints, Boundary { watermark: seq + 1, lsn });
     }
@@ -121,12 +123,12 @@ impl AckTracker {
     }
 
     /// Every event of transactions committed before this LSN is in Kafka.
-    pub fn durable_lsn(&self) -> u64 {
+    pub fn durable_lsn(&self) -> Lsn {
         self.durable_lsn
     }
 
     /// The checkpoint topic holds at least this LSN: it may be confirmed to the slot.
-    pub fn confirmable_lsn(&self) -> u64 {
+    pub fn confirmable_lsn(&self) -> Lsn {
         self.confirmable_lsn
     }
 
@@ -159,91 +161,95 @@ fn push_boundary(queue: &mut VecDeque<Boundary>, boundary: Boundary) {
 mod tests {
     use super::*;
 
+    const fn at(lsn: u64) -> Lsn {
+        Lsn::new(lsn)
+    }
+
     #[test]
     fn commit_is_durable_only_when_all_its_records_are_acked() {
-        let mut t = AckTracker::new(100);
+        let mut t = AckTracker::new(at(100));
         for seq in 0..3 {
             t.on_sent(seq);
         }
-        t.on_commit(200);
+        t.on_commit(at(200));
         t.on_ack(2);
         t.on_ack(0);
-        assert_eq!(t.durable_lsn(), 100, "record 1 is still in flight");
+        assert_eq!(t.durable_lsn(), at(100), "record 1 is still in flight");
         t.on_ack(1);
-        assert_eq!(t.durable_lsn(), 200);
+        assert_eq!(t.durable_lsn(), at(200));
         assert_eq!(t.in_flight(), 0);
     }
 
     #[test]
     fn out_of_order_acks_across_transactions_keep_commit_order() {
-        let mut t = AckTracker::new(0);
+        let mut t = AckTracker::new(at(0));
         t.on_sent(0);
-        t.on_commit(10);
+        t.on_commit(at(10));
         t.on_sent(1);
-        t.on_commit(20);
+        t.on_commit(at(20));
         t.on_ack(1);
-        assert_eq!(t.durable_lsn(), 0, "the later transaction must not overtake the earlier");
+        assert_eq!(t.durable_lsn(), at(0), "the later transaction must not overtake the earlier");
         t.on_ack(0);
-        assert_eq!(t.durable_lsn(), 20);
+        assert_eq!(t.durable_lsn(), at(20));
     }
 
     #[test]
     fn empty_transactions_are_durable_at_once_and_coalesce() {
-        let mut t = AckTracker::new(0);
-        t.on_commit(10);
-        t.on_commit(20);
-        assert_eq!(t.durable_lsn(), 20);
+        let mut t = AckTracker::new(at(0));
+        t.on_commit(at(10));
+        t.on_commit(at(20));
+        assert_eq!(t.durable_lsn(), at(20));
         t.on_sent(0);
-        t.on_commit(30);
-        t.on_commit(40);
+        t.on_commit(at(30));
+        t.on_commit(at(40));
         assert_eq!(t.commits.len(), 1);
         t.on_ack(0);
-        assert_eq!(t.durable_lsn(), 40);
+        assert_eq!(t.durable_lsn(), at(40));
     }
 
     #[test]
     fn confirmable_waits_for_the_checkpoint_record() {
-        let mut t = AckTracker::new(0);
+        let mut t = AckTracker::new(at(0));
         t.on_sent(0);
-        t.on_commit(50);
+        t.on_commit(at(50));
         t.on_ack(0);
-        assert_eq!((t.durable_lsn(), t.confirmable_lsn()), (50, 0));
-        t.on_checkpoint_sent(1, 50);
-        assert_eq!(t.confirmable_lsn(), 0);
+        assert_eq!((t.durable_lsn(), t.confirmable_lsn()), (at(50), at(0)));
+        t.on_checkpoint_sent(1, at(50));
+        assert_eq!(t.confirmable_lsn(), at(0));
         t.on_ack(1);
-        assert_eq!(t.confirmable_lsn(), 50);
+        assert_eq!(t.confirmable_lsn(), at(50));
     }
 
     #[test]
     fn idle_keepalive_advances_only_when_drained() {
-        let mut t = AckTracker::new(0);
+        let mut t = AckTracker::new(at(0));
         t.on_sent(0);
-        t.on_idle_position(500);
-        assert_eq!(t.durable_lsn(), 0);
-        t.on_commit(10);
+        t.on_idle_position(at(500));
+        assert_eq!(t.durable_lsn(), at(0));
+        t.on_commit(at(10));
         t.on_ack(0);
-        t.on_idle_position(500);
-        assert_eq!(t.durable_lsn(), 500);
-        t.on_idle_position(400);
-        assert_eq!(t.durable_lsn(), 500, "never moves backwards");
+        t.on_idle_position(at(500));
+        assert_eq!(t.durable_lsn(), at(500));
+        t.on_idle_position(at(400));
+        assert_eq!(t.durable_lsn(), at(500), "never moves backwards");
     }
 
     #[test]
     fn positions_covered_by_an_earlier_checkpoint_are_confirmable_once_durable() {
-        let mut t = AckTracker::new(0);
+        let mut t = AckTracker::new(at(0));
         t.on_sent(0);
-        t.on_commit(10);
-        t.on_covered_by_checkpoint(10);
-        assert_eq!(t.confirmable_lsn(), 0, "record 0 is still in flight");
+        t.on_commit(at(10));
+        t.on_covered_by_checkpoint(at(10));
+        assert_eq!(t.confirmable_lsn(), at(0), "record 0 is still in flight");
         t.on_ack(0);
-        t.on_commit(20);
-        t.on_covered_by_checkpoint(20);
-        assert_eq!(t.confirmable_lsn(), 20);
+        t.on_commit(at(20));
+        t.on_covered_by_checkpoint(at(20));
+        assert_eq!(t.confirmable_lsn(), at(20));
     }
 
     #[test]
     fn stray_acks_are_ignored() {
-        let mut t = AckTracker::new(0);
+        let mut t = AckTracker::new(at(0));
         t.on_ack(7);
         t.on_sent(0);
         t.on_ack(0);
@@ -267,7 +273,7 @@ mod properties {
             sizes in prop::collection::vec(0u64..5, 1..30),
             ack_order in prop::collection::vec(any::<prop::sample::Index>(), 0..150),
         ) {
-            let mut tracker = AckTracker::new(0);
+            let mut tracker = AckTracker::new(Lsn::ZERO);
             let mut seq = 0u64;
             // (end_lsn, records below this watermark)
             let mut commits = Vec::new();
@@ -277,7 +283,7 @@ mod properties {
                     seq += 1;
                 }
                 let end_lsn = (t as u64 + 1) * 100;
-                tracker.on_commit(end_lsn);
+                tracker.on_commit(Lsn::new(end_lsn));
                 commits.push((end_lsn, seq));
             }
             let mut pending: Vec<u64> = (0..seq).collect();
@@ -291,7 +297,7 @@ mod properties {
                 tracker.on_ack(s);
                 let prefix = acked.iter().take_while(|a| **a).count() as u64;
                 let model = commits.iter().filter(|(_, w)| *w <= prefix).map(|(l, _)| *l).max().unwrap_or(0);
-                prop_assert_eq!(tracker.durable_lsn(), model);
+                prop_assert_eq!(tracker.durable_lsn(), Lsn::new(model));
             }
         }
     }

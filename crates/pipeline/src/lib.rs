@@ -23,7 +23,8 @@
 //! - [`resume`]: whose checkpoint a record is, and how much of the WAL it may skip.
 //! - [`metrics`]: [`metrics::PipelineMetrics`], counters and gauges for the exporters.
 //! - [`shutdown`]: the shutdown signal.
-//! - [`error`]: [`PipelineError`], transient vs definite.
+//! - [`error`]: [`PipelineError`], transient vs definite; LSNs and xids in it are typed
+//!   (`Lsn`, `u32`), and a delivery error names its record ([`RecordOrigin`]).
 
 pub mod backfill;
 pub mod checkpoint;
@@ -35,7 +36,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod supervisor;
 
-pub use error::PipelineError;
+pub use error::{PipelineError, RecordOrigin};
 pub use metrics::PipelineMetrics;
 pub use settings::PipelineSettings;
 pub use shutdown::{Shutdown, ShutdownTrigger};

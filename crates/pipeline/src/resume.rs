@@ -21,7 +21,7 @@
 //!    [`decide`] refuses, naming both positions, unless the operator accepted it — and
 //!    then only the shared part is skipped.
 
-use tailbox_pgoutput::{format_lsn, parse_lsn};
+use tailbox_pgoutput::Lsn;
 use tailbox_replication::ServerIdentity;
 
 /// Version of the checkpoint record's value written by this build.
@@ -39,7 +39,7 @@ pub struct CheckpointOwner {
     /// The timeline the server was on when the checkpoint was written (not part of the
     /// key: a failover keeps the owner and moves the timeline).
     pub timeline: u32,
-    key: Vec<u8>,
+    key: String,
 }
 
 impl CheckpointOwner {
@@ -50,17 +50,23 @@ impl CheckpointOwner {
 
     fn from_parts(system_id: u64, database: &str, slot: &str, timeline: u32) -> Self {
         // Slot names are [a-z0-9_], so the key splits back unambiguously.
-        let key = format!("{system_id}/{slot}/{database}").into_bytes();
+        let key = format!("{system_id}/{slot}/{database}");
         Self { system_id, database: database.to_owned(), slot: slot.to_owned(), timeline, key }
     }
 
     /// The checkpoint record's key: system identifier, slot and database.
     pub fn key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+
+    /// The key as text (`<system identifier>/<slot>/<database>`), e.g. to claim a
+    /// destination with.
+    pub fn name(&self) -> &str {
         &self.key
     }
 
     /// The checkpoint record's value for `lsn`.
-    pub fn encode(&self, lsn: u64) -> Vec<u8> {
+    pub fn encode(&self, lsn: Lsn) -> Vec<u8> {
         serde_json::json!({
             "format": FORMAT,
             // A string: JSON readers that hold numbers as doubles would round it.
@@ -68,7 +74,7 @@ impl CheckpointOwner {
             "database": self.database,
             "slot": self.slot,
             "timeline": self.timeline,
-            "lsn": format_lsn(lsn),
+            "lsn": lsn.to_string(),
         })
         .to_string()
         .into_bytes()
@@ -103,7 +109,7 @@ pub struct StoredCheckpoint {
     /// Who wrote it.
     pub owner: CheckpointOwner,
     /// Every event of transactions committed before this LSN was published.
-    pub lsn: u64,
+    pub lsn: Lsn,
 }
 
 impl StoredCheckpoint {
@@ -120,7 +126,7 @@ impl StoredCheckpoint {
             text("slot")?,
             u32::try_from(value.get("timeline")?.as_u64()?).ok()?,
         );
-        Some(Self { owner, lsn: parse_lsn(text("lsn")?)? })
+        Some(Self { owner, lsn: text("lsn")?.parse().ok()? })
     }
 }
 
@@ -186,12 +192,12 @@ pub enum Resume {
     /// No checkpoint of ours: publish everything the slot sends.
     FromSlot,
     /// Transactions that committed before this LSN are published already.
-    SkipBefore(u64),
+    SkipBefore(Lsn),
     /// The checkpoint diverged and the operator accepted it: skip only the shared
     /// part, and write a checkpoint of this timeline at the first occasion.
     Diverged {
         /// Skip transactions committed before this LSN.
-        skip_before: u64,
+        skip_before: Lsn,
         /// The divergence that was accepted.
         divergence: Divergence,
     },
@@ -199,15 +205,15 @@ pub enum Resume {
 
 impl Resume {
     /// Transactions committed before this LSN are not published again.
-    pub fn skip_before(&self) -> u64 {
+    pub fn skip_before(&self) -> Lsn {
         match self {
-            Resume::FromSlot => 0,
+            Resume::FromSlot => Lsn::ZERO,
             Resume::SkipBefore(lsn) | Resume::Diverged { skip_before: lsn, .. } => *lsn,
         }
     }
 
     /// The position our checkpoint vouches for on this server, if any.
-    pub fn covered(&self) -> Option<u64> {
+    pub fn covered(&self) -> Option<Lsn> {
         match self {
             Resume::FromSlot => None,
             _ => Some(self.skip_before()),
@@ -221,22 +227,22 @@ pub struct Divergence {
     /// Whose checkpoint.
     pub owner: CheckpointOwner,
     /// Its LSN.
-    pub checkpoint_lsn: u64,
+    pub checkpoint_lsn: Lsn,
     /// The timeline it was written on.
     pub checkpoint_timeline: u32,
     /// The server's timeline now.
     pub server_timeline: u32,
     /// Where the server's WAL stops being the checkpoint timeline's (`None`: that
     /// timeline is not in the server's history at all).
-    pub shared_end: Option<u64>,
+    pub shared_end: Option<Lsn>,
 }
 
 impl std::error::Error for Divergence {}
 
 impl std::fmt::Display for Divergence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let checkpoint = format_lsn(self.checkpoint_lsn);
-        let shared = format_lsn(self.shared_end.unwrap_or(0));
+        let checkpoint = self.checkpoint_lsn;
+        let shared = self.shared_end.unwrap_or_default();
         write!(
             f,
             "the checkpoint of {} is at {checkpoint} on timeline {}, but this server {}: events up to \
@@ -256,16 +262,12 @@ impl Divergence {
     /// Where the server stands relative to the checkpoint's timeline.
     fn server_side(&self) -> String {
         match self.shared_end {
-            Some(end) if self.checkpoint_timeline == self.server_timeline => format!(
-                "has WAL only up to {} on timeline {}",
-                format_lsn(end),
-                self.server_timeline
-            ),
+            Some(end) if self.checkpoint_timeline == self.server_timeline => {
+                format!("has WAL only up to {end} on timeline {}", self.server_timeline)
+            }
             Some(end) => format!(
-                "is on timeline {}, which branched off timeline {} at {}",
-                self.server_timeline,
-                self.checkpoint_timeline,
-                format_lsn(end)
+                "is on timeline {}, which branched off timeline {} at {end}",
+                self.server_timeline, self.checkpoint_timeline
             ),
             None => format!(
                 "is on timeline {}, whose history does not contain timeline {}",
@@ -299,7 +301,7 @@ pub fn decide(
         shared_end,
     };
     if accept_divergence {
-        Ok(Resume::Diverged { skip_before: shared_end.unwrap_or(0), divergence })
+        Ok(Resume::Diverged { skip_before: shared_end.unwrap_or_default(), divergence })
     } else {
         Err(divergence)
     }
@@ -315,32 +317,37 @@ mod tests {
         ServerIdentity {
             system_id: 42,
             timeline,
-            wal_flush_lsn: flush,
+            wal_flush_lsn: Lsn::new(flush),
             database: "app".into(),
             history: TimelineHistory(
                 history
                     .iter()
-                    .map(|&(timeline, switch_point)| TimelineSwitch { timeline, switch_point })
+                    .map(|&(timeline, at)| TimelineSwitch { timeline, switch_point: Lsn::new(at) })
                     .collect(),
             ),
         }
     }
 
     fn checkpoint(timeline: u32, lsn: u64) -> StoredCheckpoint {
+        let lsn = Lsn::new(lsn);
         StoredCheckpoint { owner: CheckpointOwner::from_parts(42, "app", "tailbox", timeline), lsn }
     }
 
     #[test]
     fn values_round_trip_and_nothing_else_decodes() {
         let owner = CheckpointOwner::from_parts(7_301_234_567_890_123_456, "app/db", "s_1", 3);
-        let decoded = StoredCheckpoint::decode(&owner.encode(0x1_0000_00A0)).expect("decodes");
-        assert_eq!(decoded, StoredCheckpoint { owner: owner.clone(), lsn: 0x1_0000_00A0 });
+        let decoded =
+            StoredCheckpoint::decode(&owner.encode(Lsn::new(0x1_0000_00A0))).expect("decodes");
+        assert_eq!(
+            decoded,
+            StoredCheckpoint { owner: owner.clone(), lsn: Lsn::new(0x1_0000_00A0) }
+        );
         assert_eq!(owner.key(), b"7301234567890123456/s_1/app/db");
         // The format before identities, and garbage.
         assert_eq!(StoredCheckpoint::decode(br#"{"slot":"s_1","lsn":"0/10"}"#), None);
         assert_eq!(StoredCheckpoint::decode(b"garbage"), None);
-        let future =
-            String::from_utf8_lossy(&owner.encode(1)).replace("\"format\":2", "\"format\":3");
+        let future = String::from_utf8_lossy(&owner.encode(Lsn::new(1)))
+            .replace("\"format\":2", "\"format\":3");
         assert_eq!(StoredCheckpoint::decode(future.as_bytes()), None);
     }
 
@@ -351,9 +358,9 @@ mod tests {
         let other_db = CheckpointOwner::from_parts(42, "billing", "tailbox", 1);
         let other_slot = CheckpointOwner::from_parts(42, "app", "other", 1);
         let records: Vec<(Vec<u8>, Vec<u8>)> = vec![
-            (other_system.key().to_vec(), other_system.encode(0x900)),
-            (other_db.key().to_vec(), other_db.encode(0x900)),
-            (other_slot.key().to_vec(), other_slot.encode(0x900)),
+            (other_system.key().to_vec(), other_system.encode(Lsn::new(0x900))),
+            (other_db.key().to_vec(), other_db.encode(Lsn::new(0x900))),
+            (other_slot.key().to_vec(), other_slot.encode(Lsn::new(0x900))),
             (b"tailbox".to_vec(), br#"{"slot":"tailbox","lsn":"0/900"}"#.to_vec()),
         ];
         let view = |extra: Option<(Vec<u8>, Vec<u8>)>| {
@@ -364,9 +371,15 @@ mod tests {
         // Without our own: the old-format record and both same-slot owners are reported.
         assert_eq!(view(None), (None, 3));
         // With our own: only the old-format record is still worth a word.
-        assert_eq!(view(Some((owner.key().to_vec(), owner.encode(0x100)))), (Some(0x100), 1));
+        assert_eq!(
+            view(Some((owner.key().to_vec(), owner.encode(Lsn::new(0x100))))),
+            (Some(Lsn::new(0x100)), 1)
+        );
         // Our key with another owner's value, or garbage, is never used.
-        assert_eq!(view(Some((owner.key().to_vec(), other_system.encode(0x100)))), (None, 4));
+        assert_eq!(
+            view(Some((owner.key().to_vec(), other_system.encode(Lsn::new(0x100))))),
+            (None, 4)
+        );
         assert_eq!(view(Some((owner.key().to_vec(), b"{}".to_vec()))), (None, 4));
     }
 
@@ -374,11 +387,17 @@ mod tests {
     fn same_timeline_skips_up_to_the_checkpoint_within_the_servers_wal() {
         let s = server(1, 0x500, &[]);
         assert_eq!(decide(None, &s, false), Ok(Resume::FromSlot));
-        assert_eq!(decide(Some(&checkpoint(1, 0x400)), &s, false), Ok(Resume::SkipBefore(0x400)));
-        assert_eq!(decide(Some(&checkpoint(1, 0x500)), &s, false), Ok(Resume::SkipBefore(0x500)));
+        assert_eq!(
+            decide(Some(&checkpoint(1, 0x400)), &s, false),
+            Ok(Resume::SkipBefore(Lsn::new(0x400)))
+        );
+        assert_eq!(
+            decide(Some(&checkpoint(1, 0x500)), &s, false),
+            Ok(Resume::SkipBefore(Lsn::new(0x500)))
+        );
         // Restored to an earlier point on the same timeline: the checkpoint is beyond the WAL.
         let refused = decide(Some(&checkpoint(1, 0x600)), &s, false).expect_err("diverged");
-        assert_eq!(refused.shared_end, Some(0x500));
+        assert_eq!(refused.shared_end, Some(Lsn::new(0x500)));
         let text = refused.to_string();
         for needle in ["0/600", "0/500", "timeline 1", "`accept_checkpoint_divergence`"] {
             assert!(text.contains(needle), "{needle} missing in: {text}");
@@ -388,13 +407,19 @@ mod tests {
     #[test]
     fn a_new_timeline_skips_only_up_to_its_switch_point() {
         let s = server(3, 0x900, &[(1, 0x300), (2, 0x500)]);
-        assert_eq!(decide(Some(&checkpoint(1, 0x300)), &s, false), Ok(Resume::SkipBefore(0x300)));
-        assert_eq!(decide(Some(&checkpoint(2, 0x450)), &s, false), Ok(Resume::SkipBefore(0x450)));
+        assert_eq!(
+            decide(Some(&checkpoint(1, 0x300)), &s, false),
+            Ok(Resume::SkipBefore(Lsn::new(0x300)))
+        );
+        assert_eq!(
+            decide(Some(&checkpoint(2, 0x450)), &s, false),
+            Ok(Resume::SkipBefore(Lsn::new(0x450)))
+        );
         let refused = decide(Some(&checkpoint(2, 0x600)), &s, false).expect_err("past the switch");
         assert!(refused.to_string().contains("timeline 3, which branched off timeline 2 at 0/500"));
         assert_eq!(
             decide(Some(&checkpoint(2, 0x600)), &s, true).map(|r| r.skip_before()),
-            Ok(0x500),
+            Ok(Lsn::new(0x500)),
             "accepted: only the shared part is skipped"
         );
         // A timeline this server does not descend from, or a later one: nothing is shared.
@@ -402,7 +427,7 @@ mod tests {
         for foreign in [checkpoint(3, 0x100), checkpoint(4, 0x100)] {
             let refused = decide(Some(&foreign), &s, false).expect_err("not in the history");
             assert_eq!(refused.shared_end, None);
-            assert_eq!(decide(Some(&foreign), &s, true).map(|r| r.skip_before()), Ok(0));
+            assert_eq!(decide(Some(&foreign), &s, true).map(|r| r.skip_before()), Ok(Lsn::ZERO));
         }
     }
 }
@@ -431,22 +456,23 @@ mod properties {
             let mut at = 0;
             let history: Vec<TimelineSwitch> = switches.iter().enumerate().map(|(i, step)| {
                 at += step;
-                TimelineSwitch { timeline: i as u32 + 1, switch_point: at }
+                TimelineSwitch { timeline: i as u32 + 1, switch_point: Lsn::new(at) }
             }).collect();
             let server = ServerIdentity {
                 system_id: 1,
                 timeline: history.len() as u32 + 1,
-                wal_flush_lsn: at + flush_after,
+                wal_flush_lsn: Lsn::new(at + flush_after),
                 database: "d".into(),
                 history: TimelineHistory(history),
             };
+            let cp_lsn = Lsn::new(cp_lsn);
             let cp = StoredCheckpoint { owner: CheckpointOwner::from_parts(1, "d", "s", cp_timeline), lsn: cp_lsn };
             let shared = server.shared_end_of(cp_timeline);
             match decide(Some(&cp), &server, accept) {
                 Ok(resume) => {
                     let skip = resume.skip_before();
                     prop_assert!(skip <= cp_lsn);
-                    prop_assert!(skip <= shared.unwrap_or(0));
+                    prop_assert!(skip <= shared.unwrap_or_default());
                     if shared.is_some_and(|end| cp_lsn <= end) {
                         prop_assert_eq!(resume, Resume::SkipBefore(cp_lsn));
                     } else {

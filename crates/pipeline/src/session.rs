@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The loop is a biased `select!`; branch priorities, highest first:
-//! 1. shutdown: stop reading at once;
+//! 1. shutdown: stop reading at once, or, with a transaction half read, at its commit
+//!    (within the shutdown timeout), so a clean stop leaves nothing to publish twice;
 //! 2. acknowledgements (`Sink::next_ack`): they free capacity, advance the checkpoint,
 //!    and offer a blocked record to the sink again;
 //! 3. the checkpoint timer, the one place that decides when status updates go out:
@@ -62,7 +63,7 @@ use tailbox_outbox::{
     OutboxMapper, OutboxRecord,
     dead_letter::{self, DeadLetterReason},
 };
-use tailbox_pgoutput::{Insert, Message, PG_EPOCH_OFFSET_MICROS, format_lsn};
+use tailbox_pgoutput::{Insert, Lsn, Message, PG_EPOCH_OFFSET_MICROS};
 use tailbox_replication::{WalEvent, WalSource};
 use tailbox_sink::{
     Ack, DeliveryError, EventMeta, RefusedRecord, SendOutcome, Sink, TransactionError,
@@ -72,7 +73,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     checkpoint::AckTracker,
-    error::PipelineError,
+    error::{PipelineError, RecordOrigin},
     metrics::{ErrorKind, PipelineMetrics, TopicCounts},
     resume::{CheckpointOwner, Resume},
     settings::PipelineSettings,
@@ -110,15 +111,12 @@ pub struct SinkTransaction {
     /// When the open sink transaction began (`None`: none is open).
     started: Option<Instant>,
     /// End LSN of the last PostgreSQL transaction read completely inside it.
-    last_commit_end: u64,
+    last_commit_end: Lsn,
 }
 
 /// The transaction being read.
 struct OpenTransaction {
     meta: EventMeta,
-    /// Its commit LSN and xid (also in `meta`, as header text).
-    commit_lsn: u64,
-    xid: u32,
     /// Records sent for it so far.
     records: u64,
     /// Already published according to the checkpoint read at startup: publish nothing.
@@ -130,7 +128,7 @@ struct OpenTransaction {
 /// What a sequence number stands for, when it is not a plain outbox record.
 enum SpecialRecord {
     /// A checkpoint record for this LSN.
-    Checkpoint(u64),
+    Checkpoint(Lsn),
     /// A dead-letter record standing in for the refused record `original`.
     DeadLetterFor(u64),
 }
@@ -155,17 +153,17 @@ impl SpecialRecords {
 /// Which transaction a record in flight belongs to: the first sequence number of each
 /// transaction with records in flight, with its commit LSN and xid, in order.
 #[derive(Default)]
-struct InFlightTransactions(VecDeque<(u64, u64, u32)>);
+struct InFlightTransactions(VecDeque<(u64, TxnIds)>);
 
 impl InFlightTransactions {
-    fn push(&mut self, first_seq: u64, commit_lsn: u64, xid: u32) {
-        self.0.push_back((first_seq, commit_lsn, xid));
+    fn push(&mut self, first_seq: u64, ids: TxnIds) {
+        self.0.push_back((first_seq, ids));
     }
 
     /// The commit LSN and xid of the transaction record `seq` belongs to.
-    fn of(&self, seq: u64) -> Option<(u64, u32)> {
+    fn of(&self, seq: u64) -> Option<TxnIds> {
         let at = self.0.partition_point(|(first, ..)| *first <= seq);
-        at.checked_sub(1).and_then(|i| self.0.get(i)).map(|&(_, lsn, xid)| (lsn, xid))
+        at.checked_sub(1).and_then(|i| self.0.get(i)).map(|&(_, ids)| ids)
     }
 
     /// Forgets transactions all of whose records are below `acked_prefix`.
@@ -196,7 +194,7 @@ pub struct Session<S: WalSource, K: Sink> {
     /// The last transaction's headers, reused for the next one.
     spare_meta: EventMeta,
     /// Highest LSN a checkpoint record was sent for.
-    checkpoint_sent: u64,
+    checkpoint_sent: Lsn,
     /// `stats.published` when the last checkpoint record was sent.
     published_at_checkpoint: u64,
     /// Checkpoint and dead-letter records in flight (a handful at most).
@@ -204,9 +202,12 @@ pub struct Session<S: WalSource, K: Sink> {
     /// Which transaction each record in flight belongs to.
     in_flight_txns: InFlightTransactions,
     /// Highest LSN confirmed to the source.
-    confirmed: u64,
+    confirmed: Lsn,
     /// Commit LSN and time of transactions with records that are not durable yet.
-    commit_times: VecDeque<(u64, i64)>,
+    commit_times: VecDeque<(Lsn, i64)>,
+    /// The transaction being read; between transactions, the last one read (the only
+    /// one a blocked record can belong to).
+    txn_ids: TxnIds,
     /// Records enqueued per topic since the metrics were last published.
     topic_counts: HashMap<Arc<str>, TopicCounts>,
     dlq_topic: Arc<str>,
@@ -215,7 +216,7 @@ pub struct Session<S: WalSource, K: Sink> {
     max_in_flight: u64,
     mode: DeliveryMode,
     /// Transactions that committed before this LSN are published already (checkpoint).
-    skip_before: u64,
+    skip_before: Lsn,
     metrics: Arc<PipelineMetrics>,
     stats: SessionStats,
 }
@@ -230,7 +231,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         sink: K,
         mode: DeliveryMode,
         checkpoint_owner: CheckpointOwner,
-        start_lsn: u64,
+        start_lsn: Lsn,
         resume: &Resume,
         settings: &PipelineSettings,
     ) -> Self {
@@ -249,12 +250,17 @@ impl<S: WalSource, K: Sink> Session<S, K> {
             spare_meta: EventMeta::default(),
             // The checkpoint never moves backwards, also while we skip up to it; a
             // diverged one is replaced at once.
-            checkpoint_sent: if rewrite_checkpoint { 0 } else { start_lsn.max(skip_before) },
+            checkpoint_sent: if rewrite_checkpoint {
+                Lsn::ZERO
+            } else {
+                start_lsn.max(skip_before)
+            },
             published_at_checkpoint: 0,
             special: SpecialRecords::default(),
             in_flight_txns: InFlightTransactions::default(),
             confirmed: start_lsn,
             commit_times: VecDeque::new(),
+            txn_ids: TxnIds::default(),
             topic_counts: HashMap::new(),
             dlq_topic: Arc::from(settings.dlq_topic.as_str()),
             message_prefix: Arc::from(settings.message_prefix.as_str()),
@@ -279,12 +285,24 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         if self.rewrite_checkpoint {
             self.on_tick().await?;
         }
+        // Set once shutdown is asked for while a transaction is half read: its end.
+        let mut stop_by: Option<Instant> = None;
         loop {
             let reading = !self.blocked && self.tracker.in_flight() < self.max_in_flight;
             let waiting_acks = self.tracker.in_flight() > 0;
             tokio::select! {
                 biased;
-                () = shutdown.requested() => break,
+                () = shutdown.requested(), if stop_by.is_none() => {
+                    // A transaction half read would be published again, whole, after
+                    // the restart: read on to its commit first (within the timeout),
+                    // so a clean stop leaves no duplicates behind.
+                    if self.open.is_none() {
+                        break;
+                    }
+                    debug!("shutdown: reading the open transaction to its commit");
+                    stop_by = Some(Instant::now() + shutdown_timeout);
+                }
+                () = sleep_until(stop_by.unwrap_or_else(Instant::now)), if stop_by.is_some() => break,
                 ack = self.sink.next_ack(), if waiting_acks => {
                     self.on_ack(ack)?;
                     self.offer_blocked()?;
@@ -300,6 +318,9 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                     match event? {
                         Some(event) => {
                             self.on_event(event).await?;
+                            if stop_by.is_some() && self.open.is_none() {
+                                break;
+                            }
                             self.on_buffered_events(&shutdown).await?;
                         }
                         None => return Err(PipelineError::StreamEnded),
@@ -307,7 +328,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 }
             }
         }
-        self.drain(shutdown_timeout).await
+        self.drain(stop_by.unwrap_or_else(|| Instant::now() + shutdown_timeout)).await
     }
 
     /// Handles the events the source already holds (the rest of one socket read), up to
@@ -329,10 +350,9 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         Ok(())
     }
 
-    /// Stops reading, waits for in-flight records, writes the final checkpoint and
-    /// confirms it, then closes the stream.
-    async fn drain(mut self, timeout: Duration) -> Result<SessionStats, PipelineError> {
-        let deadline = Instant::now() + timeout;
+    /// Stops reading, waits for in-flight records (until `deadline`), writes the final
+    /// checkpoint and confirms it, then closes the stream.
+    async fn drain(mut self, deadline: Instant) -> Result<SessionStats, PipelineError> {
         info!(in_flight = self.tracker.in_flight(), "shutting down: waiting for in-flight records");
         match self.mode {
             DeliveryMode::ExactlyOnce(_) => self.finish_sink_transaction().await?,
@@ -353,7 +373,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         let remaining =
             deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         self.source.stop(remaining).await?;
-        info!(lsn = %format_lsn(self.confirmed), "stopped; slot confirmed");
+        info!(lsn = %self.confirmed, "stopped; slot confirmed");
         Ok(self.stats)
     }
 
@@ -418,12 +438,10 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 return Err(checkpoint_delivery_failed(error, lsn));
             }
             (Err(error), Some(SpecialRecord::DeadLetterFor(original))) => {
-                let (lsn, xid) = self.ids_of(original);
-                return Err(PipelineError::delivery(error, lsn, xid));
+                return Err(PipelineError::delivery(error, self.ids_of(original).origin()));
             }
             (Err(error), None) => {
-                let (lsn, xid) = self.ids_of(ack.seq);
-                return Err(PipelineError::delivery(error, lsn, xid));
+                return Err(PipelineError::delivery(error, self.ids_of(ack.seq).origin()));
             }
         }
         Ok(())
@@ -489,7 +507,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         }
         self.checkpoint_sent = lsn;
         self.metrics.kafka_ok.store(true, Ordering::Relaxed);
-        debug!(lsn = %format_lsn(lsn), "sink transaction committed");
+        debug!(lsn = %lsn, "sink transaction committed");
         self.confirm_lsn(lsn);
         Ok(())
     }
@@ -517,7 +535,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
     }
 
     /// Enqueues the checkpoint record for `lsn`; `Ok(false)` if the sink is full.
-    fn send_checkpoint(&mut self, lsn: u64) -> Result<bool, PipelineError> {
+    fn send_checkpoint(&mut self, lsn: Lsn) -> Result<bool, PipelineError> {
         let value = self.checkpoint_owner.encode(lsn);
         match self.sink.send_checkpoint(self.checkpoint_owner.key(), &value) {
             Ok(SendOutcome::Enqueued(seq)) => {
@@ -538,12 +556,12 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         }
     }
 
-    fn confirm_lsn(&mut self, lsn: u64) {
+    fn confirm_lsn(&mut self, lsn: Lsn) {
         if lsn > self.confirmed && self.sink.is_durable() {
             self.confirmed = lsn;
             self.source.confirm(lsn);
-            self.metrics.confirmed_lsn.store(lsn, Ordering::Relaxed);
-            debug!(lsn = %format_lsn(lsn), "confirmed to the slot");
+            self.metrics.confirmed_lsn.store(lsn.as_u64(), Ordering::Relaxed);
+            debug!(lsn = %lsn, "confirmed to the slot");
         }
     }
 
@@ -568,7 +586,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         let bytes = match event {
             WalEvent::Data(bytes) => bytes,
             WalEvent::KeepAlive { wal_end } => {
-                self.metrics.server_wal_end.fetch_max(wal_end, Ordering::Relaxed);
+                self.metrics.server_wal_end.fetch_max(wal_end.as_u64(), Ordering::Relaxed);
                 if self.open.is_none() {
                     self.tracker.on_idle_position(wal_end);
                 }
@@ -576,16 +594,15 @@ impl<S: WalSource, K: Sink> Session<S, K> {
             }
         };
         let message = Message::decode(&bytes)
-            .map_err(|source| PipelineError::Decode { lsn: self.open_ids().0, source })?;
+            .map_err(|source| PipelineError::Decode { lsn: self.txn_ids.lsn, source })?;
         match message {
             Message::Begin(begin) => {
                 let unix_micros = begin.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
                 let mut meta = std::mem::take(&mut self.spare_meta);
                 meta.reset(begin.final_lsn, begin.xid, unix_micros);
+                self.txn_ids = TxnIds { lsn: begin.final_lsn, xid: begin.xid };
                 self.open = Some(OpenTransaction {
                     meta,
-                    commit_lsn: begin.final_lsn,
-                    xid: begin.xid,
                     records: 0,
                     commit_us: unix_micros,
                     skip: begin.final_lsn < self.skip_before,
@@ -601,7 +618,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                     self.dead_letter_row(&insert, &source.to_string())?
                 }
                 Err(source) => {
-                    let (lsn, xid) = self.open_ids();
+                    let TxnIds { lsn, xid } = self.txn_ids;
                     return Err(PipelineError::Mapping { lsn, xid, source });
                 }
             },
@@ -615,7 +632,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         Ok(())
     }
 
-    async fn on_commit(&mut self, end_lsn: u64) -> Result<(), PipelineError> {
+    async fn on_commit(&mut self, end_lsn: Lsn) -> Result<(), PipelineError> {
         if let Some(open) = self.open.take() {
             if open.records > 0 {
                 self.commit_times.push_back((end_lsn, open.commit_us));
@@ -687,10 +704,10 @@ impl<S: WalSource, K: Sink> Session<S, K> {
     /// Turns `self.record` into its dead-letter record (one place for every path that
     /// starts from the current transaction), logging and counting why.
     fn dead_letter_current(&mut self, reason: &str, kind: ErrorKind, what: &'static str) {
-        let (lsn, xid) = self.open_ids();
-        warn!(lsn = %lsn, xid = %xid, topic = %self.dlq_topic, source_topic = %self.record.topic, error = reason, "{what}");
+        let TxnIds { lsn, xid } = self.txn_ids;
+        warn!(lsn = %lsn, xid, topic = %self.dlq_topic, source_topic = %self.record.topic, error = reason, "{what}");
         self.metrics.record_error(kind, reason);
-        let table = self.mapper.table_name();
+        let (table, lsn) = (self.mapper.table_name(), lsn.to_string());
         let why = DeadLetterReason { error: reason, source_lsn: &lsn, source_table: &table };
         dead_letter::mark(&mut self.record, &self.dlq_topic, why);
     }
@@ -704,8 +721,8 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         error: &DeliveryError,
     ) -> Result<(), PipelineError> {
         let reason = error.to_string();
-        let (lsn, xid) = self.ids_of(seq);
-        warn!(lsn = %lsn, xid = %xid, topic = %refused.topic, error = %reason, "record refused by the destination dead-lettered");
+        let ids = self.ids_of(seq);
+        warn!(lsn = %ids.lsn, xid = ids.xid, topic = %refused.topic, error = %reason, "record refused by the destination dead-lettered");
         self.metrics.record_error(ErrorKind::Refused, &reason);
         let mut record = OutboxRecord {
             topic: Arc::from(refused.topic.as_str()),
@@ -717,7 +734,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 .map(|(k, v)| (Arc::from(k.as_str()), Bytes::from(v)))
                 .collect(),
         };
-        let table = self.mapper.table_name();
+        let (table, lsn) = (self.mapper.table_name(), ids.lsn.to_string());
         let why = DeadLetterReason { error: &reason, source_lsn: &lsn, source_table: &table };
         dead_letter::mark(&mut record, &self.dlq_topic, why);
         match self.sink.send(&record, None) {
@@ -727,9 +744,9 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 Ok(())
             }
             Ok(SendOutcome::Blocked) => {
-                Err(PipelineError::delivery(DeliveryError::buffer_full(), lsn, xid))
+                Err(PipelineError::delivery(DeliveryError::buffer_full(), ids.origin()))
             }
-            Err(error) => Err(PipelineError::delivery(error, lsn, xid)),
+            Err(error) => Err(PipelineError::delivery(error, ids.origin())),
         }
     }
 
@@ -784,7 +801,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         }
         if let Some(open) = self.open.as_mut() {
             if open.records == 0 {
-                self.in_flight_txns.push(seq, open.commit_lsn, open.xid);
+                self.in_flight_txns.push(seq, self.txn_ids);
             }
             open.records += 1;
         }
@@ -807,30 +824,31 @@ impl<S: WalSource, K: Sink> Session<S, K> {
 
     /// A delivery error, tagged with the transaction being read.
     fn delivery_failed(&self, error: DeliveryError) -> PipelineError {
-        let (lsn, xid) = self.open_ids();
-        PipelineError::delivery(error, lsn, xid)
-    }
-
-    /// The commit LSN and xid of the transaction being read; between transactions, of
-    /// the last one read (whose records are the only ones a blocked record can belong
-    /// to).
-    fn open_ids(&self) -> (String, String) {
-        let meta = self.open.as_ref().map_or(&self.spare_meta, |t| &t.meta);
-        (meta.lsn.clone(), meta.xid.clone())
+        PipelineError::delivery(error, self.txn_ids.origin())
     }
 
     /// The commit LSN and xid of the transaction the record `seq` belongs to.
-    fn ids_of(&self, seq: u64) -> (String, String) {
-        match self.in_flight_txns.of(seq) {
-            Some((lsn, xid)) => (format_lsn(lsn), xid.to_string()),
-            None => self.open_ids(),
-        }
+    fn ids_of(&self, seq: u64) -> TxnIds {
+        self.in_flight_txns.of(seq).unwrap_or(self.txn_ids)
+    }
+}
+
+/// A PostgreSQL transaction: its commit LSN and xid.
+#[derive(Debug, Clone, Copy, Default)]
+struct TxnIds {
+    lsn: Lsn,
+    xid: u32,
+}
+
+impl TxnIds {
+    fn origin(self) -> RecordOrigin {
+        RecordOrigin::Transaction { lsn: self.lsn, xid: self.xid }
     }
 }
 
 /// A checkpoint record for `lsn` could not be delivered (it belongs to no transaction).
-fn checkpoint_delivery_failed(error: DeliveryError, lsn: u64) -> PipelineError {
-    PipelineError::delivery(error, format_lsn(lsn), "none (checkpoint record)")
+fn checkpoint_delivery_failed(error: DeliveryError, lsn: Lsn) -> PipelineError {
+    PipelineError::delivery(error, RecordOrigin::Checkpoint { lsn })
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ use std::{
 };
 
 use tailbox_kafka_sink::KafkaSink;
-use tailbox_pgoutput::format_lsn;
 use tailbox_redis_sink::RedisSink;
 use tailbox_replication::{
     ControlClient, PgWalStream, ReplicationError, control::slot_lost, stream::StreamSettings,
@@ -170,7 +169,7 @@ async fn run_session(
         }
         // Entry IDs from the WAL make every Redis delivery exactly-once already.
         (Destination::Redis(redis), _) => {
-            let sink = RedisSink::connect(redis).await?;
+            let sink = RedisSink::connect(redis, owner.name()).await?;
             let mode = DeliveryMode::AtLeastOnce;
             stream_into(settings, control, stream, sink, mode, owner, shutdown, once).await
         }
@@ -212,7 +211,7 @@ async fn stream_into<K: Sink>(
     let resume = resume::decide(scan.ours.as_ref(), &server, once.accept_checkpoint_divergence)
         .map_err(|divergence| PipelineError::CheckpointDiverged(Box::new(divergence)))?;
     if let Resume::Diverged { divergence, skip_before } = &resume {
-        warn!(slot = %settings.slot, skip_before = %format_lsn(*skip_before),
+        warn!(slot = %settings.slot, skip_before = %skip_before,
               "starting despite a diverged checkpoint (accept_checkpoint_divergence): {divergence}");
     }
 
@@ -227,23 +226,23 @@ async fn stream_into<K: Sink>(
     {
         return Err(PipelineError::SlotAhead {
             slot: settings.slot.clone(),
-            slot_lsn: format_lsn(slot.confirmed_flush_lsn),
-            checkpoint_lsn: format_lsn(covered),
+            slot_lsn: slot.confirmed_flush_lsn,
+            checkpoint_lsn: covered,
         });
     }
     once.accept_slot_position = false;
     once.accept_checkpoint_divergence = false;
     info!(
         slot = %settings.slot,
-        lsn = %format_lsn(slot.confirmed_flush_lsn),
-        checkpoint = %resume.covered().map(format_lsn).unwrap_or_else(|| "none".into()),
+        lsn = %slot.confirmed_flush_lsn,
+        checkpoint = %resume.covered().map_or_else(|| "none".into(), |lsn| lsn.to_string()),
         system_id = server.system_id,
         database = %server.database,
         timeline = server.timeline,
         "streaming"
     );
     settings.metrics.streaming.store(true, Ordering::Relaxed);
-    settings.metrics.confirmed_lsn.store(slot.confirmed_flush_lsn, Ordering::Relaxed);
+    settings.metrics.confirmed_lsn.store(slot.confirmed_flush_lsn.as_u64(), Ordering::Relaxed);
     let _heartbeat = settings.heartbeat_interval.map(|interval| {
         let sql =
             settings.heartbeat_sql.clone().unwrap_or_else(|| DEFAULT_HEARTBEAT_SQL.to_owned());

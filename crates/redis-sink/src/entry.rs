@@ -97,7 +97,7 @@ mod tests {
             headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
         };
         let mut meta = EventMeta::default();
-        meta.reset(0x10, 5, 1_700_000_000_000_000);
+        meta.reset(0x10.into(), 5, 1_700_000_000_000_000);
         for trim in [None, Some(Trim::MaxLen(1000)), Some(Trim::MinIdBehind(64))] {
             let cmd = xadd(&record, Some(&meta), EntryId { lsn: 0x10, position: 2 }, trim);
             let copy = refused_copy(&cmd, trim);

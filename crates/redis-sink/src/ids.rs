@@ -14,7 +14,8 @@
 /// A stream entry ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EntryId {
-    /// The commit LSN of the event's transaction.
+    /// The commit LSN of the event's transaction, as a number (Redis IDs are two
+    /// decimal numbers).
     pub lsn: u64,
     /// Its place among the records sent for that transaction.
     pub position: u64,

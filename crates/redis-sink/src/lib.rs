@@ -27,12 +27,14 @@
 //! replays from the slot, and the IDs make the replay harmless).
 //!
 //! # Layout
+//! - [`claims`]: which tailbox writes which stream (one source per stream).
 //! - [`config`]: [`RedisSinkConfig`], durability ([`Durability`]) and trimming.
 //! - [`ids`]: entry IDs from commit LSNs.
 //! - [`entry`]: a record as an `XADD` command, and back (for dead letters).
 //! - [`writer`]: the task that owns the connection.
 //! - [`sink`]: [`RedisSink`], the [`tailbox_sink::Sink`] implementation.
 
+pub mod claims;
 pub mod config;
 pub mod entry;
 pub mod ids;

@@ -1,7 +1,7 @@
 //! [`RedisSink`]: the [`Sink`] the pipeline talks to; queues commands for the writer
 //! task and hands its acknowledgements back.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use redis::{AsyncConnectionConfig, aio::MultiplexedConnection};
 use tailbox_outbox::OutboxRecord;
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     REDIS,
+    claims::StreamClaims,
     config::{Durability, RedisSinkConfig},
     entry::xadd,
     ids::EntryIds,
@@ -36,8 +37,9 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
-    /// Connects and starts the writer task.
-    pub async fn connect(config: &RedisSinkConfig) -> Result<Self, SinkError> {
+    /// Connects and starts the writer task, which writes streams for `owner` (the
+    /// checkpoint owner, see [`crate::claims`]).
+    pub async fn connect(config: &RedisSinkConfig, owner: &str) -> Result<Self, SinkError> {
         // Our TLS (rustls) uses the ring provider; redis's asks for the process default.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = match &config.ca_pem {
@@ -60,8 +62,15 @@ impl RedisSink {
         }
         let (queue, queued) = mpsc::unbounded_channel();
         let (ack_tx, acks) = AckChannel::new();
-        let writer =
-            tokio::spawn(writer::run(conn.clone(), queued, ack_tx, config.durability, config.trim));
+        let claims = StreamClaims::new(&config.checkpoint_key, owner);
+        let writer = tokio::spawn(writer::run(
+            conn.clone(),
+            queued,
+            ack_tx,
+            config.durability,
+            config.trim,
+            claims,
+        ));
         Ok(Self {
             queue,
             acks,
@@ -73,10 +82,14 @@ impl RedisSink {
         })
     }
 
-    fn enqueue(&mut self, cmd: redis::Cmd, is_record: bool) -> Result<SendOutcome, DeliveryError> {
+    fn enqueue(
+        &mut self,
+        cmd: redis::Cmd,
+        stream: Option<Arc<str>>,
+    ) -> Result<SendOutcome, DeliveryError> {
         let seq = self.next_seq;
         self.queue
-            .send(Queued { seq, cmd, is_record })
+            .send(Queued { seq, cmd, stream })
             .map_err(|_| DeliveryError::Failed { source: "the Redis writer stopped".into() })?;
         self.next_seq += 1;
         self.acks.on_sent();
@@ -154,8 +167,8 @@ impl Sink for RedisSink {
         if self.full() {
             return Ok(SendOutcome::Blocked);
         }
-        let id = self.ids.next(meta.map(|m| m.commit_lsn));
-        self.enqueue(xadd(record, meta, id, self.config.trim), true)
+        let id = self.ids.next(meta.map(|m| m.commit_lsn.as_u64()));
+        self.enqueue(xadd(record, meta, id, self.config.trim), Some(Arc::clone(&record.topic)))
     }
 
     fn send_checkpoint(&mut self, key: &[u8], value: &[u8]) -> Result<SendOutcome, DeliveryError> {
@@ -164,7 +177,7 @@ impl Sink for RedisSink {
         }
         let mut cmd = redis::cmd("HSET");
         cmd.arg(&self.config.checkpoint_key).arg(key).arg(value);
-        self.enqueue(cmd, false)
+        self.enqueue(cmd, None)
     }
 
     async fn next_ack(&mut self) -> Ack {

@@ -13,7 +13,7 @@
 //!   written: every later command is failed too, and the session replays from the slot
 //!   on a new connection.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use redis::{Cmd, RedisError, Value, aio::MultiplexedConnection};
 use tailbox_sink::{Ack, DeliveryError};
@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::{
     REDIS,
+    claims::{ClaimError, StreamClaims},
     config::{Durability, Trim},
     entry::{VALUE_FIELD, refused_copy, stream_and_id},
 };
@@ -39,8 +40,9 @@ pub(crate) struct Queued {
     pub seq: u64,
     /// The command.
     pub cmd: Cmd,
-    /// An outbox record (dead-lettered if refused), not a checkpoint.
-    pub is_record: bool,
+    /// The stream of an outbox record (dead-lettered if refused); `None` for a
+    /// checkpoint.
+    pub stream: Option<Arc<str>>,
 }
 
 /// Writes until the sink is dropped (its sender closes).
@@ -50,9 +52,10 @@ pub(crate) async fn run(
     acks: UnboundedSender<Ack>,
     durability: Durability,
     trim: Option<Trim>,
+    mut claims: StreamClaims,
 ) {
     let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
-    let mut broken: Option<String> = None;
+    let mut broken: Option<Broken> = None;
     while let Some(first) = queue.recv().await {
         batch.push(first);
         while batch.len() < BATCH {
@@ -61,9 +64,19 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        if let Some(why) = &broken {
+        if broken.is_none() {
+            match claims.claim_streams(&mut conn, &batch).await {
+                Ok(()) => {}
+                Err(ClaimError::Conflict(reason)) => broken = Some(Broken::Conflict(reason)),
+                Err(ClaimError::Redis(error)) => {
+                    warn!(error = %error, "claiming a Redis stream failed; nothing more is written on this connection");
+                    broken = Some(Broken::Failed(error.to_string()));
+                }
+            }
+        }
+        if let Some(broken) = &broken {
             for queued in batch.drain(..) {
-                let _ = acks.send(failed(queued.seq, why));
+                let _ = acks.send(broken.ack(queued.seq));
             }
             continue;
         }
@@ -79,11 +92,32 @@ pub(crate) async fn run(
                 for queued in batch.drain(..) {
                     let _ = acks.send(failed(queued.seq, &why));
                 }
-                broken = Some(why);
+                broken = Some(Broken::Failed(why));
             }
         }
     }
     debug!("Redis writer done");
+}
+
+/// Why nothing more is written on this connection.
+enum Broken {
+    /// A batch failed (transient: the session replays from the slot).
+    Failed(String),
+    /// A stream belongs to another tailbox (a person must decide).
+    Conflict(String),
+}
+
+impl Broken {
+    fn ack(&self, seq: u64) -> Ack {
+        match self {
+            Broken::Failed(why) => failed(seq, why),
+            Broken::Conflict(reason) => Ack {
+                seq,
+                result: Err(DeliveryError::Conflict { destination: REDIS, reason: reason.clone() }),
+                refused: None,
+            },
+        }
+    }
 }
 
 /// One batch: `MULTI`, the commands, `EXEC`, then the durability wait.
@@ -181,7 +215,7 @@ async fn ack(
     // Inside EXEC only run-time errors reach single commands, and those are about the
     // command itself (a key holding another type, no permission): refused for good.
     let result = Err(DeliveryError::Refused { destination: REDIS, source: Box::new(error) });
-    let refused = queued.is_record.then(|| Box::new(refused_copy(&queued.cmd, trim)));
+    let refused = queued.stream.is_some().then(|| Box::new(refused_copy(&queued.cmd, trim)));
     Ack { seq, result, refused }
 }
 

@@ -9,7 +9,10 @@ use redis::Value;
 use tailbox_e2e::RedisServer;
 use tailbox_outbox::OutboxRecord;
 use tailbox_redis_sink::{Durability, RedisSink, RedisSinkConfig, Trim};
-use tailbox_sink::{Ack, EventMeta, SendOutcome, Sink};
+use tailbox_sink::{Ack, DeliveryError, EventMeta, SendOutcome, Sink};
+
+/// The checkpoint owner the sinks of these tests write for.
+const OWNER: &str = "42/tailbox/app";
 
 fn config(server: &RedisServer) -> RedisSinkConfig {
     RedisSinkConfig {
@@ -33,7 +36,7 @@ fn record(stream: &str, key: &str, n: u32) -> OutboxRecord {
 
 fn meta(commit_lsn: u64, xid: u32) -> EventMeta {
     let mut meta = EventMeta::default();
-    meta.reset(commit_lsn, xid, 1_700_000_000_000_000);
+    meta.reset(commit_lsn.into(), xid, 1_700_000_000_000_000);
     meta
 }
 
@@ -97,7 +100,7 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn entries_arrive_in_commit_order_and_a_replay_is_refused_by_redis() -> Result<()> {
     let server = RedisServer::start()?;
-    let mut sink = RedisSink::connect(&config(&server)).await?;
+    let mut sink = RedisSink::connect(&config(&server), OWNER).await?;
     let acks = send_all(&mut sink, &transactions()).await?;
     ensure!(acks.iter().all(|a| a.result.is_ok()), "{acks:?}");
     let orders = entries(&server, "orders").await?;
@@ -112,7 +115,7 @@ async fn entries_arrive_in_commit_order_and_a_replay_is_refused_by_redis() -> Re
     drop(sink);
 
     // A restart replays from the slot: the same transactions again, then a new one.
-    let mut replay = RedisSink::connect(&config(&server)).await?;
+    let mut replay = RedisSink::connect(&config(&server), OWNER).await?;
     let mut again = transactions();
     again.push((0x400, vec![("orders", 7)]));
     let acks = send_all(&mut replay, &again).await?;
@@ -138,7 +141,7 @@ async fn a_key_of_another_type_refuses_the_record_with_a_copy_and_the_rest_goes_
     let server = RedisServer::start()?;
     let mut conn = client(&server).await?;
     let _: () = redis::cmd("SET").arg("taken").arg("a string").query_async(&mut conn).await?;
-    let mut sink = RedisSink::connect(&config(&server)).await?;
+    let mut sink = RedisSink::connect(&config(&server), OWNER).await?;
     let txns = vec![(0x100, vec![("orders", 1), ("taken", 2), ("orders", 3)])];
     let acks = send_all(&mut sink, &txns).await?;
     ensure!(acks[0].result.is_ok() && acks[2].result.is_ok(), "{acks:?}");
@@ -153,13 +156,13 @@ async fn a_key_of_another_type_refuses_the_record_with_a_copy_and_the_rest_goes_
 #[tokio::test]
 async fn checkpoints_are_kept_in_a_hash() -> Result<()> {
     let server = RedisServer::start()?;
-    let mut sink = RedisSink::connect(&config(&server)).await?;
+    let mut sink = RedisSink::connect(&config(&server), OWNER).await?;
     sink.send_checkpoint(b"42/tailbox/app", b"{\"lsn\":\"0/10\"}")?;
     sink.send_checkpoint(b"42/tailbox/app", b"{\"lsn\":\"0/20\"}")?;
     sink.send_checkpoint(b"43/tailbox/app", b"{\"lsn\":\"0/30\"}")?;
     let acks = take_acks(&mut sink, 3).await?;
     ensure!(acks.iter().all(|a| a.result.is_ok()));
-    let mut other = RedisSink::connect(&config(&server)).await?;
+    let mut other = RedisSink::connect(&config(&server), OWNER).await?;
     let read = other.read_checkpoints().await?;
     ensure!(read.len() == 2);
     ensure!(
@@ -174,7 +177,7 @@ async fn a_full_buffer_blocks_until_acknowledgements_come() -> Result<()> {
     let server = RedisServer::start()?;
     let mut cfg = config(&server);
     cfg.max_buffered = 2;
-    let mut sink = RedisSink::connect(&cfg).await?;
+    let mut sink = RedisSink::connect(&cfg, OWNER).await?;
     let m = meta(0x100, 1);
     ensure!(matches!(sink.send(&record("s", "k", 1), Some(&m))?, SendOutcome::Enqueued(0)));
     ensure!(matches!(sink.send(&record("s", "k", 2), Some(&m))?, SendOutcome::Enqueued(1)));
@@ -189,7 +192,7 @@ async fn a_full_buffer_blocks_until_acknowledgements_come() -> Result<()> {
 #[tokio::test]
 async fn a_lost_server_fails_what_is_in_flight_and_everything_after() -> Result<()> {
     let mut server = RedisServer::start()?;
-    let mut sink = RedisSink::connect(&config(&server)).await?;
+    let mut sink = RedisSink::connect(&config(&server), OWNER).await?;
     send_all(&mut sink, &[(0x100, vec![("s", 1)])]).await?;
     server.kill()?;
     let acks = send_all(&mut sink, &[(0x200, vec![("s", 2), ("s", 3)])]).await?;
@@ -207,7 +210,7 @@ async fn waiting_for_replicas_that_are_not_there_fails_the_batch() -> Result<()>
     let server = RedisServer::start()?;
     let mut cfg = config(&server);
     cfg.durability = Durability::Replicas { replicas: 1, timeout: Duration::from_millis(100) };
-    let mut sink = RedisSink::connect(&cfg).await?;
+    let mut sink = RedisSink::connect(&cfg, OWNER).await?;
     let acks = send_all(&mut sink, &[(0x100, vec![("s", 1)])]).await?;
     ensure!(acks[0].result.as_ref().is_err_and(|e| !e.is_refused()), "not durable: {acks:?}");
     // The entry is there, and a replay (on a new connection) is refused as present.
@@ -220,7 +223,7 @@ async fn trimming_keeps_about_the_last_entries() -> Result<()> {
     let server = RedisServer::start()?;
     let mut cfg = config(&server);
     cfg.trim = Some(Trim::MaxLen(10));
-    let mut sink = RedisSink::connect(&cfg).await?;
+    let mut sink = RedisSink::connect(&cfg, OWNER).await?;
     let txns: Vec<(u64, Vec<(&str, u32)>)> =
         (1..=300u32).map(|n| (u64::from(n) * 0x100, vec![("s", n)])).collect();
     send_all(&mut sink, &txns).await?;
@@ -251,11 +254,30 @@ async fn a_stream_shared_with_another_writer_fails_instead_of_skipping() -> Resu
         .arg("theirs")
         .query_async(&mut conn)
         .await?;
-    let mut sink = RedisSink::connect(&config(&server)).await?;
+    let mut sink = RedisSink::connect(&config(&server), OWNER).await?;
     let acks = send_all(&mut sink, &[(0x100, vec![("shared", 1)])]).await?;
     let result = &acks[0].result;
     ensure!(result.as_ref().is_err_and(|e| !e.is_refused()), "not delivered, retried: {acks:?}");
     ensure!(format!("{result:?}").contains("another database or writer"), "{result:?}");
     ensure!(entries(&server, "shared").await?.len() == 1, "nothing of ours was counted as there");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_claimed_by_another_owner_is_not_written() -> Result<()> {
+    let server = RedisServer::start()?;
+    let mut sink = RedisSink::connect(&config(&server), OWNER).await?;
+    let acks = send_all(&mut sink, &transactions()[..1]).await?;
+    ensure!(acks.iter().all(|a| a.result.is_ok()), "{acks:?}");
+    let mut other = RedisSink::connect(&config(&server), "7/tailbox/other").await?;
+    let acks = send_all(&mut other, &transactions()[1..]).await?;
+    ensure!(
+        acks.iter().all(|a| matches!(&a.result, Err(DeliveryError::Conflict { reason, .. })
+            if reason.contains("stream users is written by another tailbox (42/tailbox/app"))),
+        "{acks:?}"
+    );
+    ensure!(acks.iter().all(|a| a.result.as_ref().is_err_and(|e| !e.is_transient())));
+    let users = entries(&server, "users").await?;
+    ensure!(users.len() == 1, "nothing written after the conflict: {users:?}");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! One `postgres://` URL, parsed once into a `tokio_postgres::Config` and handed to
 //! both PostgreSQL clients: the control connection (`tokio-postgres`) and the
-//! replication connection ([`crate::wire`]).
+//! replication connection (`wire`).
 //!
 //! libpq's TLS parameters (`sslmode` with all five values, `sslrootcert`, `sslcert`,
 //! `sslkey`) are read here, not by `tokio-postgres` (which knows only three `sslmode`

@@ -1,18 +1,20 @@
-//! The control plane: a `tokio-postgres` connection (TLS per `sslmode`) used for startup
-//! checks and to read the slot's position. It never touches the replication stream itself.
+//! The control plane of `tailbox run`: a `tokio-postgres` connection (TLS per
+//! `sslmode`) used for startup checks and to read the slot's position. It never touches
+//! the replication stream itself. (What the admin commands query and change lives in
+//! `tailbox-cli`: `catalog.rs`, `scripts.rs`.)
 //!
 //! Every check turns a server state that would make streaming fail or lose events into
-//! a [`StartupProblem`] with the fix, so the binary can exit with one clear line.
+//! a [`crate::StartupProblem`] with the fix, so the binary can exit with one clear line.
 
 use std::sync::Arc;
 
-use tailbox_pgoutput::parse_lsn;
+use tailbox_pgoutput::Lsn;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::{Client, Connection, NoTls, config::SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
 
-use crate::{connection::PgConnectionConfig, error::ReplicationError, tls};
+use crate::{connection::PgConnectionConfig, diagnosis, error::ReplicationError};
 
 /// Drives a control connection in the background until its client is dropped.
 fn spawn_connection<S, T>(connection: Connection<S, T>)
@@ -43,13 +45,19 @@ pub struct OutboxTableSpec {
 pub struct SlotPosition {
     /// Everything before this LSN has been confirmed by the consumer; streaming resumes
     /// here.
-    pub confirmed_flush_lsn: u64,
+    pub confirmed_flush_lsn: Lsn,
     /// The oldest WAL the slot retains.
-    pub restart_lsn: u64,
+    pub restart_lsn: Lsn,
     /// `pg_replication_slots.wal_status` (`reserved`, `extended`, `unreserved`, `lost`).
     pub wal_status: Option<String>,
     /// PID of the walsender holding the slot, if any.
     pub active_pid: Option<i32>,
+}
+
+/// An LSN column read as `::text` (tokio-postgres has no `pg_lsn` type of ours); `None`
+/// when it is NULL or not an LSN.
+fn lsn_column(row: &tokio_postgres::Row, index: usize) -> Option<Lsn> {
+    row.get::<_, Option<String>>(index).and_then(|text| text.parse().ok())
 }
 
 /// A control connection to PostgreSQL.
@@ -79,7 +87,7 @@ impl ControlClient {
     /// background until the client is dropped.
     pub async fn connect(cfg: &PgConnectionConfig) -> Result<Self, ReplicationError> {
         let failed = |err: tokio_postgres::Error| {
-            tls::control_connect_problem(cfg, &err).unwrap_or_else(|| {
+            diagnosis::control_connect_problem(cfg, &err).unwrap_or_else(|| {
                 ReplicationError::from_pg("connecting the control connection", err)
             })
         };
@@ -125,43 +133,6 @@ impl ControlClient {
         self.check_wal_level().await?;
         self.check_publication(publication, table).await?;
         self.check_table(table).await
-    }
-
-    /// Deletes outbox rows whose `column` is older than `older_than` (a PostgreSQL
-    /// interval such as `7 days`), at most `batch` rows per statement so locks stay short
-    /// and autovacuum keeps up; returns the number deleted. Publishing is unaffected:
-    /// the publication carries inserts only.
-    pub async fn delete_older_than(
-        &self,
-        table: &OutboxTableSpec,
-        column: &str,
-        older_than: &str,
-        batch: i64,
-    ) -> Result<u64, ReplicationError> {
-        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-        let sql = format!(
-            "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {c} < now() - $1::text::interval LIMIT $2))",
-            t = format!("{}.{}", quote(&table.schema), quote(&table.table)),
-            c = quote(column),
-        );
-        let statement = self.client.prepare(&sql).await.map_err(|e| {
-            ReplicationError::from_pg(
-                format!("preparing the cleanup of {}.{}", table.schema, table.table),
-                e,
-            )
-        })?;
-        let mut total = 0;
-        loop {
-            let deleted = self
-                .client
-                .execute(&statement, &[&older_than, &batch])
-                .await
-                .map_err(|e| ReplicationError::from_pg("deleting old outbox rows", e))?;
-            total += deleted;
-            if deleted < batch as u64 {
-                return Ok(total);
-            }
-        }
     }
 
     async fn check_wal_level(&self) -> Result<(), ReplicationError> {
@@ -345,9 +316,7 @@ impl ControlClient {
                 "recreate the slot; events written since it was dropped must be backfilled",
             ));
         };
-        let lsn = |i: usize| -> u64 {
-            row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn).unwrap_or(0)
-        };
+        let lsn = |i: usize| lsn_column(&row, i).unwrap_or_default();
         Ok(SlotPosition {
             confirmed_flush_lsn: lsn(0),
             restart_lsn: lsn(1),
@@ -402,6 +371,11 @@ pub(crate) fn slot_invalidated_by_detail(slot: &str, detail: Option<&str>) -> Re
     }
 }
 
+/// Quotes an SQL identifier (`"name"`, inner quotes doubled).
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,528 +404,5 @@ mod tests {
         assert!(validate_identifier("slot", "tailbox_1").is_ok());
         let err = validate_identifier("slot", "Bad-Slot").err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("`slot`") && e.contains("fix:")));
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Setup, teardown and status (used by `tailbox setup`, `tailbox teardown`,
-// `tailbox status` and the retained-WAL gauge of `tailbox run`).
-// ---------------------------------------------------------------------------------------
-
-/// `sql/02_publication.sql`: creates the publication if missing.
-pub const PUBLICATION_SQL: &str = include_str!("../../../sql/02_publication.sql");
-/// `sql/03_slot.sql`: creates the slot if missing.
-pub const SLOT_SQL: &str = include_str!("../../../sql/03_slot.sql");
-/// `sql/99_teardown.sql`: drops the slot and the publication if present.
-pub const TEARDOWN_SQL: &str = include_str!("../../../sql/99_teardown.sql");
-
-/// The comment line in each `sql/` script after which plain SQL follows: psql runs the whole
-/// file (its `\if`/`SET … = :'var'` lines set the `tailbox.*` settings from psql
-/// variables); tailbox sets the same settings with `set_config` and runs only what
-/// follows this line. One copy of the SQL, two ways to run it.
-pub const SCRIPT_BODY_MARKER: &str = "-- tailbox:plain-sql";
-
-/// The statements of a `sql/` script that tailbox runs itself: everything after
-/// [`SCRIPT_BODY_MARKER`], split into statements (comments dropped). `None` if the
-/// script has no marker.
-pub fn script_statements(script: &str) -> Option<Vec<String>> {
-    let start = script.find(SCRIPT_BODY_MARKER)?;
-    // The marker line is a comment to its end.
-    let body = script[start..].split_once('\n').map_or("", |(_, body)| body);
-    Some(split_sql(body))
-}
-
-/// Splits SQL text into statements at `;` outside quotes, dollar quotes and comments.
-/// Enough for the scripts in `sql/` (which psql runs too); not a general SQL lexer.
-pub fn split_sql(text: &str) -> Vec<String> {
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut chars = text.chars().peekable();
-    let mut dollar_tag: Option<String> = None;
-    let mut in_string = false;
-    while let Some(c) = chars.next() {
-        if let Some(tag) = &dollar_tag {
-            current.push(c);
-            if c == '$' && current.ends_with(tag.as_str()) {
-                dollar_tag = None;
-            }
-            continue;
-        }
-        if in_string {
-            current.push(c);
-            if c == '\'' {
-                in_string = false;
-            }
-            continue;
-        }
-        match c {
-            '-' if chars.peek() == Some(&'-') => {
-                // A comment: skip to the end of the line.
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        current.push('\n');
-                        break;
-                    }
-                }
-            }
-            '\'' => {
-                in_string = true;
-                current.push(c);
-            }
-            '$' => {
-                // $tag$ … $tag$ (tag possibly empty).
-                let mut tag = String::from("$");
-                let mut lookahead = chars.clone();
-                let mut closed = false;
-                for n in lookahead.by_ref() {
-                    tag.push(n);
-                    if n == '$' {
-                        closed = true;
-                        break;
-                    }
-                    if !(n.is_ascii_alphanumeric() || n == '_') {
-                        break;
-                    }
-                }
-                if closed {
-                    for _ in 1..tag.len() {
-                        chars.next();
-                    }
-                    current.push_str(&tag);
-                    dollar_tag = Some(tag);
-                } else {
-                    current.push(c);
-                }
-            }
-            ';' => {
-                let statement = current.trim();
-                if !statement.is_empty() {
-                    statements.push(statement.to_owned());
-                }
-                current.clear();
-            }
-            _ => current.push(c),
-        }
-    }
-    let statement = current.trim();
-    if !statement.is_empty() {
-        statements.push(statement.to_owned());
-    }
-    statements
-}
-
-/// Quotes an SQL identifier (`"name"`, inner quotes doubled).
-pub fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A replication slot as `pg_replication_slots` and the server's WAL position see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlotReport {
-    /// Slot name.
-    pub slot: String,
-    /// Output plugin (`pgoutput` for tailbox).
-    pub plugin: Option<String>,
-    /// `logical` or `physical`.
-    pub slot_type: String,
-    /// The database the slot decodes.
-    pub database: Option<String>,
-    /// Whether a walsender holds the slot.
-    pub active: bool,
-    /// PID of that walsender.
-    pub active_pid: Option<i32>,
-    /// Everything before this was confirmed by the consumer.
-    pub confirmed_flush_lsn: Option<u64>,
-    /// The oldest WAL the slot retains.
-    pub restart_lsn: Option<u64>,
-    /// `reserved`, `extended`, `unreserved` or `lost`.
-    pub wal_status: Option<String>,
-    /// Bytes of WAL that can still be written before the slot is invalidated, if
-    /// `max_slot_wal_keep_size` limits it.
-    pub safe_wal_size: Option<i64>,
-    /// The server's current WAL position (`pg_current_wal_lsn()`, or the replay
-    /// position on a standby).
-    pub current_wal_lsn: u64,
-    /// `current_wal_lsn − restart_lsn`: WAL kept on disk because of this slot.
-    pub retained_wal_bytes: Option<u64>,
-    /// `current_wal_lsn − confirmed_flush_lsn`: WAL written but not yet confirmed.
-    pub lag_bytes: Option<u64>,
-    /// `pg_replication_slots.failover` (PostgreSQL 17+, `None` before): standbys with
-    /// `sync_replication_slots = on` keep a copy of the slot that survives promotion.
-    pub failover: Option<bool>,
-    /// `pg_replication_slots.synced` (PostgreSQL 17+): on a standby, this is a copy
-    /// synchronized from the primary (read-only until promotion); on a primary it can
-    /// only be left over from a promotion.
-    pub synced: Option<bool>,
-}
-
-/// The server tailbox talks to, as `tailbox status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerReport {
-    /// `server_version_num`, e.g. 170010.
-    pub version_num: i32,
-    /// `pg_is_in_recovery()`: a hot standby (logical decoding on standby, 16+).
-    pub in_recovery: bool,
-    /// `synchronized_standby_slots` (PostgreSQL 17+; `None` before): the physical slots
-    /// of the standbys a failover slot's changes wait for before logical walsenders send
-    /// them. Empty means no standby is waited for.
-    pub synchronized_standby_slots: Option<String>,
-}
-
-/// A publication as `pg_publication` sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicationReport {
-    /// Publication name.
-    pub publication: String,
-    /// `FOR ALL TABLES`.
-    pub all_tables: bool,
-    /// Operations published: `insert`, `update`, `delete`, `truncate`.
-    pub operations: Vec<String>,
-    /// Tables carried, `schema.table`.
-    pub tables: Vec<String>,
-}
-
-/// What `setup`/`teardown` did to one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// It was created (setup) or dropped (teardown).
-    Done,
-    /// Nothing to do: it already existed (setup) or was already absent (teardown).
-    AlreadyThere,
-}
-
-impl ControlClient {
-    /// `SHOW wal_level`.
-    pub async fn wal_level(&self) -> Result<String, ReplicationError> {
-        let row = self
-            .client
-            .query_one("SHOW wal_level", &[])
-            .await
-            .map_err(|e| ReplicationError::from_pg("reading wal_level", e))?;
-        Ok(row.get(0))
-    }
-
-    /// The slot's state and WAL figures in one query; `None` if the slot does not exist.
-    pub async fn slot_report(&self, slot: &str) -> Result<Option<SlotReport>, ReplicationError> {
-        let current = self.server_wal_lsn().await?;
-        let row = self
-            .client
-            .query_opt(
-                // failover and synced exist from PostgreSQL 17 on: read through to_jsonb so
-                // that the same query runs on 13 to 16 (where they are NULL).
-                "SELECT slot_name::text, plugin::text, slot_type, database::text, active, active_pid, \
-                        confirmed_flush_lsn::text, restart_lsn::text, wal_status, safe_wal_size, \
-                        (to_jsonb(s) ->> 'failover')::boolean, (to_jsonb(s) ->> 'synced')::boolean \
-                 FROM pg_replication_slots s WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .map_err(|e| ReplicationError::from_pg("reading pg_replication_slots", e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let lsn = |i: usize| -> Option<u64> {
-            row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn)
-        };
-        let confirmed_flush_lsn = lsn(6);
-        let restart_lsn = lsn(7);
-        Ok(Some(SlotReport {
-            slot: row.get(0),
-            plugin: row.get(1),
-            slot_type: row.get(2),
-            database: row.get(3),
-            active: row.get(4),
-            active_pid: row.get(5),
-            confirmed_flush_lsn,
-            restart_lsn,
-            wal_status: row.get(8),
-            safe_wal_size: row.get(9),
-            current_wal_lsn: current,
-            retained_wal_bytes: restart_lsn.map(|r| current.saturating_sub(r)),
-            lag_bytes: confirmed_flush_lsn.map(|c| current.saturating_sub(c)),
-            failover: row.get(10),
-            synced: row.get(11),
-        }))
-    }
-
-    /// The server's version, whether it is a standby, and (17+) the standby slots
-    /// failover slots wait for.
-    pub async fn server_report(&self) -> Result<ServerReport, ReplicationError> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), \
-                        current_setting('synchronized_standby_slots', true)",
-                &[],
-            )
-            .await
-            .map_err(|e| ReplicationError::from_pg("reading the server's role", e))?;
-        Ok(ServerReport {
-            version_num: row.get(0),
-            in_recovery: row.get(1),
-            synchronized_standby_slots: row.get(2),
-        })
-    }
-
-    /// The server's WAL position: `pg_current_wal_lsn()` on a primary, the last
-    /// replayed position on a standby.
-    pub async fn server_wal_lsn(&self) -> Result<u64, ReplicationError> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-                         ELSE pg_current_wal_lsn() END)::text",
-                &[],
-            )
-            .await
-            .map_err(|e| ReplicationError::from_pg("reading the current WAL position", e))?;
-        let text: Option<String> = row.get(0);
-        Ok(text.as_deref().and_then(parse_lsn).unwrap_or(0))
-    }
-
-    /// The publication's settings and tables; `None` if it does not exist.
-    pub async fn publication_report(
-        &self,
-        publication: &str,
-    ) -> Result<Option<PublicationReport>, ReplicationError> {
-        let row = self
-            .client
-            .query_opt(
-                "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate \
-                 FROM pg_publication WHERE pubname = $1",
-                &[&publication],
-            )
-            .await
-            .map_err(|e| ReplicationError::from_pg("reading pg_publication", e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let operations = ["insert", "update", "delete", "truncate"]
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| row.get::<_, bool>(i + 1))
-            .map(|(_, op)| (*op).to_owned())
-            .collect();
-        let tables = self
-            .client
-            .query(
-                "SELECT schemaname::text || '.' || tablename::text FROM pg_publication_tables \
-                 WHERE pubname = $1 ORDER BY 1",
-                &[&publication],
-            )
-            .await
-            .map_err(|e| ReplicationError::from_pg("reading pg_publication_tables", e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        Ok(Some(PublicationReport {
-            publication: publication.to_owned(),
-            all_tables: row.get(0),
-            operations,
-            tables,
-        }))
-    }
-
-    /// Creates the publication for `outbox_table` (`schema.table`) unless it exists,
-    /// running the statements of `sql/02_publication.sql`.
-    pub async fn create_publication(
-        &self,
-        publication: &str,
-        schema: &str,
-        table: &str,
-    ) -> Result<Change, ReplicationError> {
-        let existed = self.publication_report(publication).await?.is_some();
-        let qualified = format!("{}.{}", quote_identifier(schema), quote_identifier(table));
-        self.run_script(
-            "sql/02_publication.sql",
-            PUBLICATION_SQL,
-            &[("tailbox.publication", publication), ("tailbox.outbox_table", &qualified)],
-        )
-        .await
-        .map_err(|e| {
-            setup_problem(e, &format!("creating publication {publication:?} for {schema}.{table}"))
-        })?;
-        Ok(if existed { Change::AlreadyThere } else { Change::Done })
-    }
-
-    /// Creates the logical slot (plugin pgoutput) unless it exists, running the
-    /// statements of `sql/03_slot.sql`; with `failover`, a failover slot (PostgreSQL 17+;
-    /// the script refuses older servers, and an existing slot that is not one).
-    pub async fn create_slot(
-        &self,
-        slot: &str,
-        failover: bool,
-    ) -> Result<Change, ReplicationError> {
-        let existed = self.slot_report(slot).await?.is_some();
-        let failover = if failover { "true" } else { "false" };
-        self.run_script(
-            "sql/03_slot.sql",
-            SLOT_SQL,
-            &[("tailbox.slot", slot), ("tailbox.failover", failover)],
-        )
-        .await
-        .map_err(|e| setup_problem(e, &format!("creating replication slot {slot:?}")))?;
-        Ok(if existed { Change::AlreadyThere } else { Change::Done })
-    }
-
-    /// Drops the slot and the publication if present, running the statements of
-    /// `sql/99_teardown.sql`. A slot held by a running tailbox is refused.
-    pub async fn drop_slot_and_publication(
-        &self,
-        slot: &str,
-        publication: &str,
-    ) -> Result<(Change, Change), ReplicationError> {
-        let slot_report = self.slot_report(slot).await?;
-        if let Some(report) = &slot_report
-            && report.active
-        {
-            return Err(ReplicationError::startup(
-                format!(
-                    "replication slot {slot:?} is in use by PID {}",
-                    report.active_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
-                ),
-                "stop the tailbox (or other client) streaming from it, then run teardown again",
-            ));
-        }
-        let publication_existed = self.publication_report(publication).await?.is_some();
-        self.run_script(
-            "sql/99_teardown.sql",
-            TEARDOWN_SQL,
-            &[("tailbox.slot", slot), ("tailbox.publication", publication)],
-        )
-        .await
-        .map_err(|e| {
-            setup_problem(e, &format!("dropping slot {slot:?} and publication {publication:?}"))
-        })?;
-        let change = |existed: bool| {
-            if existed { Change::Done } else { Change::AlreadyThere }
-        };
-        Ok((change(slot_report.is_some()), change(publication_existed)))
-    }
-
-    /// Sets `settings` (session-level) and runs the plain-SQL part of `script`.
-    async fn run_script(
-        &self,
-        name: &str,
-        script: &str,
-        settings: &[(&str, &str)],
-    ) -> Result<(), ReplicationError> {
-        let Some(statements) = script_statements(script) else {
-            return Err(ReplicationError::startup(
-                format!("{name} has no {SCRIPT_BODY_MARKER:?} line"),
-                "restore the file from the tailbox release",
-            ));
-        };
-        for (key, value) in settings {
-            self.client
-                .execute("SELECT set_config($1, $2, false)", &[key, value])
-                .await
-                .map_err(|e| ReplicationError::from_pg(format!("setting {key}"), e))?;
-        }
-        for statement in statements {
-            self.client
-                .batch_execute(&statement)
-                .await
-                .map_err(|e| ReplicationError::from_pg(format!("running {name}"), e))?;
-        }
-        Ok(())
-    }
-}
-
-/// Turns a server refusal during setup/teardown into a problem with a fix.
-fn setup_problem(err: ReplicationError, what: &str) -> ReplicationError {
-    let (message, code, hint) = match &err {
-        ReplicationError::Definite { source, .. } | ReplicationError::Transient { source, .. } => {
-            match source.downcast_ref::<tokio_postgres::Error>() {
-                Some(pg) => match pg.as_db_error() {
-                    Some(db) => (
-                        db.message().to_owned(),
-                        db.code().code().to_owned(),
-                        db.hint().map(str::to_owned),
-                    ),
-                    None => return err,
-                },
-                None => return err,
-            }
-        }
-        ReplicationError::Startup(_) | ReplicationError::SlotInUse { .. } => return err,
-    };
-    // The scripts' own refusals (sql/03_slot.sql's failover checks) carry their fix.
-    if let Some(hint) = hint {
-        return ReplicationError::startup(format!("{what}: {message} (SQLSTATE {code})"), hint);
-    }
-    let fix = match code.as_str() {
-        "42501" => {
-            "run setup/teardown as a superuser or the outbox table's owner with REPLICATION (e.g. `pg_url` postgres://postgres@HOST/DB); tailbox run itself only needs the role of sql/04_role.sql"
-        }
-        "42P01" => {
-            "create the outbox table first (sql/01_outbox_table.sql), or point outbox_table at yours"
-        }
-        "55000" => "set wal_level = logical in postgresql.conf and restart PostgreSQL",
-        "53400" => "raise max_replication_slots (restart required) or drop an unused slot",
-        "55006" => "stop the client streaming from the slot, then try again",
-        "25006" => {
-            "this server is a standby (read-only): create the publication on the primary (sql/02_publication.sql or `tailbox setup` there); the slot for decoding on this standby is then created here"
-        }
-        _ => "see the PostgreSQL error above",
-    };
-    ReplicationError::startup(format!("{what}: {message} (SQLSTATE {code})"), fix)
-}
-
-#[cfg(test)]
-mod script_tests {
-    use super::*;
-
-    #[test]
-    fn splits_statements_outside_quotes_and_dollar_quotes() {
-        let sql = "-- a comment; with a semicolon\nSELECT 'a;b';\nDO $$ BEGIN PERFORM 1; END $$;\n\
-                   DO $body$ BEGIN RAISE NOTICE '$$;'; END $body$;\nSELECT $1";
-        let statements = split_sql(sql);
-        assert_eq!(
-            statements,
-            vec![
-                "SELECT 'a;b'",
-                "DO $$ BEGIN PERFORM 1; END $$",
-                "DO $body$ BEGIN RAISE NOTICE '$$;'; END $body$",
-                "SELECT $1",
-            ]
-        );
-    }
-
-    /// The scripts users run with psql and the statements `tailbox setup`/`teardown`
-    /// run are the same file: each has the marker, plain SQL after it, and uses the
-    /// `tailbox.*` settings that both ways set.
-    #[test]
-    fn sql_scripts_have_a_plain_sql_body() {
-        for (name, script, settings) in [
-            (
-                "02_publication.sql",
-                PUBLICATION_SQL,
-                &["tailbox.publication", "tailbox.outbox_table"][..],
-            ),
-            ("03_slot.sql", SLOT_SQL, &["tailbox.slot", "tailbox.failover"][..]),
-            ("99_teardown.sql", TEARDOWN_SQL, &["tailbox.slot", "tailbox.publication"][..]),
-        ] {
-            let statements = script_statements(script);
-            let Some(statements) = statements else {
-                panic!("{name} lacks the {SCRIPT_BODY_MARKER:?} line");
-            };
-            assert!(!statements.is_empty(), "{name}");
-            for statement in &statements {
-                assert!(
-                    !statement.contains(":'") && !statement.contains('\\'),
-                    "{name}: psql-only syntax after the marker: {statement}"
-                );
-            }
-            let body = statements.join(";\n");
-            for setting in settings {
-                assert!(body.contains(setting), "{name} does not read {setting}");
-                let psql_part = script.split(SCRIPT_BODY_MARKER).next().unwrap_or_default();
-                assert!(
-                    psql_part.contains(&format!("SET {setting} = :'")),
-                    "{name}: psql does not set {setting}"
-                );
-            }
-        }
     }
 }

@@ -60,7 +60,8 @@ impl ReplicationError {
         matches!(self, ReplicationError::Transient { .. } | ReplicationError::SlotInUse { .. })
     }
 
-    pub(crate) fn startup(problem: impl Into<String>, fix: impl Into<String>) -> Self {
+    /// A [`ReplicationError::Startup`]: `problem`, and how to fix it.
+    pub fn startup(problem: impl Into<String>, fix: impl Into<String>) -> Self {
         ReplicationError::Startup(StartupProblem { problem: problem.into(), fix: fix.into() })
     }
 

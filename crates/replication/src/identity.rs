@@ -13,7 +13,7 @@
 //! so the identity is that of the very server the stream comes from (with several hosts
 //! or after a failover, a separate connection could reach another one).
 
-use tailbox_pgoutput::{format_lsn, parse_lsn};
+use tailbox_pgoutput::Lsn;
 
 use crate::{
     connection::PgConnectionConfig,
@@ -29,7 +29,7 @@ pub struct ServerIdentity {
     /// The timeline the server is on now.
     pub timeline: u32,
     /// The server's WAL flush position when asked.
-    pub wal_flush_lsn: u64,
+    pub wal_flush_lsn: Lsn,
     /// The database this connection decodes.
     pub database: String,
     /// How the current timeline descends from timeline 1 (empty on timeline 1).
@@ -44,7 +44,7 @@ impl ServerIdentity {
         let column = |i: usize| rows.first().and_then(|row| row.get(i)).and_then(|v| v.clone());
         let system_id = column(0).and_then(|v| v.parse::<u64>().ok());
         let timeline = column(1).and_then(|v| v.parse::<u32>().ok());
-        let wal_flush_lsn = column(2).as_deref().and_then(parse_lsn);
+        let wal_flush_lsn = column(2).and_then(|v| v.parse::<Lsn>().ok());
         let (Some(system_id), Some(timeline), Some(wal_flush_lsn)) =
             (system_id, timeline, wal_flush_lsn)
         else {
@@ -77,7 +77,7 @@ impl ServerIdentity {
     /// The last LSN at which `timeline`'s WAL is also this server's: the whole of it if
     /// it is the current timeline (up to the flush position), up to its switch point if
     /// it is an ancestor, `None` if it is not part of this server's history at all.
-    pub fn shared_end_of(&self, timeline: u32) -> Option<u64> {
+    pub fn shared_end_of(&self, timeline: u32) -> Option<Lsn> {
         if timeline == self.timeline {
             Some(self.wal_flush_lsn)
         } else {
@@ -91,10 +91,7 @@ impl std::fmt::Display for ServerIdentity {
         write!(
             f,
             "system {} database {:?} timeline {} (WAL at {})",
-            self.system_id,
-            self.database,
-            self.timeline,
-            format_lsn(self.wal_flush_lsn)
+            self.system_id, self.database, self.timeline, self.wal_flush_lsn
         )
     }
 }
@@ -106,7 +103,7 @@ pub struct TimelineSwitch {
     /// The ancestor timeline.
     pub timeline: u32,
     /// First LSN that is no longer part of `timeline` on this server's history.
-    pub switch_point: u64,
+    pub switch_point: Lsn,
 }
 
 /// The ancestors of a timeline with their switch points, oldest first.
@@ -125,7 +122,7 @@ impl TimelineHistory {
             }
             let mut fields = line.split_whitespace();
             let timeline = fields.next().and_then(|f| f.parse::<u32>().ok());
-            let switch_point = fields.next().and_then(parse_lsn);
+            let switch_point = fields.next().and_then(|f| f.parse::<Lsn>().ok());
             match (timeline, switch_point) {
                 (Some(timeline), Some(switch_point)) => {
                     switches.push(TimelineSwitch { timeline, switch_point })
@@ -137,7 +134,7 @@ impl TimelineHistory {
     }
 
     /// Where `timeline` ended on this history, if it is an ancestor.
-    pub fn switch_point(&self, timeline: u32) -> Option<u64> {
+    pub fn switch_point(&self, timeline: u32) -> Option<Lsn> {
         self.0.iter().find(|s| s.timeline == timeline).map(|s| s.switch_point)
     }
 }
@@ -151,8 +148,8 @@ mod tests {
         let text =
             "1\t0/3000000\tno recovery target specified\n\n2\t0/5000A8\tat restore point \"x\"\n";
         let history = TimelineHistory::parse(text).expect("valid history");
-        assert_eq!(history.switch_point(1), Some(0x300_0000));
-        assert_eq!(history.switch_point(2), Some(0x50_00A8));
+        assert_eq!(history.switch_point(1), Some(Lsn::new(0x300_0000)));
+        assert_eq!(history.switch_point(2), Some(Lsn::new(0x50_00A8)));
         assert_eq!(history.switch_point(3), None);
         assert_eq!(TimelineHistory::parse("1 nonsense"), Err("1 nonsense".to_owned()));
     }
@@ -162,16 +159,16 @@ mod tests {
         let identity = ServerIdentity {
             system_id: 7,
             timeline: 3,
-            wal_flush_lsn: 0x900,
+            wal_flush_lsn: Lsn::new(0x900),
             database: "app".into(),
             history: TimelineHistory(vec![
-                TimelineSwitch { timeline: 1, switch_point: 0x100 },
-                TimelineSwitch { timeline: 2, switch_point: 0x500 },
+                TimelineSwitch { timeline: 1, switch_point: Lsn::new(0x100) },
+                TimelineSwitch { timeline: 2, switch_point: Lsn::new(0x500) },
             ]),
         };
-        assert_eq!(identity.shared_end_of(3), Some(0x900));
-        assert_eq!(identity.shared_end_of(2), Some(0x500));
-        assert_eq!(identity.shared_end_of(1), Some(0x100));
+        assert_eq!(identity.shared_end_of(3), Some(Lsn::new(0x900)));
+        assert_eq!(identity.shared_end_of(2), Some(Lsn::new(0x500)));
+        assert_eq!(identity.shared_end_of(1), Some(Lsn::new(0x100)));
         assert_eq!(identity.shared_end_of(4), None);
     }
 }

@@ -8,7 +8,7 @@
 //! replication connection that exported it stays idle, so [`ExportedSnapshot`] holds
 //! that connection until the caller is done reading.
 
-use tailbox_pgoutput::parse_lsn;
+use tailbox_pgoutput::Lsn;
 
 use crate::{
     connection::PgConnectionConfig,
@@ -23,7 +23,7 @@ pub struct ExportedSnapshot {
     /// Keeps the exporting session (and so the snapshot) alive.
     _session: PgWire,
     /// The slot streams transactions that commit at or after this LSN.
-    pub consistent_point: u64,
+    pub consistent_point: Lsn,
     /// For `SET TRANSACTION SNAPSHOT`.
     pub snapshot_name: String,
     /// The server the slot was created on (whose checkpoint the backfill writes).
@@ -54,7 +54,7 @@ impl ExportedSnapshot {
             })?;
         // Columns: slot_name, consistent_point, snapshot_name, output_plugin.
         let column = |i: usize| rows.first().and_then(|row| row.get(i)).and_then(|v| v.clone());
-        let consistent_point = column(1).as_deref().and_then(parse_lsn);
+        let consistent_point = column(1).and_then(|v| v.parse::<Lsn>().ok());
         let snapshot_name = column(2);
         match (consistent_point, snapshot_name) {
             (Some(consistent_point), Some(snapshot_name)) => {

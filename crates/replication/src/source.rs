@@ -2,6 +2,7 @@
 //! confirm how far it may be released.
 
 use bytes::Bytes;
+use tailbox_pgoutput::Lsn;
 
 use crate::error::ReplicationError;
 
@@ -16,7 +17,7 @@ pub enum WalEvent {
     /// The server's keepalive: everything before `wal_end` has been sent to us.
     KeepAlive {
         /// The last WAL position the walsender has sent.
-        wal_end: u64,
+        wal_end: Lsn,
     },
 }
 
@@ -37,7 +38,7 @@ pub trait WalSource {
     /// Report `lsn` as flushed: the server may release WAL before it and will never
     /// send transactions that committed before it again. Monotonic; lower values are
     /// ignored.
-    fn confirm(&mut self, lsn: u64);
+    fn confirm(&mut self, lsn: Lsn);
 
     /// Send a standby status update with the last confirmed position if it moved (or
     /// now and then anyway, as a sign of life). The pipeline calls this on its status

@@ -24,6 +24,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
+use tailbox_pgoutput::Lsn;
 use tracing::{debug, warn};
 
 use crate::{
@@ -57,7 +58,7 @@ pub struct StreamSettings {
     pub publication: String,
     /// Where to start and what to report as flushed until we confirm more: the slot's
     /// `confirmed_flush_lsn` as read just before starting.
-    pub start_lsn: u64,
+    pub start_lsn: Lsn,
 }
 
 /// A running logical replication stream.
@@ -66,9 +67,9 @@ pub struct PgWalStream {
     /// The server we stream from, asked on this connection before streaming.
     identity: ServerIdentity,
     /// Highest LSN the pipeline confirmed (or the start position).
-    confirmed: u64,
+    confirmed: Lsn,
     /// The position in the last status update sent.
-    reported: u64,
+    reported: Lsn,
     /// When the last status update was queued.
     last_status: Instant,
     /// The last transaction began more than [`CATCHING_UP_LAG_MICROS`] before the
@@ -95,7 +96,7 @@ impl PgWalStream {
         let command = format!(
             "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{}'{})",
             settings.slot,
-            tailbox_pgoutput::format_lsn(settings.start_lsn),
+            settings.start_lsn,
             // pgoutput splits publication_names like SQL identifiers (folding unquoted
             // ones), so each name goes in double quotes, then the list in a literal.
             crate::control::quote_identifier(&settings.publication).replace('\'', "''"),
@@ -111,7 +112,7 @@ impl PgWalStream {
                 });
             }
         }
-        debug!(slot = %settings.slot, start_lsn = settings.start_lsn, "replication started");
+        debug!(slot = %settings.slot, start_lsn = %settings.start_lsn, "replication started");
         Ok(Self {
             wire,
             identity,
@@ -130,7 +131,7 @@ impl PgWalStream {
 
     /// Queues a standby status update for the confirmed position.
     fn queue_status(&mut self, reply_requested: bool) {
-        if self.confirmed == 0 {
+        if self.confirmed == Lsn::ZERO {
             return;
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
@@ -138,7 +139,8 @@ impl PgWalStream {
         let mut update = [0u8; 34];
         update[0] = b'r';
         for field in 0..3 {
-            update[1 + field * 8..9 + field * 8].copy_from_slice(&self.confirmed.to_be_bytes());
+            update[1 + field * 8..9 + field * 8]
+                .copy_from_slice(&self.confirmed.as_u64().to_be_bytes());
         }
         update[25..33].copy_from_slice(&pg_now.to_be_bytes());
         update[33] = u8::from(reply_requested);
@@ -165,7 +167,8 @@ impl PgWalStream {
                 let Some(fields) = body.get(1..18) else {
                     return Err(protocol("keepalive shorter than its fields"));
                 };
-                let wal_end = u64::from_be_bytes(fields[..8].try_into().unwrap_or_default());
+                let wal_end =
+                    Lsn::new(u64::from_be_bytes(fields[..8].try_into().unwrap_or_default()));
                 if fields[16] != 0 {
                     self.queue_status(false);
                 }
@@ -254,7 +257,7 @@ impl WalSource for PgWalStream {
         Ok(None)
     }
 
-    fn confirm(&mut self, lsn: u64) {
+    fn confirm(&mut self, lsn: Lsn) {
         self.confirmed = self.confirmed.max(lsn);
     }
 
@@ -297,7 +300,7 @@ impl WalSource for PgWalStream {
             Ok(result) => result,
             Err(_) => {
                 warn!(
-                    lsn = confirmed,
+                    lsn = %confirmed,
                     "the server did not end the stream before the timeout; the last confirmed position may not have reached it"
                 );
                 Ok(())

@@ -15,12 +15,7 @@
 //! - Outgoing bytes are queued in `write` and removed only once the transport took
 //!   them, so a cancelled [`PgWire::flush`] loses nothing: the next flush goes on.
 
-use std::{
-    io,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{io, time::Duration};
 
 use bytes::{Buf, BytesMut};
 use fallible_iterator::FallibleIterator;
@@ -32,16 +27,14 @@ use postgres_protocol::{
     message::{backend::Message, frontend},
 };
 use secrecy::ExposeSecret;
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::{TcpStream, UnixStream},
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::{
     connection::PgConnectionConfig,
+    diagnosis,
     error::{ReplicationError, is_transient_sqlstate},
-    tls,
+    transport::{self, Transport},
 };
 
 /// Largest backend message accepted: a row can hold up to 1 GB per column; anything
@@ -60,57 +53,6 @@ pub(crate) struct ReadBatch {
 }
 /// How long connecting and logging in may take, unless the URL sets `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The byte stream under the protocol.
-pub(crate) enum Transport {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Transport::Unix(s) => Pin::new(s).poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
 
 /// An `ErrorResponse` from the server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -304,7 +246,7 @@ impl PgWire {
         cfg: &PgConnectionConfig,
         application_name: &str,
     ) -> Result<Self, ReplicationError> {
-        let transport = tls::connect_replication_transport(cfg).await?;
+        let transport = transport::connect(cfg).await?;
         let mut wire = PgWire {
             transport,
             read: BytesMut::with_capacity(READ_CHUNK),
@@ -334,7 +276,7 @@ impl PgWire {
         let password = || -> Result<&[u8], ReplicationError> {
             match cfg.password() {
                 Some(password) => Ok(password.expose_secret().as_bytes()),
-                None => Err(tls::password_missing(cfg)),
+                None => Err(diagnosis::password_missing(cfg)),
             }
         };
         let encode = |e: io::Error| io_error("encoding an authentication message", e);
@@ -681,7 +623,7 @@ impl ServerError {
 
 /// A login refused by the server: with its fix if only a person can help.
 fn login_error(cfg: &PgConnectionConfig, error: ServerError) -> ReplicationError {
-    tls::auth_problem(cfg, &error.code, &error.message).unwrap_or_else(|| {
+    diagnosis::auth_problem(cfg, &error.code, &error.message).unwrap_or_else(|| {
         error.into_error(format!("logging in for replication to {}:{}", cfg.host(), cfg.port()))
     })
 }
@@ -708,27 +650,6 @@ fn unsupported_auth(cfg: &PgConnectionConfig, method: &str) -> ReplicationError 
         ),
         "use scram-sha-256 (or md5, password, cert, trust) for tailbox's user in pg_hba.conf",
     )
-}
-
-/// Connects the transport: a Unix socket when the host is a directory, else TCP.
-pub(crate) async fn connect_socket(cfg: &PgConnectionConfig) -> Result<Transport, io::Error> {
-    if cfg.is_unix_socket() {
-        let path = format!("{}/.s.PGSQL.{}", cfg.host(), cfg.port());
-        return Ok(Transport::Unix(UnixStream::connect(path).await?));
-    }
-    let tcp = TcpStream::connect((cfg.host().as_str(), cfg.port())).await?;
-    tcp.set_nodelay(true)?;
-    Ok(Transport::Tcp(tcp))
-}
-
-/// Reads the one-byte answer to an SSLRequest.
-pub(crate) async fn ssl_answer(tcp: &mut TcpStream) -> Result<u8, io::Error> {
-    let mut request = BytesMut::new();
-    frontend::ssl_request(&mut request);
-    tcp.write_all(&request).await?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer).await?;
-    Ok(answer[0])
 }
 
 #[cfg(test)]
@@ -771,7 +692,7 @@ mod tests {
         // A transport is needed to build a PgWire; these tests only use the buffers.
         let (a, _b) = std::os::unix::net::UnixStream::pair()?;
         a.set_nonblocking(true)?;
-        let transport = Transport::Unix(UnixStream::from_std(a)?);
+        let transport = Transport::Unix(tokio::net::UnixStream::from_std(a)?);
         Ok(PgWire {
             transport,
             read: BytesMut::from(bytes),

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use tailbox_e2e::{PgServer, unique_name};
+use tailbox_pg_support::{PgServer, unique_name};
 use tailbox_replication::{
-    PgConnectionConfig, PgWalStream, ReplicationError, StreamSettings, WalSource,
+    Lsn, PgConnectionConfig, PgWalStream, ReplicationError, StreamSettings, WalSource,
 };
 
 /// Puts `lines` in front of the cluster's `pg_hba.conf` (first match wins) and reloads.
@@ -34,7 +34,8 @@ async fn start_stream(
     ))?;
     let slot = unique_name("auth");
     pg.psql(&format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"))?;
-    let settings = StreamSettings { slot, publication: "auth_pub".to_owned(), start_lsn: 0 };
+    let settings =
+        StreamSettings { slot, publication: "auth_pub".to_owned(), start_lsn: Lsn::ZERO };
     Ok(PgWalStream::start(&cfg, &settings).await)
 }
 

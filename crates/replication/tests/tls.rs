@@ -10,9 +10,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use tailbox_e2e::{PgServer, PgTlsFiles, unique_name};
+use tailbox_pg_support::{PgServer, PgTlsFiles, unique_name};
 use tailbox_replication::{
-    ControlClient, PgConnectionConfig, PgWalStream, ReplicationError, StreamSettings, WalSource,
+    ControlClient, Lsn, PgConnectionConfig, PgWalStream, ReplicationError, StreamSettings,
+    WalSource,
 };
 
 const PASSWORD: &str = "s3cr3t-scram";
@@ -161,8 +162,11 @@ async fn check(pg: &PgServer, case: &Case) -> Result<()> {
     let control = ControlClient::connect(&cfg).await;
     let slot = unique_name("tls");
     pg.psql(&format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"))?;
-    let settings =
-        StreamSettings { slot: slot.clone(), publication: "tls_pub".to_owned(), start_lsn: 0 };
+    let settings = StreamSettings {
+        slot: slot.clone(),
+        publication: "tls_pub".to_owned(),
+        start_lsn: Lsn::ZERO,
+    };
     let stream = PgWalStream::start(&cfg, &settings).await;
 
     let outcome = match (case.refused, control, stream) {
@@ -264,8 +268,11 @@ async fn the_unix_socket_stream_carries_data() -> Result<()> {
 async fn stream_one_row(pg: &PgServer, cfg: &PgConnectionConfig, payload: &str) -> Result<()> {
     let slot = unique_name("stream");
     pg.psql(&format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"))?;
-    let settings =
-        StreamSettings { slot: slot.clone(), publication: "tls_pub".to_owned(), start_lsn: 0 };
+    let settings = StreamSettings {
+        slot: slot.clone(),
+        publication: "tls_pub".to_owned(),
+        start_lsn: Lsn::ZERO,
+    };
     let mut stream = PgWalStream::start(cfg, &settings).await?;
     pg.psql(&format!("INSERT INTO outbox (payload) VALUES ('{payload}')"))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -308,7 +315,7 @@ async fn backfill_snapshot_over_tls() -> Result<()> {
     ))?;
     let slot = unique_name("snap");
     let snapshot = tailbox_replication::snapshot::ExportedSnapshot::create(&cfg, &slot).await?;
-    ensure!(snapshot.consistent_point > 0, "no consistent point");
+    ensure!(snapshot.consistent_point > Lsn::ZERO, "no consistent point");
     pg.psql("INSERT INTO outbox (payload) VALUES ('after the snapshot')")?;
     let control = ControlClient::connect(&cfg).await?;
     control

@@ -57,6 +57,16 @@ pub enum DeliveryError {
         #[source]
         source: Cause,
     },
+    /// The destination holds what another writer put there (another database or slot
+    /// publishes to the same stream): writing would mix the two or lose events, and
+    /// only a person can decide who owns it. Stop.
+    #[error("{destination} conflict: {reason}")]
+    Conflict {
+        /// "Kafka", "Redis", …
+        destination: &'static str,
+        /// What conflicts, and the fix (one line).
+        reason: String,
+    },
 }
 
 impl DeliveryError {
@@ -68,6 +78,11 @@ impl DeliveryError {
     /// Whether the record is refused for good.
     pub fn is_refused(&self) -> bool {
         matches!(self, DeliveryError::Refused { .. })
+    }
+
+    /// Whether replaying from the slot may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DeliveryError::Failed { .. })
     }
 }
 

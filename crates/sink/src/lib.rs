@@ -26,7 +26,8 @@
 //!   pipeline's business.
 //!
 //! # Layout
-//! - [`sink`]: the [`Sink`] trait, [`Ack`], [`SendOutcome`], [`EventMeta`].
+//! - [`sink`]: the [`Sink`] trait, [`Ack`], [`SendOutcome`], [`EventMeta`] (with the
+//!   commit LSN as an [`Lsn`], re-exported from `tailbox-pgoutput`).
 //! - [`error`]: [`SinkError`], [`DeliveryError`], [`TransactionError`]: transient vs
 //!   definite, whatever the destination.
 //! - [`ack_channel`]: [`AckChannel`], acknowledgements from a sink's own task.
@@ -44,3 +45,5 @@ pub use sink::{
     Ack, CheckpointRecords, DEFAULT_CHECKPOINT_EVERY_RECORDS, EventMeta, RefusedRecord,
     SendOutcome, Sink,
 };
+/// WAL positions ([`EventMeta::commit_lsn`]).
+pub use tailbox_pgoutput::Lsn;

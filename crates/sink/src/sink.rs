@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use tailbox_outbox::OutboxRecord;
+use tailbox_pgoutput::Lsn;
 
 use crate::error::{DeliveryError, SinkError, TransactionError};
 
@@ -40,7 +41,7 @@ pub struct RefusedRecord {
 #[derive(Debug, Clone, Default)]
 pub struct EventMeta {
     /// Commit LSN of the transaction.
-    pub commit_lsn: u64,
+    pub commit_lsn: Lsn,
     /// Commit LSN in PostgreSQL's `X/X` form (header `lsn`).
     pub lsn: String,
     /// Transaction id (header `xid`).
@@ -54,11 +55,11 @@ pub struct EventMeta {
 impl EventMeta {
     /// Fills in a new transaction's facts, reusing the strings' buffers (no allocation
     /// per transaction once they have grown).
-    pub fn reset(&mut self, commit_lsn: u64, xid: u32, commit_unix_micros: i64) {
+    pub fn reset(&mut self, commit_lsn: Lsn, xid: u32, commit_unix_micros: i64) {
         use std::fmt::Write;
         self.commit_lsn = commit_lsn;
         self.lsn.clear();
-        tailbox_pgoutput::write_lsn(&mut self.lsn, commit_lsn);
+        let _ = write!(self.lsn, "{commit_lsn}");
         self.xid.clear();
         let _ = write!(self.xid, "{xid}");
         self.commit_ts.clear();

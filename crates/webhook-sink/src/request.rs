@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 use tailbox_outbox::{OutboxRecord, headers};
-use tailbox_sink::{EventMeta, RefusedRecord};
+use tailbox_sink::{EventMeta, Lsn, RefusedRecord};
 
 use crate::config::{BodyFormat, UrlTemplate};
 
@@ -65,13 +65,13 @@ impl Prepared {
 /// transaction>`, the same for the same event after a replay.
 #[derive(Debug, Default)]
 pub struct Positions {
-    lsn: Option<u64>,
+    lsn: Option<Lsn>,
     next: u64,
 }
 
 impl Positions {
     /// The position of the next record of the transaction committed at `commit_lsn`.
-    pub fn next(&mut self, commit_lsn: u64) -> u64 {
+    pub fn next(&mut self, commit_lsn: Lsn) -> u64 {
         if self.lsn != Some(commit_lsn) {
             self.lsn = Some(commit_lsn);
             self.next = 0;
@@ -204,7 +204,7 @@ mod tests {
 
     fn meta() -> EventMeta {
         let mut meta = EventMeta::default();
-        meta.reset(0x16_B374_D848, 771, 1_700_000_000_000_000);
+        meta.reset(Lsn::new(0x16_B374_D848), 771, 1_700_000_000_000_000);
         meta
     }
 
@@ -233,7 +233,8 @@ mod tests {
         let p = prepare(&record(false), Some(&meta()), 7, &url, "Order", &body);
         assert_eq!(p.id, "16/B374D848-7");
         let mut positions = Positions::default();
-        assert_eq!([positions.next(5), positions.next(5), positions.next(9)], [0, 1, 0]);
+        let (a, b) = (Lsn::new(5), Lsn::new(9));
+        assert_eq!([positions.next(a), positions.next(a), positions.next(b)], [0, 1, 0]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tailbox_outbox::{OutboxRecord, headers};
 use tailbox_sink::{
-    Ack, AckChannel, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
+    Ack, AckChannel, CheckpointRecords, DeliveryError, EventMeta, Lsn, SendOutcome, Sink, SinkError,
 };
 use tokio::sync::mpsc;
 
@@ -141,7 +141,7 @@ impl Sink for WebhookSink {
         }
         let aggregate_type =
             self.config.topic_template.aggregate_type(&record.topic).unwrap_or(&record.topic);
-        let position = self.positions.next(meta.map_or(0, |m| m.commit_lsn));
+        let position = self.positions.next(meta.map_or(Lsn::ZERO, |m| m.commit_lsn));
         let event =
             prepare(record, meta, position, &self.config.url, aggregate_type, &self.config.body);
         let lane: LaneKey = (Arc::clone(&event.record.topic), event.record.key.clone());

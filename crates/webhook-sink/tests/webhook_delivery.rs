@@ -67,7 +67,7 @@ fn event(aggregate: &str, n: u32) -> OutboxRecord {
 
 fn meta(lsn: u64) -> EventMeta {
     let mut meta = EventMeta::default();
-    meta.reset(lsn, 700, 1_700_000_000_000_000);
+    meta.reset(lsn.into(), 700, 1_700_000_000_000_000);
     meta
 }
 

@@ -84,20 +84,20 @@ pub fn encode(message: &Message) -> Bytes {
     match message {
         Message::Begin(m) => {
             out.put_u8(b'B');
-            out.put_u64(m.final_lsn);
+            out.put_u64(m.final_lsn.as_u64());
             out.put_i64(m.commit_ts);
             out.put_u32(m.xid);
         }
         Message::Commit(m) => {
             out.put_u8(b'C');
             out.put_u8(m.flags);
-            out.put_u64(m.commit_lsn);
-            out.put_u64(m.end_lsn);
+            out.put_u64(m.commit_lsn.as_u64());
+            out.put_u64(m.end_lsn.as_u64());
             out.put_i64(m.commit_ts);
         }
         Message::Origin(m) => {
             out.put_u8(b'O');
-            out.put_u64(m.commit_lsn);
+            out.put_u64(m.commit_lsn.as_u64());
             put_cstr(&mut out, &m.name);
         }
         Message::Relation(m) => {
@@ -151,7 +151,7 @@ pub fn encode(message: &Message) -> Bytes {
         Message::Message(m) => {
             out.put_u8(b'M');
             out.put_u8(u8::from(m.transactional));
-            out.put_u64(m.lsn);
+            out.put_u64(m.lsn.as_u64());
             put_cstr(&mut out, &m.prefix);
             out.put_i32(i32::try_from(m.content.len()).unwrap());
             out.put_slice(&m.content);

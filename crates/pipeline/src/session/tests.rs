@@ -13,7 +13,7 @@ use std::{
 
 use bytes::{BufMut, BytesMut};
 use tailbox_outbox::{ColumnNames, OutboxConfig, OutboxRecord};
-use tailbox_replication::{PgConnectionConfig, ReplicationError, WalEvent, WalSource};
+use tailbox_replication::{Lsn, PgConnectionConfig, ReplicationError, WalEvent, WalSource};
 use tailbox_sink::{
     Ack, CheckpointRecords, DeliveryError, EventMeta, RefusedRecord, SendOutcome, Sink, SinkError,
     TransactionError,
@@ -121,7 +121,7 @@ fn transaction(end_lsn: u64, xid: u32, ids: &[&str]) -> Vec<WalEvent> {
 #[derive(Default)]
 struct SourceState {
     events: VecDeque<WalEvent>,
-    confirmed: u64,
+    confirmed: Lsn,
     stopped: bool,
 }
 
@@ -136,7 +136,7 @@ impl FakeSource {
     }
 
     fn confirmed(&self) -> u64 {
-        self.0.borrow().confirmed
+        self.0.borrow().confirmed.as_u64()
     }
 }
 
@@ -154,7 +154,7 @@ impl WalSource for FakeSource {
         Ok(self.0.borrow_mut().events.pop_front())
     }
 
-    fn confirm(&mut self, lsn: u64) {
+    fn confirm(&mut self, lsn: Lsn) {
         let mut state = self.0.borrow_mut();
         state.confirmed = state.confirmed.max(lsn);
     }
@@ -405,7 +405,7 @@ fn owner() -> CheckpointOwner {
     let server = tailbox_replication::ServerIdentity {
         system_id: 42,
         timeline: 1,
-        wal_flush_lsn: u64::MAX,
+        wal_flush_lsn: Lsn::new(u64::MAX),
         database: "app".into(),
         history: Default::default(),
     };
@@ -427,7 +427,7 @@ async fn run_with<F: Future<Output = ()>>(
         sink.clone(),
         mode,
         owner(),
-        START,
+        Lsn::new(START),
         &Resume::FromSlot,
         settings,
     );
@@ -693,6 +693,33 @@ async fn shutdown_drains_confirms_and_stops_the_stream() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn shutdown_mid_transaction_reads_on_to_its_commit_and_no_further() {
+    let mut events = vec![relation()];
+    let mut rest = transaction(0x2000, 1, &["a", "b"]);
+    events.extend(rest.drain(..2)); // Begin and the insert of "a"
+    rest.extend(transaction(0x3000, 2, &["c"]));
+    let source = FakeSource::with(events);
+    let sink = FakeSink::auto();
+    let late = source.clone();
+    let settings = settings();
+    let result = run_with(&source, &sink, DeliveryMode::AtLeastOnce, &settings, async {
+        until("a sent", || sink.records().len() == 1).await;
+        // Shutdown now, with the transaction half read; the rest of it arrives later.
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            late.0.borrow_mut().events.extend(rest);
+        });
+    });
+    let local = tokio::task::LocalSet::new();
+    let stats = local.run_until(result).await.unwrap();
+    let ids: Vec<Vec<u8>> =
+        sink.records().iter().map(|r| header(r, "id").unwrap().to_vec()).collect();
+    assert_eq!(ids, [b"a".to_vec(), b"b".to_vec()], "the open transaction, whole, and no more");
+    assert_eq!(stats.published, 2);
+    assert_eq!(source.confirmed(), 0x2000, "confirmed at its commit: nothing to publish twice");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_failed_delivery_mid_transaction_ends_the_session_naming_it() {
     let mut events = vec![relation()];
     events.extend(transaction(0x2000, 1, &["a"]));
@@ -740,7 +767,7 @@ async fn a_failed_checkpoint_names_its_lsn_and_no_transaction() {
         run_with(&source, &sink, DeliveryMode::AtLeastOnce, &settings(), std::future::pending())
             .await;
     let text = result.expect_err("the session ends").to_string();
-    assert!(text.contains("(lsn 0/2000, xid none (checkpoint record))"), "{text}");
+    assert!(text.contains("(checkpoint record for lsn 0/2000)"), "{text}");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -776,7 +803,7 @@ async fn a_dry_run_never_confirms() {
         tailbox_sink::DryRunSink::new(),
         DeliveryMode::AtLeastOnce,
         owner(),
-        START,
+        Lsn::new(START),
         &Resume::FromSlot,
         &settings,
     );

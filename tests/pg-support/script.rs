@@ -8,14 +8,14 @@ use anyhow::{Context, Result, bail};
 use crate::paths::workspace_root;
 
 /// Path of `scripts/NAME`.
-pub(crate) fn script_path(name: &str) -> PathBuf {
+fn script_path(name: &str) -> PathBuf {
     workspace_root().join("scripts").join(name)
 }
 
 /// Runs `bash scripts/NAME ARGS...` with extra environment `envs`, and returns
 /// the last non-empty line of its stdout. A non-zero exit is an error that
 /// carries the script's stderr (where the scripts explain themselves).
-pub(crate) fn run_script(name: &str, args: &[&str], envs: &[(&str, String)]) -> Result<String> {
+pub fn run_script(name: &str, args: &[&str], envs: &[(&str, String)]) -> Result<String> {
     let path = script_path(name);
     let mut cmd = Command::new("bash");
     cmd.arg(&path)
