@@ -5,7 +5,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: demo test lint deps fmt torture bench
 
 ## Throwaway PostgreSQL + Kafka, tailbox running, events arriving in Kafka; cleans up.
-## SINK=redis: Redis Streams instead of Kafka.
+## SINK=redis: Redis Streams instead of Kafka. SINK=webhook: signed HTTP POSTs to a small
+## receiver (scripts/webhook-receiver.py) that prints each event.
 demo: deps
 	SINK=$${SINK:-kafka} bash scripts/demo.sh
 
@@ -36,6 +37,7 @@ deps:
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-deps.sh; else bash scripts/install-deps.sh --check; fi
 	@bash scripts/kafka.sh fetch >/dev/null
 	@bash scripts/pg.sh fetch >/dev/null
+	@bash scripts/standardwebhooks.sh fetch >/dev/null
 
 fmt:
 	cargo fmt --all

@@ -1,7 +1,9 @@
 //! `--sink webhook` end to end: real PostgreSQL, the tailbox binary, and a real HTTP
 //! receiver (tests/support) that verifies every signature and answers with random
 //! faults (500, 503 + Retry-After, 429, stalls past the client's timeout) and a 400 for
-//! poison events, while tailbox is SIGKILLed three times under four writers.
+//! poison events, while tailbox is SIGKILLed three times under four writers; the
+//! dead-letter commands against the same receiver; the JSON envelope, verified with
+//! the Standard Webhooks reference library.
 
 mod harness;
 
@@ -14,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use harness::{
     Names, apply_sql, apply_sql_files,
     process::{Tailbox, base_args, output_text, role_url, run_command, status_text},
@@ -23,7 +25,10 @@ use harness::{
     wait_for_confirmed, wait_streaming,
     workload::{EventId, Workload},
 };
-use tailbox_e2e::{Arrival, ConsumedRecord, PgServer, Reply, WebhookReceiver};
+use tailbox_e2e::{
+    Arrival, ConsumedRecord, PgServer, Reply, WebhookReceiver, verify_with_standardwebhooks,
+};
+use tailbox_webhook_sink::sink::{CHECKPOINT_EVERY_EVENTS, LOOKAHEAD_PER_REQUEST};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -66,6 +71,23 @@ fn webhook_args(
         args.extend([flag.to_owned(), value]);
     }
     Ok(args)
+}
+
+/// The options `tailbox dead-letters replay` needs to reach and sign for the receiver
+/// (those of [`webhook_args`] after `run` and the replication settings).
+fn replay_args(args: &[String]) -> Vec<String> {
+    let at = args.iter().position(|a| a == "--sink").unwrap_or(args.len());
+    args[at..].to_vec()
+}
+
+/// Waits until `done` holds, polling; an error naming `what` after `timeout`.
+async fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done() {
+        ensure!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// The delivered (2xx) requests as consumed records: topic = the URL path (one per
@@ -126,13 +148,20 @@ async fn webhooks_arrive_at_least_once_in_aggregate_order_across_faults_and_sigk
     let mut tailbox = Tailbox::start(&args)?;
     wait_streaming(&pg, &names.slot, &tailbox).await?;
 
-    let workload = Workload { writers: 4, transactions: 200, aggregates: 50 };
+    let workload = Workload::STANDARD;
+    let all = workload.expected();
     let writers = {
         let url = pg.url();
         tokio::spawn(async move { workload.run_at(&url).await })
     };
-    for pause in [700, 1200, 1500] {
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+    // SIGKILLs while deliveries are under way: after about a fifth, a half and four
+    // fifths of the events reached the receiver (by progress, not by the clock, so each
+    // one lands mid-stream however fast the machine is).
+    let kills = [all.len() / 5, all.len() / 2, all.len() * 4 / 5];
+    for at in kills {
+        wait_until(&format!("{at} requests"), Duration::from_secs(120), || receiver.count() >= at)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", tailbox.log_text()))?;
         tailbox.kill()?;
         tailbox = Tailbox::start(&args)?;
     }
@@ -147,20 +176,31 @@ async fn webhooks_arrive_at_least_once_in_aggregate_order_across_faults_and_sigk
 
     let arrivals = receiver.arrivals();
     ensure!(arrivals.iter().all(|a| a.signature_ok), "every request is signed and fresh");
-    let all = workload.expected();
     let poison: BTreeSet<EventId> = all.iter().copied().filter(|id| is_poison(*id)).collect();
     let expected: BTreeSet<EventId> = all.difference(&poison).copied().collect();
     let records = delivered(&arrivals);
     let report = verify(&records, &expected)?;
     let ids: BTreeSet<String> =
         arrivals.iter().filter(|a| a.delivered()).map(|a| a.id.clone()).collect();
+    // What a SIGKILL may send again (docs/guarantees.md): the dispatcher's lookahead
+    // (events delivered beyond the oldest unfinished one), the events acknowledged since
+    // the last checkpoint row that committed (written every CHECKPOINT_EVERY_EVENTS, so
+    // at most two intervals), and the rest of a transaction that was partly delivered
+    // (the largest workload transaction has 99 events).
+    let lookahead = 16 * LOOKAHEAD_PER_REQUEST as usize; // at the default --webhook-concurrency
+    let per_kill = lookahead + 2 * CHECKPOINT_EVERY_EVENTS as usize + 99;
+    let bound = kills.len() * per_kill;
     println!(
-        "summary: events {} requests {} faults {} poison {} kills 3 {report} distinct webhook-ids {}",
+        "summary: events {} requests {} faults {} poison {} kills {} {report} \
+         distinct webhook-ids {} duplicates {} (bound {bound}: {} per kill)",
         all.len(),
         arrivals.len(),
         faults.load(Ordering::Relaxed),
         poison.len(),
-        ids.len()
+        kills.len(),
+        ids.len(),
+        report.duplicates,
+        per_kill,
     );
     ensure!(!poison.is_empty(), "the workload has poison events");
     ensure!(report.lost == 0, "events lost: {report}\n{}", tailbox.log_text());
@@ -169,6 +209,12 @@ async fn webhooks_arrive_at_least_once_in_aggregate_order_across_faults_and_sigk
     ensure!(report.unique == expected.len(), "{report}");
     // Duplicates share their webhook-id, so a receiver can drop them.
     ensure!(ids.len() == report.unique, "one webhook-id per event");
+    ensure!(
+        report.duplicates <= bound,
+        "{} duplicates after {} SIGKILLs, more than the bound {bound} ({per_kill} per kill)",
+        report.duplicates,
+        kills.len()
+    );
 
     // Every poison event is in the dead-letter table (a replay may have written one twice).
     let rows = pg.psql(
@@ -224,5 +270,184 @@ async fn config_check_names_bad_webhook_settings() -> Result<()> {
     );
     let out = run_command(&base, &[])?;
     ensure!(!out.status.success() && output_text(&out).contains("webhook_url is not set"));
+    Ok(())
+}
+
+/// A poison event is dead-lettered with the receiver's answer; `dead-letters list`
+/// shows it; once the receiver takes it, `dead-letters replay` delivers it exactly
+/// once (same body and `webhook-id`, a fresh signature the Standard Webhooks library
+/// accepts), and the row is marked replayed: no longer listed, listed as replayed by
+/// `--id`, and not sent again by a second replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_list_and_replay_deliver_a_refused_event_once() -> Result<()> {
+    let pg = PgServer::start()?;
+    let names = Names::new("webhook_dl");
+    apply_sql(&pg, &names)?;
+    apply_sql_files(&pg, &[("05_webhook_tables.sql", vec![])])?;
+    let receiver = WebhookReceiver::start(SECRET).await?;
+    let poisoned = |a: &Arrival| String::from_utf8_lossy(&a.body).contains("poison");
+    receiver.set_script(move |a| if poisoned(a) { Reply::Status(400, None) } else { Reply::Ok });
+    let dir = tailbox_e2e::scratch_dir("webhook-dead-letters");
+    std::fs::create_dir_all(&dir)?;
+    let args = webhook_args(&pg, &receiver, &names, &dir)?;
+    let tailbox = Tailbox::start(&args)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    pg.psql(
+        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) VALUES \
+         ('Order', 'o-1', 'Placed', '{\"n\": 1}'), \
+         ('Order', 'o-1', 'Placed', '{\"n\": 2, \"poison\": true}'), \
+         ('Order', 'o-1', 'Placed', '{\"n\": 3}')",
+    )?;
+    let client = pg.client().await?;
+    let (_, current) = slot_and_wal(&client, &names.slot).await?;
+    wait_for_confirmed(&client, &names.slot, current, Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", tailbox.log_text()))?;
+    let log = tailbox.stop_clean()?;
+
+    // The aggregate's later event went out only after the poison one was dead-lettered.
+    let before = receiver.arrivals();
+    let order: Vec<(String, Option<u16>)> = before
+        .iter()
+        .map(|a| (String::from_utf8_lossy(&a.body).into_owned(), a.answered))
+        .collect();
+    ensure!(before.len() == 3, "one request each: {order:?}\n{log}");
+    ensure!(poisoned(&before[1]) && before[1].answered == Some(400), "{order:?}");
+    ensure!(before[0].delivered() && before[2].delivered(), "{order:?}");
+    let poison_id = before[1].id.clone();
+
+    // `list`: the row, with the receiver's answer; replayable, not replayed.
+    let url = role_url(&pg);
+    let list = |extra: &[&str]| -> Result<Vec<serde_json::Value>> {
+        let out = run_command(
+            &[&["dead-letters", "list", "--pg-url", &url, "--json"], extra].concat(),
+            &[],
+        )?;
+        ensure!(out.status.success(), "{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(Into::into))
+            .collect()
+    };
+    let rows = list(&[])?;
+    ensure!(rows.len() == 1, "one dead letter: {rows:?}");
+    let row = &rows[0];
+    ensure!(row["event_id"] == poison_id.as_str(), "{row}");
+    ensure!(row["response_status"] == 400 && row["attempts"] == 1, "{row}");
+    ensure!(row["aggregate_id"] == "o-1" && row["replayable"] == true, "{row}");
+    ensure!(row["replayed"] == false, "{row}");
+    let id = row["id"].as_i64().context("the row's id")?.to_string();
+
+    // While the receiver still refuses it, a replay fails (exit status) and marks nothing.
+    let mut replay: Vec<String> =
+        vec!["dead-letters".into(), "replay".into(), "--pg-url".into(), url.clone()];
+    replay.extend(replay_args(&args));
+    let replay_refs: Vec<&str> = replay.iter().map(String::as_str).collect();
+    let out = run_command(&replay_refs, &[])?;
+    ensure!(
+        !out.status.success() && output_text(&out).contains("not delivered"),
+        "{}",
+        output_text(&out)
+    );
+    ensure!(list(&[])?.len() == 1, "still listed after a refused replay");
+
+    // The receiver is fixed: `replay --id` delivers it once.
+    receiver.set_script(|_| Reply::Ok);
+    let out = run_command(&[&replay_refs[..], &["--id", &id]].concat(), &[])?;
+    let text = output_text(&out);
+    ensure!(out.status.success() && text.contains("delivered (200)"), "{text}");
+    let after = receiver.arrivals();
+    let replayed: Vec<&Arrival> = after[before.len()..].iter().filter(|a| poisoned(a)).collect();
+    ensure!(replayed.len() == 2, "the refused replay and the delivered one: {}", after.len());
+    let delivered = replayed[1];
+    ensure!(delivered.delivered() && delivered.id == poison_id, "same webhook-id");
+    ensure!(delivered.body == before[1].body, "same body");
+    ensure!(delivered.signature_ok, "signed afresh");
+    let verdicts = verify_with_standardwebhooks(SECRET, std::slice::from_ref(delivered))?;
+    ensure!(verdicts == ["ok"], "the Standard Webhooks library: {verdicts:?}");
+
+    // Marked replayed: gone from the default list, shown as replayed by --id, and a
+    // second replay of everything not replayed sends nothing.
+    ensure!(list(&[])?.is_empty(), "listed after its replay");
+    let rows = list(&["--id", &id])?;
+    ensure!(rows.len() == 1 && rows[0]["replayed"] == true, "{rows:?}");
+    let replayed_at = pg.psql(&format!(
+        "SELECT replayed_at IS NOT NULL, replay_status FROM tailbox_dead_letter WHERE id = {id}"
+    ))?;
+    ensure!(replayed_at.trim() == "t|200", "{replayed_at}");
+    let count = receiver.count();
+    let out = run_command(&replay_refs, &[])?;
+    ensure!(out.status.success(), "{}", output_text(&out));
+    ensure!(receiver.count() == count, "a second replay sent something");
+    Ok(())
+}
+
+/// `--webhook-body envelope`: each request is the JSON envelope (`id`, `type`,
+/// `aggregatetype`, `aggregateid`, `payload` as JSON, `metadata` with the other columns
+/// and the transaction's `lsn`, `xid`, `commit_ts`), equal to the outbox rows, and its
+/// signature verifies with the Standard Webhooks reference library (which also rejects
+/// a tampered body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_bodies_carry_the_row_and_verify_with_the_standard_webhooks_library() -> Result<()>
+{
+    let pg = PgServer::start()?;
+    let names = Names::new("webhook_env");
+    apply_sql(&pg, &names)?;
+    apply_sql_files(&pg, &[("05_webhook_tables.sql", vec![])])?;
+    let receiver = WebhookReceiver::start(SECRET).await?;
+    let dir = tailbox_e2e::scratch_dir("webhook-envelope");
+    std::fs::create_dir_all(&dir)?;
+    let mut args = webhook_args(&pg, &receiver, &names, &dir)?;
+    args.extend(["--webhook-body".into(), "envelope".into()]);
+    let tailbox = Tailbox::start(&args)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    pg.psql(
+        "INSERT INTO outbox (aggregatetype, aggregateid, type, payload, tracingspancontext) VALUES \
+         ('Order', 'o-7', 'OrderPlaced', '{\"total\": 42, \"lines\": [1, 2]}', 'span-1'), \
+         ('Customer', 'c-3', 'CustomerCharged', '{\"amount\": 4.5}', NULL)",
+    )?;
+    wait_until("two requests", Duration::from_secs(60), || receiver.count() >= 2)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", tailbox.log_text()))?;
+    let rows = pg.psql("SELECT id, aggregatetype, aggregateid, type, payload::text FROM outbox")?;
+    let xid = pg.psql("SELECT DISTINCT xmin FROM outbox")?;
+    tailbox.stop_clean()?;
+
+    let arrivals = receiver.arrivals();
+    ensure!(arrivals.len() == 2, "{} requests", arrivals.len());
+    let rows: Vec<Vec<&str>> =
+        rows.lines().filter(|l| !l.is_empty()).map(|l| l.split('|').collect()).collect();
+    ensure!(rows.len() == 2 && rows.iter().all(|f| f.len() == 5), "{rows:?}");
+    for arrival in &arrivals {
+        let f = rows.iter().find(|f| f[0] == arrival.id).context("a request per row, by id")?;
+        let (id, aggregate_type, aggregate_id, kind, payload) = (f[0], f[1], f[2], f[3], f[4]);
+        ensure!(arrival.header("content-type") == Some("application/json"), "{arrival:?}");
+        ensure!(arrival.path == format!("/hooks/{aggregate_type}"), "{}", arrival.path);
+        let body: serde_json::Value = serde_json::from_slice(&arrival.body)?;
+        let payload: serde_json::Value = serde_json::from_str(payload)?;
+        ensure!(body["id"] == id && arrival.id == id, "id: {body}");
+        ensure!(body["type"] == kind, "type: {body}");
+        ensure!(body["aggregatetype"] == aggregate_type, "aggregatetype: {body}");
+        ensure!(body["aggregateid"] == aggregate_id, "aggregateid: {body}");
+        ensure!(body["payload"] == payload, "payload as JSON: {body}");
+        let metadata = &body["metadata"];
+        ensure!(metadata["xid"] == xid.trim(), "metadata.xid: {body}");
+        ensure!(metadata["lsn"].as_str() == arrival.header("tailbox-lsn"), "metadata.lsn: {body}");
+        ensure!(metadata["commit_ts"].as_str().is_some_and(|t| t.parse::<i64>().is_ok()), "{body}");
+        ensure!(metadata["timestamp"].is_string(), "the timestamp column: {body}");
+        if aggregate_type == "Order" {
+            ensure!(metadata["tracingspancontext"] == "span-1", "other columns: {body}");
+        }
+    }
+    let verdicts = verify_with_standardwebhooks(SECRET, &arrivals)?;
+    ensure!(verdicts.iter().all(|v| v == "ok"), "the Standard Webhooks library: {verdicts:?}");
+    // The library's check can fail: a changed body, or another secret.
+    let mut tampered = arrivals[0].clone();
+    tampered.body.push(b' ');
+    let verdicts = verify_with_standardwebhooks(SECRET, &[tampered])?;
+    ensure!(verdicts[0].starts_with("fail"), "a tampered body verified: {verdicts:?}");
+    let other = "whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXk=";
+    let verdicts = verify_with_standardwebhooks(other, &arrivals[..1])?;
+    ensure!(verdicts[0].starts_with("fail"), "another secret verified: {verdicts:?}");
     Ok(())
 }

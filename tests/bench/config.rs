@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 pub const HELP: &str = "\
 tailbox-bench: throwaway PostgreSQL 15 + Kafka, then measures pg_recvlogical's drain rate,
 tailbox's catch-up rate and cost, commit->Kafka latency under steady load, and one huge
-transaction, and the catch-up into Redis Streams. Writes target/bench/report.md and report.json; the Markdown table goes to
+transaction, the catch-up into Redis Streams, and HTTP webhooks (a local receiver). Writes target/bench/report.md and report.json; the Markdown table goes to
 stdout, progress to stderr. Every figure is the median of --runs runs.
 
 Options (flag, or the environment variable beside it; flags win):
@@ -24,7 +24,7 @@ Options (flag, or the environment variable beside it; flags win):
   --huge-rows N          BENCH_HUGE_ROWS         rows of the huge transaction (default 1000000; quick 200000)
   --partitions N         BENCH_PARTITIONS        partitions of each bench topic (default 3)
   --status-interval-ms N BENCH_STATUS_INTERVAL_MS  tailbox --status-interval-ms (default 100)
-  --phases LIST          BENCH_PHASES            comma list of catchup,steady,huge,redis (default all)
+  --phases LIST          BENCH_PHASES            comma list of catchup,steady,huge,redis,webhook (default all)
   --tailbox-arg ARG      BENCH_TAILBOX_ARGS      extra tailbox argument, repeatable (env: space-separated),
                                                  e.g. BENCH_TAILBOX_ARGS='--kafka-prop linger.ms=1'
   --out DIR              BENCH_OUT               report directory (default <workspace>/target/bench)
@@ -49,6 +49,14 @@ pub struct Phases {
     pub steady: bool,
     pub huge: bool,
     pub redis: bool,
+    pub webhook: bool,
+}
+
+impl Phases {
+    /// Whether a phase publishes to Kafka (the Kafka warm-up is for those).
+    pub fn uses_kafka(&self) -> bool {
+        self.catchup || self.steady || self.huge
+    }
 }
 
 /// Resolved settings.
@@ -164,18 +172,25 @@ impl Config {
                 .map(|v| !matches!(v.trim(), "" | "0" | "false" | "no" | "off"))
                 .unwrap_or(false);
         let phases = match src.get("phases") {
-            None => Phases { catchup: true, steady: true, huge: true, redis: true },
+            None => Phases { catchup: true, steady: true, huge: true, redis: true, webhook: true },
             Some(list) => {
-                let mut p = Phases { catchup: false, steady: false, huge: false, redis: false };
+                let mut p = Phases {
+                    catchup: false,
+                    steady: false,
+                    huge: false,
+                    redis: false,
+                    webhook: false,
+                };
                 for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match item {
                         "catchup" => p.catchup = true,
                         "steady" => p.steady = true,
                         "huge" => p.huge = true,
                         "redis" => p.redis = true,
+                        "webhook" => p.webhook = true,
                         other => {
                             bail!(
-                                "--phases: unknown phase {other:?} (catchup, steady, huge, redis)"
+                                "--phases: unknown phase {other:?} (catchup, steady, huge, redis, webhook)"
                             )
                         }
                     }

@@ -55,6 +55,14 @@ impl Env {
         let base = unique_name("bench");
         let publication = format!("{base}_pub");
         apply_sql(&pg, &publication)?;
+        if cfg.phases.webhook {
+            // The webhook sink's checkpoint and dead-letter tables (tailbox runs as the
+            // superuser here, so the grants go to it).
+            tailbox_e2e::apply_sql_files(
+                &pg,
+                &[("05_webhook_tables.sql", vec!["role=postgres".into()])],
+            )?;
+        }
         client
             .batch_execute(crate::load::SETUP_SQL)
             .await

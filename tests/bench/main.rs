@@ -7,7 +7,10 @@
 //!    producer costs alone for as many records (a child process of this binary,
 //!    `tailbox-bench produce-floor`, see producer.rs);
 //! 4. commit→Kafka and commit→consumer latency under a fixed commit rate;
-//! 5. one huge transaction: peak RSS and time to publish.
+//! 5. one huge transaction: peak RSS and time to publish;
+//! 6. the catch-up into Redis Streams;
+//! 7. HTTP webhooks to a local receiver: catch-up rate and CPU at 16 requests in
+//!    flight, commit→receive latency at 1,000 events/s.
 //!
 //! Each figure is the median of N runs. Progress goes to stderr, the Markdown table to
 //! stdout, and both reports to `target/bench/report.{md,json}`. See
@@ -21,6 +24,7 @@ mod measure;
 mod phases;
 mod producer;
 mod report;
+mod webhook;
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -106,7 +110,9 @@ async fn bench(cfg: Config, tailbox: std::path::PathBuf) -> Result<()> {
     let env = Env::setup(&cfg, tailbox).await?;
     let machine = env::machine_info(&env).await?;
     progress(&format!("machine: {machine}"));
-    phases::warmup(&env, &cfg).await?;
+    if cfg.phases.uses_kafka() {
+        phases::warmup(&env, &cfg).await?;
+    }
     let mut m = Metrics::default();
     for run in 1..=cfg.runs {
         progress(&format!("=== run {run} of {} ===", cfg.runs));
@@ -123,6 +129,9 @@ async fn bench(cfg: Config, tailbox: std::path::PathBuf) -> Result<()> {
         }
         if cfg.phases.redis {
             phases::redis(&env, &cfg, run, &mut m).await?;
+        }
+        if cfg.phases.webhook {
+            webhook::webhook(&env, &cfg, run, &mut m).await?;
         }
     }
     let md = report::markdown(&cfg, &machine, &m);

@@ -21,7 +21,7 @@ fn drain_timeout(rows: u64) -> Duration {
 }
 
 /// Stops tailbox (SIGTERM: it drains, confirms and exits 0).
-fn stop(tb: TailboxProc) -> Result<()> {
+pub(crate) fn stop(tb: TailboxProc) -> Result<()> {
     let log = tb.log.clone();
     let status = tb.terminate(Duration::from_secs(60))?;
     if !status.success() {
@@ -209,7 +209,7 @@ fn producer_args(env: &Env, cfg: &Config, topic: &str) -> Vec<String> {
 }
 
 /// Waits until `done()` or `timeout`, checking tailbox is alive.
-async fn wait_for(
+pub(crate) async fn wait_for(
     what: &str,
     tb: &mut TailboxProc,
     timeout: Duration,
@@ -448,19 +448,19 @@ pub async fn redis(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result
 }
 
 /// What [`drain`] measured.
-struct Drained {
+pub(crate) struct Drained {
     /// Spawn → replication started.
-    startup: f64,
+    pub(crate) startup: f64,
     /// Spawn → the slot confirmed the last commit.
-    secs: f64,
+    pub(crate) secs: f64,
     /// tailbox's last sample.
-    last: ProcSample,
-    walsender: WalsenderWatch,
+    pub(crate) last: ProcSample,
+    pub(crate) walsender: WalsenderWatch,
 }
 
 /// Waits until `tb` streams from `slot`, then until the slot confirmed `end_lsn`,
 /// sampling tailbox; records its busy threads' CPU under `{phase}.thread_cpu_s.`.
-async fn drain(
+pub(crate) async fn drain(
     env: &Env,
     cfg: &Config,
     slot: &str,

@@ -177,6 +177,30 @@ const SECTIONS: &[(&str, &[Row])] = &[
             Row("redis.published", "entries in the stream", "", 0),
         ],
     ),
+    (
+        "7. HTTP webhooks (--sink webhook, --webhook-concurrency 16, signed; a local receiver that checks each signature)",
+        &[
+            Row("webhook.rows", "catch-up rows (one POST each)", "", 0),
+            Row("webhook.events_per_s", "catch-up rate", "events/s", 0),
+            Row("webhook.secs", "elapsed (spawn → slot confirmed)", "s", 2),
+            Row("webhook.cpu_s_per_million", "tailbox CPU per million events (catch-up)", "s", 2),
+            Row("webhook.peak_rss_mib", "tailbox peak RSS (VmHWM)", "MiB", 1),
+            Row("webhook.walsender_cpu_s", "walsender CPU", "s", 2),
+            Row("webhook.published", "requests answered 2xx", "", 0),
+            Row("webhook.steady_rate", "steady commit rate", "events/s", 0),
+            Row("webhook.steady_events", "measured events", "", 0),
+            Row("webhook.recv_p50_ms", "commit → receiver p50", "ms", 1),
+            Row("webhook.recv_p99_ms", "commit → receiver p99", "ms", 1),
+            Row("webhook.recv_p999_ms", "commit → receiver p99.9", "ms", 1),
+            Row(
+                "webhook.steady_cpu_s_per_million",
+                "tailbox CPU per million events (steady)",
+                "s",
+                2,
+            ),
+            Row("webhook.steady_cpu_util", "tailbox CPU utilisation (steady)", "cores", 3),
+        ],
+    ),
 ];
 
 /// Per section of [`SECTIONS`]: the key prefix of the per-thread CPU seconds of tailbox
@@ -191,6 +215,7 @@ const THREAD_PREFIXES: &[Option<&str>] = &[
     Some("steady.thread_cpu_s."),
     Some("huge.thread_cpu_s."),
     Some("redis.thread_cpu_s."),
+    Some("webhook.thread_cpu_s."),
 ];
 
 fn fmt_num(v: f64, decimals: usize) -> String {

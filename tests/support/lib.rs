@@ -37,4 +37,4 @@ pub use tailbox_pg_support::{
     DEFAULT_PG_MAJOR, OTHER_PG_MAJORS, PgServer, PgTlsFiles, TcpProxy, apply_sql_files,
     pg_major_from_env, scratch_dir, tailbox_bin, unique_name, workspace_root,
 };
-pub use webhook::{Arrival, Reply, Script, WebhookReceiver};
+pub use webhook::{Arrival, Reply, Script, WebhookReceiver, verify_with_standardwebhooks};

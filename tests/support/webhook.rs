@@ -3,6 +3,11 @@
 //! tailbox's code), records every arrival in order, and answers as its script says:
 //! 200, any status (with `Retry-After`), a stall longer than the client's timeout, or
 //! a dropped connection.
+//!
+//! [`verify_with_standardwebhooks`] checks recorded arrivals a second way, with the
+//! Standard Webhooks reference library (npm `standardwebhooks`, installed by
+//! `scripts/standardwebhooks.sh fetch`, which `make deps` runs), as a receiver
+//! built on the published library would.
 
 use std::{
     convert::Infallible,
@@ -44,6 +49,8 @@ pub struct Arrival {
     pub headers: Vec<(String, String)>,
     /// The status the receiver answered (`None`: it stalled or dropped the connection).
     pub answered: Option<u16>,
+    /// When its headers arrived.
+    pub received_at: SystemTime,
 }
 
 impl Arrival {
@@ -133,6 +140,65 @@ impl WebhookReceiver {
     pub fn arrivals(&self) -> Vec<Arrival> {
         self.state.lock().map(|s| s.arrivals.clone()).unwrap_or_default()
     }
+
+    /// How many requests arrived so far (without copying them).
+    pub fn count(&self) -> usize {
+        self.state.lock().map(|s| s.arrivals.len()).unwrap_or_default()
+    }
+
+    /// How many requests got a 2xx so far (without copying them).
+    pub fn delivered(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.arrivals.iter().filter(|a| a.delivered()).count())
+            .unwrap_or_default()
+    }
+}
+
+/// Verifies each arrival's signature with the Standard Webhooks reference library
+/// (`scripts/standardwebhooks.sh verify`, Node.js): `"ok"` or `"fail: why"` per
+/// arrival, in order. An error (not a failed verification) if the library is not
+/// installed: `make deps` installs it.
+pub fn verify_with_standardwebhooks(secret: &str, arrivals: &[Arrival]) -> Result<Vec<String>> {
+    use std::io::Write;
+    let mut input = Vec::new();
+    for a in arrivals {
+        let line = serde_json::json!({
+            "secret": secret,
+            "id": a.id,
+            "timestamp": a.timestamp,
+            "signature": a.header("webhook-signature").unwrap_or_default(),
+            "body_base64": STANDARD.encode(&a.body),
+        });
+        writeln!(input, "{line}")?;
+    }
+    let script = crate::workspace_root().join("scripts/standardwebhooks.sh");
+    let mut child = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("verify")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", script.display()))?;
+    child.stdin.take().context("verifier stdin")?.write_all(&input)?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} verify failed ({}): {}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdicts: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    anyhow::ensure!(
+        verdicts.len() == arrivals.len(),
+        "the verifier answered {} lines for {} requests",
+        verdicts.len(),
+        arrivals.len()
+    );
+    Ok(verdicts)
 }
 
 impl Drop for WebhookReceiver {
@@ -142,6 +208,7 @@ impl Drop for WebhookReceiver {
 }
 
 async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &[u8]) -> Response<String> {
+    let received_at = SystemTime::now();
     let path = req.uri().path().to_owned();
     let headers: Vec<(String, String)> = req
         .headers()
@@ -184,6 +251,7 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &[u8]) -> Res
             body: bytes,
             headers,
             answered: None,
+            received_at,
         };
         let reply = (state.script)(&arrival);
         state.arrivals.push(arrival);

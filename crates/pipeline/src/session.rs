@@ -84,12 +84,6 @@ use crate::{
 /// a turn.
 const EVENTS_PER_WAKEUP: usize = 1024;
 
-/// At-least-once: a checkpoint record also goes out once this many records were
-/// acknowledged since the last one, not only on the status timer. A fault then makes
-/// tailbox republish about this many at most (plus what is in flight), however fast it
-/// was catching up, where one status interval of catch-up can hold tens of thousands.
-const CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
-
 /// How long a sink transaction call may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -404,7 +398,8 @@ impl<S: WalSource, K: Sink> Session<S, K> {
         }
         self.metrics.kafka_ok.store(true, Ordering::Relaxed);
         if matches!(self.mode, DeliveryMode::AtLeastOnce)
-            && self.stats.published - self.published_at_checkpoint >= CHECKPOINT_EVERY_RECORDS
+            && self.stats.published - self.published_at_checkpoint
+                >= self.sink.checkpoint_every_records()
         {
             self.write_checkpoint()?;
         }

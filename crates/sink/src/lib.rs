@@ -41,6 +41,9 @@ pub mod sink;
 pub use ack_channel::AckChannel;
 pub use dry_run::DryRunSink;
 pub use error::{DeliveryError, SinkError, TransactionError};
-pub use sink::{Ack, CheckpointRecords, EventMeta, RefusedRecord, SendOutcome, Sink};
+pub use sink::{
+    Ack, CheckpointRecords, DEFAULT_CHECKPOINT_EVERY_RECORDS, EventMeta, RefusedRecord,
+    SendOutcome, Sink,
+};
 /// WAL positions ([`EventMeta::commit_lsn`]).
 pub use tailbox_pgoutput::Lsn;

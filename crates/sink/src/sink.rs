@@ -151,6 +151,11 @@ pub enum SendOutcome {
     Blocked,
 }
 
+/// [`Sink::checkpoint_every_records`] unless a sink says otherwise: a fault then makes
+/// tailbox republish about this many at most (plus what is in flight), however fast it
+/// was catching up, where one status interval of catch-up can hold tens of thousands.
+pub const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
+
 /// A destination of outbox records. See the crate docs for the contract.
 pub trait Sink {
     /// Enqueues one record; with `meta`, the destination also carries the
@@ -179,6 +184,14 @@ pub trait Sink {
     /// sink that is not durable (the dry run) never lets the slot move.
     fn is_durable(&self) -> bool {
         true
+    }
+
+    /// At-least-once: the pipeline also writes a checkpoint record once this many
+    /// records were acknowledged since the last one, not only on its status timer. What
+    /// a crash sends again includes up to this many records, so a sink whose checkpoint
+    /// is cheap to write (one database row) asks for it more often.
+    fn checkpoint_every_records(&self) -> u64 {
+        DEFAULT_CHECKPOINT_EVERY_RECORDS
     }
 
     /// Whether [`Sink::begin_transaction`] and friends work (exactly-once mode).

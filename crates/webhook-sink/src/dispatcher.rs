@@ -10,7 +10,10 @@
 //! checkpoint ──▶ UPSERT tailbox_checkpoint ──▶ Ack Ok
 //! ```
 //!
-//! A lane's next event goes out only after its head completed (see [`crate::lanes`]);
+//! A lane's next event goes out only after its head completed, and the oldest event
+//! that may go out goes first, never more than [`Policy::lookahead`] events after the
+//! oldest one not finished (see [`crate::lanes`]: this keeps what is delivered close to
+//! the acknowledged prefix, which bounds what a crash sends again);
 //! a dead letter is committed before the head completes, so the aggregate's later
 //! events wait for it and the slot cannot pass it unwritten. A failed database write
 //! fails that acknowledgement (`Failed`): the session ends and replays from the slot.
@@ -95,6 +98,38 @@ enum Finished {
     Attempt(LaneKey, Attempt),
     DeadLettered(LaneKey, Result<i64, String>),
     Stored(u64, Result<(), String>),
+    Checkpointed(u64, Result<(), String>),
+}
+
+/// Checkpoint upserts, one at a time in the order they were sent: two in flight at
+/// once could commit out of order and leave the older position stored (safe, but it
+/// would re-send more after a crash).
+#[derive(Default)]
+struct Checkpoints {
+    writing: bool,
+    waiting: std::collections::VecDeque<(u64, Vec<u8>, Vec<u8>)>,
+}
+
+impl Checkpoints {
+    /// Starts the next write if none is running.
+    fn start_next(
+        &mut self,
+        store: &Arc<Store>,
+        jobs: &mut JoinSet<Finished>,
+        job_seqs: &mut HashMap<Id, u64>,
+    ) {
+        if self.writing {
+            return;
+        }
+        let Some((seq, key, value)) = self.waiting.pop_front() else { return };
+        self.writing = true;
+        let store = Arc::clone(store);
+        let handle = jobs.spawn(async move {
+            let result = store.write_checkpoint(&key, &value).await.map_err(|e| e.to_string());
+            Finished::Checkpointed(seq, result)
+        });
+        job_seqs.insert(handle.id(), seq);
+    }
 }
 
 /// Policy of the task.
@@ -105,6 +140,9 @@ pub struct Policy {
     pub max_attempts: Option<u32>,
     /// Waits between attempts.
     pub backoff: Backoff,
+    /// An event goes out only if fewer than this many events were queued between the
+    /// oldest unfinished one and it (see [`crate::lanes`]).
+    pub lookahead: u64,
 }
 
 /// Runs until the sink is dropped.
@@ -116,7 +154,8 @@ pub async fn run(
     mut queue: UnboundedReceiver<Queued>,
     acks: UnboundedSender<Ack>,
 ) {
-    let mut lanes: Lanes<LaneKey, Pending> = Lanes::default();
+    let mut lanes: Lanes<LaneKey, Pending> = Lanes::new(policy.lookahead);
+    let mut checkpoints = Checkpoints::default();
     let mut jobs: JoinSet<Finished> = JoinSet::new();
     // Which sequence number a running job acknowledges, should it panic.
     let mut job_seqs: HashMap<Id, u64> = HashMap::new();
@@ -174,6 +213,12 @@ pub async fn run(
                         let result = result.map_err(|e| DeliveryError::Failed { source: e.into() });
                         let _ = acks.send(Ack { seq, result, refused: None });
                     }
+                    Finished::Checkpointed(seq, result) => {
+                        checkpoints.writing = false;
+                        checkpoints.start_next(&store, &mut jobs, &mut job_seqs);
+                        let result = result.map_err(|e| DeliveryError::Failed { source: e.into() });
+                        let _ = acks.send(Ack { seq, result, refused: None });
+                    }
                 }
             }
             // A retry came due, or the breaker's cool-down ended.
@@ -194,12 +239,8 @@ pub async fn run(
                     lanes.push(lane, pending);
                 }
                 Some(Queued::Checkpoint { seq, key, value }) => {
-                    let store = Arc::clone(&store);
-                    let handle = jobs.spawn(async move {
-                        let result = store.write_checkpoint(&key, &value).await.map_err(|e| e.to_string());
-                        Finished::Stored(seq, result)
-                    });
-                    job_seqs.insert(handle.id(), seq);
+                    checkpoints.waiting.push_back((seq, key, value));
+                    checkpoints.start_next(&store, &mut jobs, &mut job_seqs);
                 }
                 Some(Queued::DeadLetter { seq, letter }) => {
                     let store = Arc::clone(&store);

@@ -19,6 +19,15 @@ use crate::{
     store::{DeadLetter, Store},
 };
 
+/// How far ahead of the oldest unfinished event the dispatcher may send, per request
+/// it may have in flight: enough for `concurrency` different aggregates to be found
+/// in the window while one waits for a retry, small enough that a crash re-sends few.
+pub const LOOKAHEAD_PER_REQUEST: u64 = 64;
+
+/// A checkpoint row is upserted after this many acknowledged events (one statement on
+/// a connection already open, so cheap): what a crash re-sends beyond the lookahead.
+pub const CHECKPOINT_EVERY_EVENTS: u64 = 256;
+
 /// The webhook sink.
 pub struct WebhookSink {
     queue: mpsc::UnboundedSender<Queued>,
@@ -46,6 +55,7 @@ impl WebhookSink {
             concurrency: config.concurrency,
             max_attempts: config.max_attempts,
             backoff: config.backoff,
+            lookahead: lookahead(config),
         };
         let breaker = Breaker::new(config.breaker_failures, config.breaker_cooldown, gauge);
         let dispatcher = tokio::spawn(dispatcher::run(
@@ -154,6 +164,17 @@ impl Sink for WebhookSink {
     async fn read_checkpoints(&mut self) -> Result<CheckpointRecords, SinkError> {
         self.store.read_checkpoints().await
     }
+
+    fn checkpoint_every_records(&self) -> u64 {
+        CHECKPOINT_EVERY_EVENTS
+    }
+}
+
+/// The dispatcher's window: [`LOOKAHEAD_PER_REQUEST`] per request in flight, never
+/// more than the sink buffers.
+pub fn lookahead(config: &WebhookSinkConfig) -> u64 {
+    let per_request = (config.concurrency.max(1) as u64).saturating_mul(LOOKAHEAD_PER_REQUEST);
+    per_request.min(config.max_buffered.max(1))
 }
 
 impl Drop for WebhookSink {
