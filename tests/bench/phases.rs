@@ -38,6 +38,10 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     env.create_topic(&names.topic).await?;
     env.create_slot(&names.ref_slot).await?;
     env.create_slot(&names.slot).await?;
+    // (3c) the same backlog again, from a slot of its own, with Debezium's header set.
+    let debezium = env.names("catchup_debezium", run);
+    env.create_topic(&debezium.topic).await?;
+    env.create_slot(&debezium.slot).await?;
     let start_lsn = env.current_wal_lsn().await?;
 
     progress(&format!("run {run}: loading {} rows in transactions of {}", cfg.rows, cfg.txn_size));
@@ -117,8 +121,45 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     if published != rows {
         progress(&format!("warning: {published} records in Kafka, {rows} rows written"));
     }
+    debezium_headers(env, cfg, run, &debezium, loaded.end_lsn, m).await?;
     let producer_cpu = producer_alone(env, cfg, run, m).await?;
     m.push("catchup.cpu_s_per_million_minus_producer", cpu_per_million - producer_cpu);
+    Ok(())
+}
+
+/// The options that give Debezium's Outbox Event Router's record shape: the `id`
+/// header only (no `type`, no `lsn`/`xid`/`commit_ts`).
+const DEBEZIUM_HEADER_SET: &[&str] =
+    &["--meta-headers", "none", "--exclude-columns", "type,timestamp"];
+
+/// (3c), after tailbox's catch-up: the same backlog from its own slot, with Debezium's
+/// header set, so the cost of tailbox's extra headers shows.
+async fn debezium_headers(
+    env: &Env,
+    cfg: &Config,
+    run: u32,
+    names: &PhaseNames,
+    end_lsn: u64,
+    m: &mut Metrics,
+) -> Result<()> {
+    progress(&format!("run {run}: tailbox catches up with Debezium's header set (id only)"));
+    let mut args = env.tailbox_args(cfg, names);
+    args.extend(DEBEZIUM_HEADER_SET.iter().map(|a| (*a).to_owned()));
+    let mut tb = TailboxProc::spawn(&env.tailbox, &args, env.log_path("catchup_debezium", run))?;
+    let phase = "catchup_debezium";
+    let drained = drain(env, cfg, &names.slot, end_lsn, &mut tb, phase, m).await?;
+    stop(tb)?;
+    env.drop_slot(&names.slot).await?;
+    env.delete_topic(&names.topic).await;
+    let rows = cfg.rows as f64;
+    let cpu_per_million = drained.last.cpu_secs() / (rows / MB);
+    m.push("catchup_debezium.events_per_s", rows / drained.secs);
+    m.push("catchup_debezium.cpu_s_per_million", cpu_per_million);
+    m.push("catchup_debezium.peak_rss_mib", drained.last.hwm_mib());
+    progress(&format!(
+        "run {run}: tailbox with Debezium's header set {:.0} events/s, {cpu_per_million:.2} CPU-s per million",
+        rows / drained.secs
+    ));
     Ok(())
 }
 
