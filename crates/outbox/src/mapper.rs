@@ -206,7 +206,19 @@ impl OutboxMapper {
     /// The outbox table of the last row mapped (the first configured one before any),
     /// `schema.table`.
     pub fn table_name(&self) -> String {
-        self.table_names.get(self.last_table).cloned().unwrap_or_default()
+        self.table_name_at(self.last_table)
+    }
+
+    /// The index of the outbox table of the last row mapped (for
+    /// [`OutboxMapper::table_name_at`]).
+    pub fn last_table(&self) -> usize {
+        self.last_table
+    }
+
+    /// The outbox table with index `index` ([`OutboxMapper::last_table`]),
+    /// `schema.table`.
+    pub fn table_name_at(&self, index: usize) -> String {
+        self.table_names.get(index).cloned().unwrap_or_default()
     }
 
     /// The configuration table-less envelopes are mapped with.

@@ -153,20 +153,28 @@ impl SpecialRecords {
 /// Which transaction a record in flight belongs to: the first sequence number of each
 /// transaction with records in flight, with its commit LSN and xid, in order.
 #[derive(Default)]
-struct InFlightTransactions(VecDeque<(u64, TxnIds)>);
+struct InFlightTransactions(VecDeque<(u64, TxnIds, usize)>);
 
 impl InFlightTransactions {
-    fn push(&mut self, first_seq: u64, ids: TxnIds) {
-        self.0.push_back((first_seq, ids));
+    /// Records from `first_seq` on belong to transaction `ids` and outbox table `table`
+    /// (the mapper's index), until the next entry: one entry per transaction, and one
+    /// more each time a transaction moves to another table.
+    fn push(&mut self, first_seq: u64, ids: TxnIds, table: usize) {
+        self.0.push_back((first_seq, ids, table));
     }
 
-    /// The commit LSN and xid of the transaction record `seq` belongs to.
-    fn of(&self, seq: u64) -> Option<TxnIds> {
+    /// The table of the latest entry.
+    fn last_table(&self) -> Option<usize> {
+        self.0.back().map(|&(.., table)| table)
+    }
+
+    /// The commit LSN and xid of the transaction record `seq` belongs to, and its table.
+    fn of(&self, seq: u64) -> Option<(TxnIds, usize)> {
         let at = self.0.partition_point(|(first, ..)| *first <= seq);
-        at.checked_sub(1).and_then(|i| self.0.get(i)).map(|&(_, ids)| ids)
+        at.checked_sub(1).and_then(|i| self.0.get(i)).map(|&(_, ids, table)| (ids, table))
     }
 
-    /// Forgets transactions all of whose records are below `acked_prefix`.
+    /// Forgets entries all of whose records are below `acked_prefix`.
     fn forget_below(&mut self, acked_prefix: u64) {
         while self.0.get(1).is_some_and(|(first, ..)| *first <= acked_prefix) {
             self.0.pop_front();
@@ -735,7 +743,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
                 .collect(),
             meta: tailbox_outbox::MetaHeaders::default(),
         };
-        let (table, lsn) = (self.mapper.table_name(), ids.lsn.to_string());
+        let (table, lsn) = (self.table_of(seq), ids.lsn.to_string());
         let why = DeadLetterReason { error: &reason, source_lsn: &lsn, source_table: &table };
         dead_letter::mark(&mut record, &self.dlq_topic, why);
         match self.sink.send(&record, None) {
@@ -801,8 +809,9 @@ impl<S: WalSource, K: Sink> Session<S, K> {
             self.special.insert(seq, SpecialRecord::DeadLetterFor(seq));
         }
         if let Some(open) = self.open.as_mut() {
-            if open.records == 0 {
-                self.in_flight_txns.push(seq, self.txn_ids);
+            let table = self.mapper.last_table();
+            if open.records == 0 || self.in_flight_txns.last_table() != Some(table) {
+                self.in_flight_txns.push(seq, self.txn_ids, table);
             }
             open.records += 1;
         }
@@ -830,7 +839,13 @@ impl<S: WalSource, K: Sink> Session<S, K> {
 
     /// The commit LSN and xid of the transaction the record `seq` belongs to.
     fn ids_of(&self, seq: u64) -> TxnIds {
-        self.in_flight_txns.of(seq).unwrap_or(self.txn_ids)
+        self.in_flight_txns.of(seq).map_or(self.txn_ids, |(ids, _)| ids)
+    }
+
+    /// The outbox table (`schema.table`) the record `seq` came from.
+    fn table_of(&self, seq: u64) -> String {
+        let table = self.in_flight_txns.of(seq).map_or(self.mapper.last_table(), |(_, t)| t);
+        self.mapper.table_name_at(table)
     }
 }
 

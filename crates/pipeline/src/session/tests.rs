@@ -59,11 +59,16 @@ fn cstr(b: &mut BytesMut, s: &str) {
 const COLUMNS: [&str; 5] = ["id", "aggregatetype", "aggregateid", "type", "payload"];
 
 fn relation() -> WalEvent {
+    relation_of(OUTBOX_OID, "public", "outbox")
+}
+
+/// The Relation message of another outbox table with the same columns.
+fn relation_of(oid: u32, schema: &str, table: &str) -> WalEvent {
     let mut b = BytesMut::new();
     b.put_u8(b'R');
-    b.put_u32(OUTBOX_OID);
-    cstr(&mut b, "public");
-    cstr(&mut b, "outbox");
+    b.put_u32(oid);
+    cstr(&mut b, schema);
+    cstr(&mut b, table);
     b.put_u8(b'd');
     b.put_u16(COLUMNS.len() as u16);
     for name in COLUMNS {
@@ -77,9 +82,20 @@ fn relation() -> WalEvent {
 
 /// An outbox insert; `None` columns are NULL.
 fn insert(id: &str, aggregate_type: Option<&str>, aggregate_id: &str, payload: &str) -> WalEvent {
+    insert_into(OUTBOX_OID, id, aggregate_type, aggregate_id, payload)
+}
+
+/// An insert into the table with relation id `oid`.
+fn insert_into(
+    oid: u32,
+    id: &str,
+    aggregate_type: Option<&str>,
+    aggregate_id: &str,
+    payload: &str,
+) -> WalEvent {
     let mut b = BytesMut::new();
     b.put_u8(b'I');
-    b.put_u32(OUTBOX_OID);
+    b.put_u32(oid);
     b.put_u8(b'N');
     b.put_u16(COLUMNS.len() as u16);
     for value in [Some(id), aggregate_type, Some(aggregate_id), Some("Happened"), Some(payload)] {
@@ -567,6 +583,42 @@ async fn a_record_refused_on_delivery_is_dead_lettered_and_holds_the_slot_until_
         "from the transaction, not a header"
     );
     assert_eq!(header(copy, "lsn"), None, "the fake copy has no meta headers");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_record_refused_on_delivery_names_its_own_table_among_several() {
+    const ORDERS_OID: u32 = OUTBOX_OID + 1;
+    let mut settings = settings();
+    let columns = settings.outbox.columns.clone();
+    settings.more_tables =
+        vec![OutboxConfig::new("shop.orders", columns, "orders.{aggregatetype}").unwrap()];
+    let events = vec![
+        relation(),
+        relation_of(ORDERS_OID, "shop", "orders"),
+        begin(0x1ff8, 9),
+        insert("a", Some("Order"), "o-1", "{}"),
+        insert_into(ORDERS_OID, "b", Some("Order"), "o-1", "{}"),
+        commit(0x1ff8, 0x2000),
+    ];
+    let source = FakeSource::with(events);
+    let sink = FakeSink::default();
+    sink.state.borrow_mut().refuse_on_delivery = Some("outbox.event.Order".into());
+    run_with(&source, &sink, DeliveryMode::AtLeastOnce, &settings, async {
+        until("both sent", || sink.records().len() == 2).await;
+        sink.release(0);
+        until("the dead-letter copy sent", || sink.records().len() == 3).await;
+        sink.release_all();
+        until("confirmed", || source.confirmed() == 0x2000).await;
+    })
+    .await
+    .unwrap();
+    let copy = &sink.records()[2];
+    assert_eq!(topic(copy), "outbox.dlq");
+    assert_eq!(
+        header(copy, "source_table"),
+        Some(b"public.outbox".as_slice()),
+        "its own table, not the last one mapped (shop.orders)"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
