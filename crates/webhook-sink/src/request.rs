@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 use tailbox_outbox::{OutboxRecord, headers};
@@ -146,11 +147,13 @@ pub fn prepare(
     }
     add(AGGREGATE_TYPE_HEADER, aggregate_type.as_bytes());
     add(AGGREGATE_ID_HEADER, &owned.key);
-    // CloudEvents, HTTP binding (binary mode): `ce_x` attributes as `ce-x` headers.
+    // CloudEvents, HTTP binding (binary mode): `ce_x` attributes as `ce-x` headers,
+    // their values percent-encoded as the binding asks (§3.1.3.2).
     for (name, value) in &owned.headers {
         if let Some(attribute) = name.strip_prefix(headers::cloudevents::PREFIX)
             && let Ok(name) = HeaderName::from_bytes(format!("ce-{attribute}").as_bytes())
-            && let Ok(value) = HeaderValue::from_bytes(value)
+            && let Ok(value) =
+                HeaderValue::from_str(&percent_encode(value, CE_HEADER_ESCAPED).to_string())
         {
             extra.push((name, value));
         }
@@ -165,6 +168,10 @@ pub fn prepare(
         lsn,
     }
 }
+
+/// What the CloudEvents HTTP binding percent-encodes in a `ce-` header value: space,
+/// `"`, `%` and everything outside printable ASCII (non-ASCII bytes always are).
+const CE_HEADER_ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
 
 /// The JSON envelope: the payload as JSON when it is JSON (jsonb, json), else as a
 /// string; every other column and the transaction's facts under `metadata`.
@@ -231,6 +238,7 @@ mod tests {
             ("ce_id", "e-9"),
             ("ce_source", "/shop"),
             ("ce_type", "OrderPlaced"),
+            ("ce_subject", "Bestellung für \"Müller\""),
             ("content-type", "application/json"),
         ]
         .map(|(k, v)| (Arc::from(k), Bytes::from_static(v.as_bytes())))
@@ -248,6 +256,10 @@ mod tests {
         assert_eq!(header("ce-specversion").as_deref(), Some("1.0"));
         assert_eq!(header("ce-id").as_deref(), Some("e-9"));
         assert_eq!(header("ce-type").as_deref(), Some("OrderPlaced"));
+        assert_eq!(
+            header("ce-subject").as_deref(),
+            Some("Bestellung%20f%C3%BCr%20%22M%C3%BCller%22")
+        );
         assert_eq!(header("ce-time").as_deref(), Some("2023-11-14T22:13:20.000000Z"));
         assert_eq!(header(LSN_HEADER), None, "meta_headers = none");
         assert_eq!(p.content_type, "application/json", "datacontenttype is the Content-Type");
