@@ -45,6 +45,18 @@ fn setup_without_slot(pg: &PgServer, names: &Names, tables: &[&str]) -> Result<(
 }
 
 /// The common arguments with `extra`; a flag in `extra` replaces the common one.
+/// The event_outbox table of tests/schemas/event_outbox.sql: its column names.
+const EVENT_OUTBOX_COLUMNS: &[&str] = &[
+    "--outbox-table",
+    "event_outbox",
+    "--column-aggregate-type",
+    "aggregate_type",
+    "--column-aggregate-id",
+    "aggregate_id",
+    "--column-type",
+    "event_type",
+];
+
 fn args(pg: &PgServer, kafka: &str, names: &Names, extra: &[&str]) -> Vec<String> {
     let mut args = base_args(pg, kafka, names);
     if let Some(at) = args.iter().position(|a| a == "--topic-template")
@@ -156,21 +168,17 @@ async fn event_outbox_expands_its_metadata_column_into_headers() -> Result<()> {
         &kafka,
         &names,
         &[
-            "--outbox-table",
-            "event_outbox",
-            "--column-aggregate-type",
-            "aggregate_type",
-            "--column-aggregate-id",
-            "aggregate_id",
-            "--column-type",
-            "event_type",
-            "--headers-column",
-            "metadata",
-            "--exclude-columns",
-            "status,processed_at,retry_count,max_retries,next_retry_at,error_message",
-            "--meta-headers",
-            "lsn",
-        ],
+            EVENT_OUTBOX_COLUMNS,
+            &[
+                "--headers-column",
+                "metadata",
+                "--exclude-columns",
+                "status,processed_at,retry_count,max_retries,next_retry_at,error_message",
+                "--meta-headers",
+                "lsn",
+            ],
+        ]
+        .concat(),
     ))?;
     wait_streaming(&pg, &names.slot, &tailbox).await?;
     pg.psql(
@@ -334,21 +342,17 @@ async fn cloudevents_records_parse_with_the_cloudevents_sdk() -> Result<()> {
         &kafka,
         &names,
         &[
-            "--outbox-table",
-            "event_outbox",
-            "--column-aggregate-type",
-            "aggregate_type",
-            "--column-aggregate-id",
-            "aggregate_id",
-            "--column-type",
-            "event_type",
-            "--format",
-            "cloudevents",
-            "--cloudevents-source",
-            "/billing/{tenant_id}",
-            "--header-columns",
-            "tenant_id",
-        ],
+            EVENT_OUTBOX_COLUMNS,
+            &[
+                "--format",
+                "cloudevents",
+                "--cloudevents-source",
+                "/billing/{tenant_id}",
+                "--header-columns",
+                "tenant_id",
+            ],
+        ]
+        .concat(),
     ))?;
     wait_streaming(&pg, &names.slot, &tailbox).await?;
     pg.psql(

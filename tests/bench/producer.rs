@@ -303,25 +303,9 @@ fn uuid_like(seed: u64) -> String {
 
 /// PostgreSQL's timestamptz text in UTC, e.g. `2026-11-24 10:11:12.345678+00`.
 fn pg_timestamp(unix_micros: i64) -> String {
-    let secs = unix_micros.div_euclid(1_000_000);
-    let micros = unix_micros.rem_euclid(1_000_000);
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{micros:06}+00",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    let mut text = String::new();
+    tailbox_sink::sink::write_rfc3339(&mut text, unix_micros);
+    text.replacen('T', " ", 1).replacen('Z', "+00", 1)
 }
 
 fn unix_micros() -> i64 {

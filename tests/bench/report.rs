@@ -221,6 +221,7 @@ const THREAD_PREFIXES: &[Option<&str>] = &[
     Some("catchup.thread_cpu_s."),
     Some("catchup.producer.thread_cpu_s."),
     None,
+    Some("catchup_debezium.thread_cpu_s."),
     Some("steady.thread_cpu_s."),
     Some("huge.thread_cpu_s."),
     Some("redis.thread_cpu_s."),

@@ -423,14 +423,7 @@ impl Row<'_> {
         match layout {
             TopicLayout::Template(pieces) => self.render(pieces)?,
             TopicLayout::Column(index, name) => {
-                let values = self.values;
-                let bytes = values
-                    .get(*index)
-                    .and_then(Option::as_ref)
-                    .ok_or_else(|| MappingError::NullColumn { column: Arc::clone(name) })?;
-                let text = std::str::from_utf8(bytes).map_err(|_| {
-                    MappingError::InvalidTopic(format!("column {name:?} is not valid UTF-8"))
-                })?;
+                let text = column_text(self.values, *index, name)?;
                 self.scratch.clear();
                 self.scratch.push_str(text);
             }
@@ -454,14 +447,7 @@ impl Row<'_> {
             match piece {
                 Piece::Literal(text) => self.scratch.push_str(text),
                 Piece::Column(index, name) => {
-                    let values = self.values;
-                    let bytes = values
-                        .get(*index)
-                        .and_then(Option::as_ref)
-                        .ok_or_else(|| MappingError::NullColumn { column: Arc::clone(name) })?;
-                    let text = std::str::from_utf8(bytes).map_err(|_| {
-                        MappingError::InvalidTopic(format!("column {name:?} is not valid UTF-8"))
-                    })?;
+                    let text = column_text(self.values, *index, name)?;
                     self.scratch.push_str(text);
                 }
             }
@@ -665,6 +651,21 @@ fn layout(config: &OutboxConfig, relation: &Relation) -> Result<OutboxLayout, Ma
         meta: config.meta_headers,
         payload_format: config.payload_format,
     })
+}
+
+/// The text of column `index` (named `name`) of the current row, for a topic: NULL and
+/// invalid UTF-8 are refused (the row goes to the dead letters with the reason).
+fn column_text<'v>(
+    values: &'v [Option<Bytes>],
+    index: usize,
+    name: &Arc<str>,
+) -> Result<&'v str, MappingError> {
+    let bytes = values
+        .get(index)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| MappingError::NullColumn { column: Arc::clone(name) })?;
+    std::str::from_utf8(bytes)
+        .map_err(|_| MappingError::InvalidTopic(format!("column {name:?} is not valid UTF-8")))
 }
 
 #[cfg(test)]

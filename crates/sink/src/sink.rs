@@ -1,6 +1,10 @@
 //! The [`Sink`] trait and what travels through it.
 
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use tailbox_outbox::{MetaHeaders, OutboxRecord, headers};
 use tailbox_pgoutput::Lsn;
@@ -86,29 +90,12 @@ impl EventMeta {
     }
 }
 
-/// `1970-01-01T00:00:00.000000Z` for µs since the Unix epoch (UTC; days to a civil
-/// date by Howard Hinnant's algorithm, so no date library for one format).
+/// `1970-01-01T00:00:00.000000Z` for µs since the Unix epoch (UTC; a time before the
+/// epoch, which no commit has, is written as the epoch).
 pub fn write_rfc3339(out: &mut String, unix_micros: i64) {
     use std::fmt::Write;
-    let micros = unix_micros.rem_euclid(1_000_000);
-    let seconds = unix_micros.div_euclid(1_000_000);
-    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60
-    );
+    let since_epoch = std::time::Duration::from_micros(u64::try_from(unix_micros).unwrap_or(0));
+    let _ = write!(out, "{}", humantime::format_rfc3339_micros(UNIX_EPOCH + since_epoch));
 }
 
 #[cfg(test)]
@@ -126,7 +113,7 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(rfc3339(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
         assert_eq!(rfc3339(1_795_000_000_123_456), "2026-11-18T11:06:40.123456Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000000Z", "no commit is older");
     }
 
     #[test]
