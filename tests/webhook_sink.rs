@@ -3,7 +3,8 @@
 //! faults (500, 503 + Retry-After, 429, stalls past the client's timeout) and a 400 for
 //! poison events, while tailbox is SIGKILLed three times under four writers; the
 //! dead-letter commands against the same receiver; the JSON envelope, verified with
-//! the Standard Webhooks reference library.
+//! the Standard Webhooks reference library; TLS to an HTTPS receiver whose certificate a
+//! private CA signed, refused without `--webhook-ca` and trusted with it.
 
 mod harness;
 
