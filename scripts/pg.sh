@@ -20,6 +20,8 @@
 #                                         pg_hba: postgres trusted (the tests' admin connections), the
 #                                         role tailbox_cert by client certificate over TLS, every other
 #                                         role by SCRAM over TLS only (plain TCP rejected)
+#   scripts/pg.sh certs DIR               only the certificates of start-tls, in DIR (no server): for other
+#                                         TLS tests (the webhook receiver serves server.crt/server.key)
 #   scripts/pg.sh restart DIR [fast|immediate]   pg_ctl restart (default mode: fast)
 #   scripts/pg.sh copy SRC DIR [--standby]
 #                                         a cold copy of SRC's cluster (same system identifier, same
@@ -495,6 +497,7 @@ main() {
   bindir) cmd_bindir "$@" ;;
   start) cmd_start "$@" ;;
   start-tls) PG_TLS=1 cmd_start "$@" ;;
+  certs) [[ $# -eq 1 ]] || usage; make_certs "$1" ;;
   restart) cmd_restart "$@" ;;
   copy) cmd_copy "$@" ;;
   standby-of) cmd_standby_of "$@" ;;

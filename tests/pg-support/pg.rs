@@ -40,11 +40,16 @@ pub struct PgServer {
     major: u32,
 }
 
-/// The files of a server started with [`PgServer::start_tls`] (`scripts/pg.sh start-tls`).
+/// The files of a server started with [`PgServer::start_tls`] (`scripts/pg.sh start-tls`),
+/// or made on their own by [`PgTlsFiles::generate`] for another test server.
 #[derive(Debug, Clone)]
 pub struct PgTlsFiles {
     /// The CA that signed the server's and the client's certificates.
     pub ca: PathBuf,
+    /// The server's certificate, for IP 127.0.0.1 only, signed by `ca`.
+    pub server_cert: PathBuf,
+    /// Its private key (PEM, mode 0600).
+    pub server_key: PathBuf,
     /// A CA that signed nothing of this server's.
     pub other_ca: PathBuf,
     /// A client certificate (CN [`PgTlsFiles::CERT_USER`]) signed by `ca`.
@@ -56,6 +61,25 @@ pub struct PgTlsFiles {
 impl PgTlsFiles {
     /// The role that `pg_hba.conf` authenticates by client certificate (the test creates it).
     pub const CERT_USER: &'static str = "tailbox_cert";
+
+    /// The same certificates as [`PgServer::start_tls`]'s, made in `dir` without a server
+    /// (`scripts/pg.sh certs DIR`): for other servers a test runs with TLS.
+    pub fn generate(dir: &Path) -> Result<PgTlsFiles> {
+        run_script("pg.sh", &["certs", &dir.to_string_lossy()], &[])
+            .context("making test certificates")?;
+        Ok(Self::in_dir(dir))
+    }
+
+    fn in_dir(tls: &Path) -> PgTlsFiles {
+        PgTlsFiles {
+            ca: tls.join("ca.crt"),
+            server_cert: tls.join("server.crt"),
+            server_key: tls.join("server.key"),
+            other_ca: tls.join("other-ca.crt"),
+            client_cert: tls.join("client.crt"),
+            client_key: tls.join("client.key"),
+        }
+    }
 }
 
 impl PgServer {
@@ -77,13 +101,7 @@ impl PgServer {
     /// password or, for [`PgTlsFiles::CERT_USER`], a client certificate.
     pub fn start_tls() -> Result<(PgServer, PgTlsFiles)> {
         let server = Self::start_with("start-tls", pg_major_from_env()?)?;
-        let tls = server.dir.join("tls");
-        let files = PgTlsFiles {
-            ca: tls.join("ca.crt"),
-            other_ca: tls.join("other-ca.crt"),
-            client_cert: tls.join("client.crt"),
-            client_key: tls.join("client.key"),
-        };
+        let files = PgTlsFiles::in_dir(&server.dir.join("tls"));
         Ok((server, files))
     }
 

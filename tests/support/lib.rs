@@ -10,7 +10,7 @@
 //! - [`consume_all`] / [`consume_pattern`] / [`consume`]: read back what was
 //!   published, with read_committed isolation.
 //! - [`RedisServer`]: a throwaway `redis-server` with its own port and data.
-//! - [`WebhookReceiver`]: a real HTTP receiver that verifies Standard Webhooks
+//! - [`WebhookReceiver`]: a real HTTP (or HTTPS) receiver that verifies Standard Webhooks
 //!   signatures, records arrivals and answers with scripted faults.
 //!
 //! Nothing here skips: a missing PostgreSQL, Java or Maven is an error that says

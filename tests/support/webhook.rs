@@ -1,4 +1,5 @@
-//! A real HTTP receiver for the webhook sink's tests (hyper, on 127.0.0.1): it checks
+//! A real HTTP receiver for the webhook sink's tests (hyper, on 127.0.0.1; HTTPS with
+//! a certificate of the test's own by [`WebhookReceiver::start_tls`]): it checks
 //! each request's Standard Webhooks signature with its own HMAC (independent of
 //! tailbox's code), records every arrival in order, and answers as its script says:
 //! 200, any status (with `Retry-After`), a stall longer than the client's timeout, or
@@ -12,6 +13,7 @@
 use std::{
     convert::Infallible,
     future::poll_fn,
+    path::Path,
     pin::Pin,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
@@ -27,8 +29,13 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
+use rustls::{
+    crypto::ring,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
 use sha2::Sha256;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -83,11 +90,13 @@ pub type Script = Arc<dyn Fn(&Arrival) -> Reply + Send + Sync>;
 struct State {
     arrivals: Vec<Arrival>,
     script: Script,
+    tls_failures: Vec<String>,
 }
 
 /// A receiver on a port of its own; stops when dropped.
 pub struct WebhookReceiver {
     addr: std::net::SocketAddr,
+    scheme: &'static str,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -96,37 +105,77 @@ impl WebhookReceiver {
     /// Starts one (inside a tokio runtime) that verifies with `secret` (`whsec_…`) and
     /// answers 200 until told otherwise.
     pub async fn start(secret: &str) -> Result<Self> {
+        Self::start_with(secret, None).await
+    }
+
+    /// [`WebhookReceiver::start`], but HTTPS only, serving `cert` (a PEM chain, e.g.
+    /// [`crate::PgTlsFiles::generate`]'s `server_cert`, for IP 127.0.0.1) and `key`.
+    /// Handshakes that fail (a client that does not trust the certificate) are counted
+    /// by [`WebhookReceiver::tls_failures`], not recorded as arrivals.
+    pub async fn start_tls(secret: &str, cert: &Path, key: &Path) -> Result<Self> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .with_context(|| format!("reading {}", cert.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} holds no PEM certificate", cert.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("reading the private key {}", key.display()))?;
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .context("the receiver's certificate and key")?;
+        Self::start_with(secret, Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(secret: &str, tls: Option<TlsAcceptor>) -> Result<Self> {
         let key = STANDARD
             .decode(secret.trim().trim_start_matches("whsec_"))
             .context("the test secret is not base64")?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state =
-            Arc::new(Mutex::new(State { arrivals: Vec::new(), script: Arc::new(|_| Reply::Ok) }));
+        let state = Arc::new(Mutex::new(State {
+            arrivals: Vec::new(),
+            script: Arc::new(|_| Reply::Ok),
+            tls_failures: Vec::new(),
+        }));
         let shared = Arc::clone(&state);
         let key = Arc::new(key);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let state = Arc::clone(&shared);
                 let key = Arc::clone(&key);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        let key = Arc::clone(&key);
-                        async move { Ok::<_, Infallible>(answer(req, &state, &key).await) }
-                    });
-                    let _ =
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    match tls {
+                        None => serve(stream, state, key).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => serve(stream, state, key).await,
+                            Err(error) => {
+                                if let Ok(mut state) = state.lock() {
+                                    state.tls_failures.push(error.to_string());
+                                }
+                            }
+                        },
+                    }
                 });
             }
         });
-        Ok(Self { addr, state, task })
+        Ok(Self { addr, scheme, state, task })
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://…` when started by
+    /// [`WebhookReceiver::start_tls`].
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Why each failed TLS handshake failed, as the receiver saw it (e.g. the client's
+    /// alert that it does not know the CA).
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.state.lock().map(|s| s.tls_failures.clone()).unwrap_or_default()
     }
 
     /// Replaces the script.
@@ -205,6 +254,19 @@ impl Drop for WebhookReceiver {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Serves one connection (plain or TLS) until the client closes it.
+async fn serve<S>(stream: S, state: Arc<Mutex<State>>, key: Arc<Vec<u8>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        let key = Arc::clone(&key);
+        async move { Ok::<_, Infallible>(answer(req, &state, &key).await) }
+    });
+    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }
 
 async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &[u8]) -> Response<String> {

@@ -177,7 +177,23 @@ fn describe(error: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+    if untrusted_certificate(&text) {
+        text.push_str(
+            "; fix: the receiver's TLS certificate is not trusted: give the CA that signed it \
+             (webhook_ca), and use a URL host the certificate names",
+        );
+    }
     text
+}
+
+/// rustls's words for a refused server certificate (unknown issuer, wrong name,
+/// expired…), `rustls::Error::InvalidCertificate`. Matched in the text: reqwest hands the
+/// error over boxed by hyper and its own connector, and a downcast does not reach it.
+const INVALID_CERTIFICATE: &str = "invalid peer certificate";
+
+/// Whether a transport error's text (from [`describe`]) is a refused certificate.
+fn untrusted_certificate(text: &str) -> bool {
+    text.contains(INVALID_CERTIFICATE)
 }
 
 fn load_roots(path: &Path) -> Result<RootCertStore, SinkError> {
@@ -195,4 +211,17 @@ fn load_roots(path: &Path) -> Result<RootCertStore, SinkError> {
         return Err(config("holds no usable CA certificate".into()));
     }
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_certificates_are_recognised_by_rustls_words() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let text = format!("could not connect: client error (Connect): {refused}");
+        assert!(untrusted_certificate(&text), "rustls changed its words: {text}");
+        assert!(!untrusted_certificate("could not connect: connection refused"));
+    }
 }
