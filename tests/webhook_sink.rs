@@ -439,7 +439,11 @@ async fn envelope_bodies_carry_the_row_and_verify_with_the_standard_webhooks_lib
         ensure!(metadata["timestamp"].is_string(), "the timestamp column: {body}");
         if aggregate_type == "Order" {
             // Debezium's span context column arrives as W3C trace context.
-            ensure!(metadata["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "trace context: {body}");
+            ensure!(
+                metadata["traceparent"]
+                    == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "trace context: {body}"
+            );
             ensure!(metadata.get("tracingspancontext").is_none(), "not as is: {body}");
         }
     }

@@ -21,7 +21,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use tailbox_pgoutput::{Insert, Relation};
+use tailbox_pgoutput::{ColumnValue, Insert, Relation};
 
 use crate::{
     config::{EventFormat, OutboxConfig, PayloadFormat, Route, TableMapping},
@@ -282,7 +282,7 @@ impl OutboxMapper {
             });
         }
         self.values.clear();
-        self.values.extend(tuple.columns().map(|c| c.as_bytes().cloned()));
+        self.values.extend(tuple.columns().map(ColumnValue::into_bytes));
         let mut row = Row {
             values: &self.values,
             topics: &mut self.topics,

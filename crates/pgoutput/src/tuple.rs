@@ -47,6 +47,14 @@ impl ColumnValue {
             Self::Null | Self::UnchangedToast => None,
         }
     }
+
+    /// The bytes, moved out (no reference-count traffic), if there are any.
+    pub fn into_bytes(self) -> Option<Bytes> {
+        match self {
+            Self::Text(b) | Self::Binary(b) => Some(b),
+            Self::Null | Self::UnchangedToast => None,
+        }
+    }
 }
 
 /// A row image from an Insert, Update or Delete message.
