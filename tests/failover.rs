@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use harness::{
     Names, apply_sql_files,
-    process::{Tailbox, output_text, run_command},
+    process::{Tailbox, base_args_at, output_text, run_command},
     verify::{Report, verify},
     wait_streaming,
     workload::{EventId, INSERT_EVENTS, Workload},
@@ -63,23 +63,8 @@ fn pg_args(names: &Names, user: &str, port: u16) -> Vec<String> {
 
 /// `tailbox run` as the least-privilege role of sql/04_role.sql, against `port`.
 fn run_args(names: &Names, kafka: &str, port: u16) -> Vec<String> {
-    let mut args = vec!["run".to_owned()];
-    args.extend(pg_args(names, "tailbox:tailbox-test", port));
-    args.extend(
-        [
-            "--kafka-brokers",
-            kafka,
-            "--topic-template",
-            &names.topic_template(),
-            "--checkpoint-topic",
-            &names.checkpoint_topic,
-            "--status-interval-ms",
-            "200",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    args
+    let url = format!("postgres://tailbox:tailbox-test@127.0.0.1:{port}/postgres");
+    base_args_at(&url, kafka, names)
 }
 
 /// Runs a short tailbox command (`setup`, `status`) with `args` and the pg options for

@@ -394,11 +394,10 @@ async fn cloudevents_records_parse_with_the_cloudevents_sdk() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_services_tables_in_one_publication_keep_commit_order() -> Result<()> {
-    let pg = PgServer::start()?;
-    let kafka = shared_kafka().bootstrap().to_owned();
-    let names = Names::new("sch_multi");
+/// Two services' outbox tables of different shapes in one publication, both routed to
+/// one topic with key "k" (one partition, so Kafka's order is tailbox's): the topic and
+/// tailbox's arguments (customer.outbox by flags, product.outbox in `[[tables]]`).
+fn two_services(pg: &PgServer, kafka: &str, names: &Names) -> Result<(String, Vec<String>)> {
     // Two services, two outbox tables of different shapes, one publication.
     pg.psql(
         "CREATE SCHEMA customer; CREATE SCHEMA product; \
@@ -412,7 +411,7 @@ async fn several_services_tables_in_one_publication_keep_commit_order() -> Resul
          CREATE ROLE tailbox LOGIN REPLICATION PASSWORD 'tailbox-test'",
         names.publication
     ))?;
-    apply_sql_files(&pg, &[("03_slot.sql", vec![format!("slot={}", names.slot)])])?;
+    apply_sql_files(pg, &[("03_slot.sql", vec![format!("slot={}", names.slot)])])?;
     // Both route to one topic, key "k": one partition, so Kafka's order is tailbox's.
     let topic = format!("{}.all", names.topic_prefix);
     let config = tailbox_e2e::scratch_dir("schemas-multi").join("tailbox.toml");
@@ -426,10 +425,10 @@ async fn several_services_tables_in_one_publication_keep_commit_order() -> Resul
         ),
     )?;
     let config_path = config.display().to_string();
-    let tailbox = Tailbox::start(&args(
-        &pg,
-        &kafka,
-        &names,
+    let run = args(
+        pg,
+        kafka,
+        names,
         &[
             "--config",
             &config_path,
@@ -438,17 +437,23 @@ async fn several_services_tables_in_one_publication_keep_commit_order() -> Resul
             "--topic-template",
             &topic,
         ],
-    ))?;
-    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    );
+    Ok((topic, run))
+}
+
+/// Transactions on both tables, interleaved and committed in an order other than they
+/// began, `rounds` of two; returns (table, n) in commit order.
+async fn interleaved_commits(
+    pg: &PgServer,
+    rounds: std::ops::Range<i32>,
+) -> Result<Vec<(&'static str, i32)>> {
     let (customer, product) = (pg.client().await?, pg.client().await?);
     let insert_customer = "INSERT INTO customer.outbox (aggregatetype, aggregateid, type, payload) \
                            VALUES ('Customer', 'k', 'Created', jsonb_build_object('n', $1::int))";
     let insert_product = "INSERT INTO product.outbox (aggregate_type, aggregate_id, event_type, body) \
                           VALUES ('Product', 'k', 'Priced', jsonb_build_object('n', $1::int))";
-    // Interleaved transactions, committed in an order other than they began: what
-    // counts is commit order.
     let mut expected = Vec::new();
-    for round in 0..10 {
+    for round in rounds {
         let (a, b) = (round * 2, round * 2 + 1);
         customer.batch_execute("BEGIN").await?;
         customer.execute(insert_customer, &[&a]).await?;
@@ -464,9 +469,12 @@ async fn several_services_tables_in_one_publication_keep_commit_order() -> Resul
             expected.extend([("customer.outbox", a), ("product.outbox", b)]);
         }
     }
-    let records =
-        consume_all(&kafka, std::slice::from_ref(&topic), expected.len(), TIMEOUT).await?;
-    let got: Vec<(String, i64)> = records
+    Ok(expected)
+}
+
+/// (table, n) of each record of [`two_services`]' topic, in topic order.
+fn table_and_n(records: &[ConsumedRecord]) -> Vec<(String, i64)> {
+    records
         .iter()
         .map(|r| {
             let n = serde_json::from_slice::<serde_json::Value>(
@@ -482,7 +490,60 @@ async fn several_services_tables_in_one_publication_keep_commit_order() -> Resul
             };
             (table.to_owned(), n)
         })
-        .collect();
+        .collect()
+}
+
+/// The same two tables with SIGKILLs of tailbox between and during their transactions:
+/// every event of both tables arrives, the first arrival of each in commit order
+/// (a replay repeats a suffix only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_tables_lose_nothing_across_sigkills() -> Result<()> {
+    let pg = PgServer::start()?;
+    let kafka = shared_kafka().bootstrap().to_owned();
+    let names = Names::new("sch_multi_kill");
+    let (topic, run) = two_services(&pg, &kafka, &names)?;
+    let mut tailbox = Tailbox::start(&run)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    let mut expected = Vec::new();
+    for rounds in [0..40, 40..80, 80..120] {
+        expected.extend(interleaved_commits(&pg, rounds).await?);
+        tailbox.kill()?;
+        tailbox = Tailbox::start(&run)?;
+    }
+    let records =
+        consume_all(&kafka, std::slice::from_ref(&topic), expected.len(), TIMEOUT).await?;
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<(String, i64)> =
+        table_and_n(&records).into_iter().filter(|r| seen.insert(r.clone())).collect();
+    let want: Vec<(String, i64)> =
+        expected.iter().map(|(t, n)| ((*t).to_owned(), i64::from(*n))).collect();
+    println!(
+        "several tables, 3 SIGKILLs: {} events, {} records ({} duplicates)",
+        want.len(),
+        records.len(),
+        records.len() - firsts.len()
+    );
+    ensure!(
+        firsts == want,
+        "every event, first arrivals in commit order:\n got {firsts:?}\nwant {want:?}\n{}",
+        tailbox.log_text()
+    );
+    tailbox.stop_clean()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_services_tables_in_one_publication_keep_commit_order() -> Result<()> {
+    let pg = PgServer::start()?;
+    let kafka = shared_kafka().bootstrap().to_owned();
+    let names = Names::new("sch_multi");
+    let (topic, run) = two_services(&pg, &kafka, &names)?;
+    let tailbox = Tailbox::start(&run)?;
+    wait_streaming(&pg, &names.slot, &tailbox).await?;
+    let expected = interleaved_commits(&pg, 0..10).await?;
+    let records =
+        consume_all(&kafka, std::slice::from_ref(&topic), expected.len(), TIMEOUT).await?;
+    let got = table_and_n(&records);
     let want: Vec<(String, i64)> =
         expected.iter().map(|(t, n)| ((*t).to_owned(), i64::from(*n))).collect();
     ensure!(

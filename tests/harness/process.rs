@@ -21,10 +21,15 @@ pub struct Tailbox {
 /// that sql/04_role.sql creates (LOGIN REPLICATION, SELECT on the outbox), so every
 /// test also proves that role is enough.
 pub fn base_args(pg: &PgServer, kafka: &str, names: &Names) -> Vec<String> {
+    base_args_at(&role_url(pg), kafka, names)
+}
+
+/// [`base_args`] for the server at `pg_url` (e.g. through a proxy).
+pub fn base_args_at(pg_url: &str, kafka: &str, names: &Names) -> Vec<String> {
     [
         "run",
         "--pg-url",
-        &role_url(pg),
+        pg_url,
         "--kafka-brokers",
         kafka,
         "--slot",

@@ -51,10 +51,16 @@ impl StreamClaims {
         conn: &mut MultiplexedConnection,
         batch: &[Queued],
     ) -> Result<(), ClaimError> {
+        let mut last: Option<&Arc<str>> = None;
         for stream in batch.iter().filter_map(|q| q.stream.as_ref()) {
+            // Runs of one stream share the mapper's `Arc`: check each run once.
+            if last.is_some_and(|l| Arc::ptr_eq(l, stream)) {
+                continue;
+            }
             if !self.claimed.contains(stream) {
                 self.claim(conn, stream).await?;
             }
+            last = Some(stream);
         }
         Ok(())
     }
