@@ -17,11 +17,12 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    ops::Range,
     sync::Arc,
 };
 
 use bytes::Bytes;
-use tailbox_pgoutput::{ColumnValue, Insert, Relation};
+use tailbox_pgoutput::{Insert, Relation};
 
 use crate::{
     config::{EventFormat, OutboxConfig, PayloadFormat, Route, TableMapping},
@@ -172,10 +173,13 @@ pub struct OutboxMapper {
     /// The table of the last row mapped (for dead letters' `source_table`).
     last_table: usize,
     topics: HashSet<Arc<str>>,
+    /// The topic of the last row mapped: most rows go where the last one went, and
+    /// then the topic is neither looked up nor its `Arc` cloned.
+    last_topic: Option<Arc<str>>,
     header_names: HashMap<String, Arc<str>>,
-    /// The current row's values by position (emptied after each row: they are slices
-    /// of the replication buffer).
-    values: Vec<Option<Bytes>>,
+    /// Where the current row's values lie in its tuple, by position (no handle on the
+    /// bytes is taken until a value goes into the record).
+    values: Vec<Option<Range<usize>>>,
     /// Reused buffer for rendering topics.
     scratch: String,
 }
@@ -197,6 +201,7 @@ impl OutboxMapper {
             relations: HashMap::new(),
             last_table: 0,
             topics: HashSet::new(),
+            last_topic: None,
             header_names: HashMap::new(),
             values: Vec::new(),
             scratch: String::new(),
@@ -282,16 +287,16 @@ impl OutboxMapper {
             });
         }
         self.values.clear();
-        self.values.extend(tuple.columns().map(ColumnValue::into_bytes));
+        self.values.extend(tuple.spans());
         let mut row = Row {
+            raw: tuple.raw(),
             values: &self.values,
             topics: &mut self.topics,
+            last_topic: &mut self.last_topic,
             names: &mut self.header_names,
             scratch: &mut self.scratch,
         };
-        let result = row.map(layout, out);
-        self.values.clear();
-        result.map(|()| true)
+        row.map(layout, out).map(|()| true)
     }
 
     /// Fills `out` with what can be salvaged of an outbox row that cannot be mapped, for
@@ -350,21 +355,31 @@ impl OutboxMapper {
 
 /// One row being mapped: its values and the mapper's reused buffers.
 struct Row<'m> {
-    values: &'m [Option<Bytes>],
+    /// The row's encoded columns.
+    raw: &'m Bytes,
+    /// Where each column's value lies in `raw` (`None`: NULL).
+    values: &'m [Option<Range<usize>>],
     topics: &'m mut HashSet<Arc<str>>,
+    last_topic: &'m mut Option<Arc<str>>,
     names: &'m mut HashMap<String, Arc<str>>,
     scratch: &'m mut String,
 }
 
-impl Row<'_> {
-    fn value(&self, index: usize) -> Option<&Bytes> {
-        self.values.get(index).and_then(Option::as_ref)
+impl<'m> Row<'m> {
+    /// Column `index`'s value, borrowed.
+    fn value(&self, index: usize) -> Option<&'m [u8]> {
+        let raw: &'m [u8] = self.raw;
+        self.values.get(index)?.clone().and_then(|span| raw.get(span))
+    }
+
+    /// Column `index`'s value as a handle for the record (a slice of the tuple).
+    fn bytes(&self, index: usize) -> Option<Bytes> {
+        let span = self.values.get(index)?.clone()?;
+        (span.end <= self.raw.len()).then(|| self.raw.slice(span))
     }
 
     fn require(&self, (index, name): &(usize, Arc<str>)) -> Result<Bytes, MappingError> {
-        self.value(*index)
-            .cloned()
-            .ok_or_else(|| MappingError::NullColumn { column: Arc::clone(name) })
+        self.bytes(*index).ok_or_else(|| MappingError::NullColumn { column: Arc::clone(name) })
     }
 
     fn map(&mut self, layout: &OutboxLayout, out: &mut OutboxRecord) -> Result<(), MappingError> {
@@ -374,8 +389,8 @@ impl Row<'_> {
         {
             return Err(MappingError::InvalidPayload("JSON"));
         }
-        let key = match layout.keys.iter().find_map(|(i, _)| self.value(*i)) {
-            Some(key) => key.clone(),
+        let key = match layout.keys.iter().find_map(|(i, _)| self.bytes(*i)) {
+            Some(key) => key,
             None => match layout.keys.first() {
                 Some((_, name)) => {
                     return Err(MappingError::NullColumn { column: Arc::clone(name) });
@@ -383,15 +398,15 @@ impl Row<'_> {
                 None => Bytes::new(),
             },
         };
-        let topic = self.topic(&layout.topic)?;
+        self.topic(&layout.topic, &mut out.topic)?;
         out.headers.clear();
         out.meta = layout.meta;
         if let Some(ce) = &layout.cloudevents {
             self.cloudevents(ce, out)?;
         }
         for (index, name) in &layout.headers {
-            if let Some(bytes) = self.value(*index) {
-                out.headers.push((Arc::clone(name), bytes.clone()));
+            if let Some(bytes) = self.bytes(*index) {
+                out.headers.push((Arc::clone(name), bytes));
             }
         }
         if let Some(index) = layout.trace
@@ -408,36 +423,49 @@ impl Row<'_> {
             }
         }
         if let Some(column) = &layout.headers_json
-            && let Some(bytes) = self.value(column.0).cloned()
+            && let Some(bytes) = self.bytes(column.0)
         {
             self.expand_json(column, bytes, out);
         }
         out.key = key;
         out.value = value;
-        out.topic = topic;
         Ok(())
     }
 
-    /// Renders (or reads) the topic, checks it once, and shares it through the cache.
-    fn topic(&mut self, layout: &TopicLayout) -> Result<Arc<str>, MappingError> {
+    /// Renders (or reads) the topic into `out`, checks it once, and shares it through
+    /// the cache.
+    fn topic(&mut self, layout: &TopicLayout, out: &mut Arc<str>) -> Result<(), MappingError> {
         match layout {
             TopicLayout::Template(pieces) => self.render(pieces)?,
             TopicLayout::Column(index, name) => {
-                let text = column_text(self.values, *index, name)?;
+                let text = column_text(self.value(*index), name)?;
                 self.scratch.clear();
                 self.scratch.push_str(text);
             }
         }
-        if let Some(topic) = self.topics.get(self.scratch.as_str()) {
-            return Ok(Arc::clone(topic));
+        if let Some(last) = self.last_topic.as_ref()
+            && **last == **self.scratch
+        {
+            if !Arc::ptr_eq(last, out) {
+                *out = Arc::clone(last);
+            }
+            return Ok(());
         }
-        validate_topic(self.scratch).map_err(MappingError::InvalidTopic)?;
-        if self.topics.len() >= TOPIC_CACHE_LIMIT {
-            self.topics.clear();
-        }
-        let topic: Arc<str> = Arc::from(self.scratch.as_str());
-        self.topics.insert(Arc::clone(&topic));
-        Ok(topic)
+        let topic = match self.topics.get(self.scratch.as_str()) {
+            Some(topic) => Arc::clone(topic),
+            None => {
+                validate_topic(self.scratch).map_err(MappingError::InvalidTopic)?;
+                if self.topics.len() >= TOPIC_CACHE_LIMIT {
+                    self.topics.clear();
+                }
+                let topic: Arc<str> = Arc::from(self.scratch.as_str());
+                self.topics.insert(Arc::clone(&topic));
+                topic
+            }
+        };
+        *self.last_topic = Some(Arc::clone(&topic));
+        *out = topic;
+        Ok(())
     }
 
     /// Renders `pieces` into the scratch buffer.
@@ -447,7 +475,7 @@ impl Row<'_> {
             match piece {
                 Piece::Literal(text) => self.scratch.push_str(text),
                 Piece::Column(index, name) => {
-                    let text = column_text(self.values, *index, name)?;
+                    let text = column_text(self.value(*index), name)?;
                     self.scratch.push_str(text);
                 }
             }
@@ -653,17 +681,10 @@ fn layout(config: &OutboxConfig, relation: &Relation) -> Result<OutboxLayout, Ma
     })
 }
 
-/// The text of column `index` (named `name`) of the current row, for a topic: NULL and
-/// invalid UTF-8 are refused (the row goes to the dead letters with the reason).
-fn column_text<'v>(
-    values: &'v [Option<Bytes>],
-    index: usize,
-    name: &Arc<str>,
-) -> Result<&'v str, MappingError> {
-    let bytes = values
-        .get(index)
-        .and_then(Option::as_ref)
-        .ok_or_else(|| MappingError::NullColumn { column: Arc::clone(name) })?;
+/// The text of a column's `value` (column `name`) of the current row, for a topic: NULL
+/// and invalid UTF-8 are refused (the row goes to the dead letters with the reason).
+fn column_text<'v>(value: Option<&'v [u8]>, name: &Arc<str>) -> Result<&'v str, MappingError> {
+    let bytes = value.ok_or_else(|| MappingError::NullColumn { column: Arc::clone(name) })?;
     std::str::from_utf8(bytes)
         .map_err(|_| MappingError::InvalidTopic(format!("column {name:?} is not valid UTF-8")))
 }

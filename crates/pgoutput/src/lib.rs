@@ -65,4 +65,4 @@ pub use message::{
     Begin, Commit, Delete, Insert, LogicalMessage, Message, MessageKind, OldTuple, Origin,
     Relation, RelationColumn, Truncate, TypeMessage, Update,
 };
-pub use tuple::{ColumnValue, TupleColumns, TupleData};
+pub use tuple::{ColumnSpans, ColumnValue, TupleColumns, TupleData};

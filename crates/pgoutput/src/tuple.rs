@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::iter::FusedIterator;
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -42,14 +43,6 @@ impl ColumnValue {
     /// The value's bytes for [`Text`](Self::Text) and [`Binary`](Self::Binary),
     /// `None` for [`Null`](Self::Null) and [`UnchangedToast`](Self::UnchangedToast).
     pub fn as_bytes(&self) -> Option<&Bytes> {
-        match self {
-            Self::Text(b) | Self::Binary(b) => Some(b),
-            Self::Null | Self::UnchangedToast => None,
-        }
-    }
-
-    /// The bytes, moved out (no reference-count traffic), if there are any.
-    pub fn into_bytes(self) -> Option<Bytes> {
         match self {
             Self::Text(b) | Self::Binary(b) => Some(b),
             Self::Null | Self::UnchangedToast => None,
@@ -129,7 +122,18 @@ impl TupleData {
     /// Iterates the column values in order. Text and binary values are
     /// zero-copy slices of the decoded message.
     pub fn columns(&self) -> TupleColumns<'_> {
-        TupleColumns { raw: &self.raw, pos: 0, remaining: self.column_count }
+        TupleColumns { spans: self.spans() }
+    }
+
+    /// Iterates where each column's value lies in [`raw`](Self::raw), without taking a
+    /// handle on the bytes.
+    pub fn spans(&self) -> ColumnSpans<'_> {
+        ColumnSpans { raw: &self.raw, pos: 0, remaining: self.column_count }
+    }
+
+    /// The encoded columns, which [`spans`](Self::spans) index into.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
     }
 
     /// The value of column `index` (0-based), or `None` if out of range.
@@ -151,65 +155,82 @@ impl fmt::Debug for TupleData {
 /// data ever be inconsistent it stops early rather than panicking.
 #[derive(Debug, Clone)]
 pub struct TupleColumns<'a> {
+    spans: ColumnSpans<'a>,
+}
+
+impl TupleColumns<'_> {
+    fn read_column(&mut self) -> Option<ColumnValue> {
+        let (kind, span) = self.spans.read_span()?;
+        Some(match (kind, span) {
+            (KIND_TEXT, Some(span)) => ColumnValue::Text(self.spans.raw.slice(span)),
+            (KIND_BINARY, Some(span)) => ColumnValue::Binary(self.spans.raw.slice(span)),
+            (KIND_UNCHANGED_TOAST, _) => ColumnValue::UnchangedToast,
+            _ => ColumnValue::Null,
+        })
+    }
+}
+
+/// Iterator over where each column's value lies in [`TupleData::raw`]: `Some(range)`
+/// for text and binary values, `None` for NULL and unchanged TOASTed values.
+///
+/// For readers that pick a few columns out of a row: a range costs nothing, while each
+/// [`ColumnValue`] holds a [`Bytes`] handle (a reference count taken and dropped).
+#[derive(Debug, Clone)]
+pub struct ColumnSpans<'a> {
     raw: &'a Bytes,
     pos: usize,
     remaining: u16,
 }
 
-impl TupleColumns<'_> {
-    fn read_column(&mut self) -> Option<ColumnValue> {
-        let kind = *self.raw.get(self.pos)?;
-        let value = match kind {
-            KIND_NULL => {
-                self.pos += 1;
-                ColumnValue::Null
-            }
-            KIND_UNCHANGED_TOAST => {
-                self.pos += 1;
-                ColumnValue::UnchangedToast
-            }
-            KIND_TEXT | KIND_BINARY => {
-                let len_at = self.pos.checked_add(1)?;
-                let len_bytes: [u8; 4] =
-                    self.raw.get(len_at..len_at.checked_add(4)?)?.try_into().ok()?;
-                let len = usize::try_from(i32::from_be_bytes(len_bytes)).ok()?;
-                let start = len_at + 4;
-                let end = start.checked_add(len)?;
-                if end > self.raw.len() {
-                    return None;
-                }
-                self.pos = end;
-                let bytes = self.raw.slice(start..end);
-                if kind == KIND_TEXT {
-                    ColumnValue::Text(bytes)
-                } else {
-                    ColumnValue::Binary(bytes)
-                }
-            }
-            _ => return None,
-        };
-        Some(value)
-    }
-}
-
-impl Iterator for TupleColumns<'_> {
-    type Item = ColumnValue;
-
-    fn next(&mut self) -> Option<ColumnValue> {
+impl ColumnSpans<'_> {
+    /// The next column's kind byte and, for a value, its range.
+    fn read_span(&mut self) -> Option<(u8, Option<Range<usize>>)> {
         if self.remaining == 0 {
             return None;
         }
-        match self.read_column() {
-            Some(value) => {
-                self.remaining -= 1;
-                Some(value)
-            }
-            None => {
-                // Unreachable for a validated tuple; end cleanly instead of panicking.
-                self.remaining = 0;
+        let Some(kind) = self.raw.get(self.pos).copied() else {
+            // Unreachable for a validated tuple; end cleanly instead of panicking.
+            self.remaining = 0;
+            return None;
+        };
+        let span = match kind {
+            KIND_NULL | KIND_UNCHANGED_TOAST => {
+                self.pos += 1;
                 None
             }
-        }
+            KIND_TEXT | KIND_BINARY => {
+                let Some(span) = self.value_span() else {
+                    self.remaining = 0;
+                    return None;
+                };
+                self.pos = span.end;
+                Some(span)
+            }
+            _ => {
+                self.remaining = 0;
+                return None;
+            }
+        };
+        self.remaining -= 1;
+        Some((kind, span))
+    }
+
+    /// The range of the value whose kind byte is at `pos`, if it lies within `raw`.
+    fn value_span(&self) -> Option<Range<usize>> {
+        let len_at = self.pos.checked_add(1)?;
+        let len_bytes: [u8; 4] = self.raw.get(len_at..len_at.checked_add(4)?)?.try_into().ok()?;
+        let len = usize::try_from(i32::from_be_bytes(len_bytes)).ok()?;
+        let start = len_at + 4;
+        let end = start.checked_add(len)?;
+        (end <= self.raw.len()).then_some(start..end)
+    }
+}
+
+impl Iterator for ColumnSpans<'_> {
+    type Item = Option<Range<usize>>;
+
+    fn next(&mut self) -> Option<Option<Range<usize>>> {
+        self.read_span().map(|(_, span)| span)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -218,8 +239,22 @@ impl Iterator for TupleColumns<'_> {
     }
 }
 
+impl Iterator for TupleColumns<'_> {
+    type Item = ColumnValue;
+
+    fn next(&mut self) -> Option<ColumnValue> {
+        self.read_column()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.spans.size_hint()
+    }
+}
+
 impl ExactSizeIterator for TupleColumns<'_> {}
 impl FusedIterator for TupleColumns<'_> {}
+impl ExactSizeIterator for ColumnSpans<'_> {}
+impl FusedIterator for ColumnSpans<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -251,6 +286,9 @@ mod tests {
         );
         assert_eq!(t.columns().len(), 4);
         assert_eq!(t.get(2), Some(ColumnValue::Text(Bytes::from_static(b"hi"))));
+        let spans: Vec<_> = t.spans().collect();
+        assert_eq!(spans, [None, None, Some(7..9), Some(14..15)]);
+        assert_eq!(&t.raw()[7..9], b"hi");
         assert_eq!(t.get(4), None);
     }
 

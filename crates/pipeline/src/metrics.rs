@@ -5,7 +5,7 @@
 //! short uncontended lock once per acknowledged batch, never per event.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering},
@@ -55,6 +55,45 @@ pub struct TopicCounts {
     pub events: u64,
     /// Key + value bytes acknowledged.
     pub bytes: u64,
+}
+
+impl TopicCounts {
+    fn add(&mut self, other: TopicCounts) {
+        self.events += other.events;
+        self.bytes += other.bytes;
+    }
+}
+
+/// A session's own count of records per topic between two metrics updates. The last
+/// topic's count is kept aside, found by pointer: most records go where the last one
+/// went, and then counting one hashes nothing.
+#[derive(Debug, Default)]
+pub(crate) struct TopicTally {
+    last: Option<(Arc<str>, TopicCounts)>,
+    others: HashMap<Arc<str>, TopicCounts>,
+}
+
+impl TopicTally {
+    /// Counts one record of `bytes` for `topic`.
+    pub(crate) fn add(&mut self, topic: &Arc<str>, bytes: u64) {
+        let one = TopicCounts { events: 1, bytes };
+        match &mut self.last {
+            Some((last, counts)) if Arc::ptr_eq(last, topic) => counts.add(one),
+            last => {
+                if let Some((previous, counts)) = last.replace((Arc::clone(topic), one)) {
+                    self.others.entry(previous).or_default().add(counts);
+                }
+            }
+        }
+    }
+
+    /// Everything counted since the last call, by topic.
+    pub(crate) fn take(&mut self) -> impl Iterator<Item = (Arc<str>, TopicCounts)> + '_ {
+        if let Some((topic, counts)) = self.last.take() {
+            self.others.entry(topic).or_default().add(counts);
+        }
+        self.others.drain()
+    }
 }
 
 /// The pipeline's metrics.

@@ -53,7 +53,7 @@
 //! session then never confirms the slot.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -74,7 +74,7 @@ use tracing::{debug, info, warn};
 use crate::{
     checkpoint::AckTracker,
     error::{PipelineError, RecordOrigin},
-    metrics::{ErrorKind, PipelineMetrics, TopicCounts},
+    metrics::{ErrorKind, PipelineMetrics, TopicTally},
     resume::{CheckpointOwner, Resume},
     settings::PipelineSettings,
     shutdown::Shutdown,
@@ -217,7 +217,7 @@ pub struct Session<S: WalSource, K: Sink> {
     /// one a blocked record can belong to).
     txn_ids: TxnIds,
     /// Records enqueued per topic since the metrics were last published.
-    topic_counts: HashMap<Arc<str>, TopicCounts>,
+    topic_counts: TopicTally,
     dlq_topic: Arc<str>,
     message_prefix: Arc<str>,
     status_interval: Duration,
@@ -269,7 +269,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
             confirmed: start_lsn,
             commit_times: VecDeque::new(),
             txn_ids: TxnIds::default(),
-            topic_counts: HashMap::new(),
+            topic_counts: TopicTally::default(),
             dlq_topic: Arc::from(settings.dlq_topic.as_str()),
             message_prefix: Arc::from(settings.message_prefix.as_str()),
             status_interval: settings.status_interval,
@@ -584,7 +584,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
             self.commit_times.pop_front();
         }
         self.in_flight_txns.forget_below(self.tracker.acked_prefix());
-        for (topic, counts) in self.topic_counts.drain() {
+        for (topic, counts) in self.topic_counts.take() {
             self.metrics.add_published(&topic, counts.events, counts.bytes);
         }
         self.metrics.in_flight.store(self.tracker.in_flight(), Ordering::Relaxed);
@@ -816,13 +816,7 @@ impl<S: WalSource, K: Sink> Session<S, K> {
             open.records += 1;
         }
         let bytes = (self.record.key.len() + self.record.value.len()) as u64;
-        // The topic is usually known: no Arc clone per event.
-        let counts = match self.topic_counts.get_mut(&self.record.topic) {
-            Some(counts) => counts,
-            None => self.topic_counts.entry(Arc::clone(&self.record.topic)).or_default(),
-        };
-        counts.events += 1;
-        counts.bytes += bytes;
+        self.topic_counts.add(&self.record.topic, bytes);
         self.record.release();
     }
 
