@@ -121,9 +121,11 @@ pub async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Resu
     if published != rows {
         progress(&format!("warning: {published} records in Kafka, {rows} rows written"));
     }
-    debezium_headers(env, cfg, run, &debezium, loaded.end_lsn, m).await?;
-    let producer_cpu = producer_alone(env, cfg, run, m).await?;
+    let debezium_cpu = debezium_headers(env, cfg, run, &debezium, loaded.end_lsn, m).await?;
+    let producer_cpu = producer_alone(env, cfg, run, RecordShape::Default, m).await?;
     m.push("catchup.cpu_s_per_million_minus_producer", cpu_per_million - producer_cpu);
+    let producer_cpu = producer_alone(env, cfg, run, RecordShape::Debezium, m).await?;
+    m.push("catchup_debezium.cpu_s_per_million_minus_producer", debezium_cpu - producer_cpu);
     Ok(())
 }
 
@@ -133,7 +135,8 @@ const DEBEZIUM_HEADER_SET: &[&str] =
     &["--meta-headers", "none", "--exclude-columns", "type,timestamp"];
 
 /// (3c), after tailbox's catch-up: the same backlog from its own slot, with Debezium's
-/// header set, so the cost of tailbox's extra headers shows.
+/// header set, so the cost of tailbox's extra headers shows. Returns its CPU seconds
+/// per million events.
 async fn debezium_headers(
     env: &Env,
     cfg: &Config,
@@ -141,7 +144,7 @@ async fn debezium_headers(
     names: &PhaseNames,
     end_lsn: u64,
     m: &mut Metrics,
-) -> Result<()> {
+) -> Result<f64> {
     progress(&format!("run {run}: tailbox catches up with Debezium's header set (id only)"));
     let mut args = env.tailbox_args(cfg, names);
     args.extend(DEBEZIUM_HEADER_SET.iter().map(|a| (*a).to_owned()));
@@ -160,7 +163,25 @@ async fn debezium_headers(
         "run {run}: tailbox with Debezium's header set {:.0} events/s, {cpu_per_million:.2} CPU-s per million",
         rows / drained.secs
     ));
-    Ok(())
+    Ok(cpu_per_million)
+}
+
+/// The records the producer alone sends: the shape tailbox gives the bench's rows by
+/// default (3a), or with Debezium's header set (3c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordShape {
+    Default,
+    Debezium,
+}
+
+impl RecordShape {
+    /// Where its figures go in the report.
+    fn prefix(self) -> &'static str {
+        match self {
+            RecordShape::Default => "catchup.producer",
+            RecordShape::Debezium => "catchup_debezium.producer",
+        }
+    }
 }
 
 /// (3a), after tailbox's catch-up: the Kafka producer alone. tailbox's `KafkaSink` with
@@ -168,20 +189,32 @@ async fn debezium_headers(
 /// records shaped like the outbox rows to a fresh topic, in a child process
 /// (`tailbox-bench produce-floor`, see producer.rs); no PostgreSQL involved. Returns
 /// its CPU seconds per million events.
-async fn producer_alone(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<f64> {
-    let names = env.names("producer", run);
+async fn producer_alone(
+    env: &Env,
+    cfg: &Config,
+    run: u32,
+    shape: RecordShape,
+    m: &mut Metrics,
+) -> Result<f64> {
+    let names = env.names(
+        match shape {
+            RecordShape::Default => "producer",
+            RecordShape::Debezium => "producer_debezium",
+        },
+        run,
+    );
     env.create_topic(&names.topic).await?;
     progress(&format!("run {run}: the Kafka producer alone sends {} records", cfg.rows));
     let mut broker = env.broker_pid().and_then(CpuWatch::new);
     let cpu0 = CpuSnapshot::take(&env.roots());
     let log = env.logs.join(format!("producer-r{run}.log"));
-    let p = measure::run_producer_alone(
-        &producer_args(env, cfg, &names.topic),
-        &log,
-        drain_timeout(cfg.rows),
-    )
-    .await
-    .context("the Kafka producer alone")?;
+    let mut args = producer_args(env, cfg, &names.topic);
+    if shape == RecordShape::Debezium {
+        args.extend(["--id-header-only".to_owned(), "true".to_owned()]);
+    }
+    let p = measure::run_producer_alone(&args, &log, drain_timeout(cfg.rows))
+        .await
+        .context("the Kafka producer alone")?;
     if let Some(b) = broker.as_mut() {
         b.poll();
     }
@@ -191,23 +224,24 @@ async fn producer_alone(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> R
 
     let rows = cfg.rows as f64;
     let cpu_per_million = p.sample.cpu_secs() / (rows / MB);
-    m.push("catchup.producer.secs", p.secs);
-    m.push("catchup.producer.send_secs", p.report.send_secs);
-    m.push("catchup.producer.events_per_s", rows / p.secs);
-    m.push("catchup.producer.cpu_s", p.sample.cpu_secs());
-    m.push("catchup.producer.cpu_s_per_million", cpu_per_million);
-    m.push("catchup.producer.peak_rss_mib", p.sample.hwm_mib());
-    m.push("catchup.producer.value_bytes", p.report.value_bytes);
-    m.push("catchup.producer.broker_cpu_s", broker.map(|b| b.cpu_secs()).unwrap_or(f64::NAN));
-    m.push("catchup.producer.machine_busy_cores", busy);
-    m.push("catchup.producer.other_cores", other);
-    m.push("catchup.producer.published", published);
+    let key = |name: &str| format!("{}.{name}", shape.prefix());
+    m.push(key("secs"), p.secs);
+    m.push(key("send_secs"), p.report.send_secs);
+    m.push(key("events_per_s"), rows / p.secs);
+    m.push(key("cpu_s"), p.sample.cpu_secs());
+    m.push(key("cpu_s_per_million"), cpu_per_million);
+    m.push(key("peak_rss_mib"), p.sample.hwm_mib());
+    m.push(key("value_bytes"), p.report.value_bytes);
+    m.push(key("broker_cpu_s"), broker.map(|b| b.cpu_secs()).unwrap_or(f64::NAN));
+    m.push(key("machine_busy_cores"), busy);
+    m.push(key("other_cores"), other);
+    m.push(key("published"), published);
     for (thread, cpu) in p.threads {
-        m.push(format!("catchup.producer.thread_cpu_s.{thread}"), cpu);
+        m.push(key(&format!("thread_cpu_s.{thread}")), cpu);
     }
     progress(&format!(
-        "run {run}: producer alone {:.2} s, {:.0} events/s, {:.2} CPU-s per million, \
-         peak RSS {:.1} MiB",
+        "run {run}: producer alone ({shape:?} records) {:.2} s, {:.0} events/s, \
+         {:.2} CPU-s per million, peak RSS {:.1} MiB",
         p.secs,
         rows / p.secs,
         cpu_per_million,

@@ -1,7 +1,7 @@
 //! The Kafka producer alone: the child process behind the catch-up's second reference.
 //!
 //! `tailbox-bench produce-floor --brokers B --topic T --rows N --payload-bytes P
-//! [--txn-size N] [--kafka-prop K=V]…` produces `rows` records shaped like the bench's
+//! [--txn-size N] [--kafka-prop K=V]… [--id-header-only true]` produces `rows` records shaped like the bench's
 //! outbox rows through tailbox's own [`KafkaSink`] and producer settings, the way
 //! tailbox's session publishes them (`publish_record` in crates/pipeline/src/session.rs),
 //! with no PostgreSQL involved: what librdkafka and the sink cost on their own.
@@ -53,6 +53,10 @@ struct Args {
     payload_bytes: u32,
     txn_size: u64,
     kafka_props: Vec<(String, String)>,
+    /// Debezium's record shape: the `id` header only (no `type`, `timestamp`, nor
+    /// tailbox's `lsn`, `xid`, `commit_ts`), as tailbox writes it with
+    /// `--meta-headers none --exclude-columns type,timestamp`.
+    id_header_only: bool,
 }
 
 impl Args {
@@ -65,6 +69,7 @@ impl Args {
             payload_bytes: 200,
             txn_size: 100,
             kafka_props: Vec::new(),
+            id_header_only: false,
         };
         let mut args = args;
         while let Some(flag) = args.next() {
@@ -78,6 +83,7 @@ impl Args {
                 "--rows" => parsed.rows = number()?,
                 "--payload-bytes" => parsed.payload_bytes = u32::try_from(number()?)?,
                 "--txn-size" => parsed.txn_size = number()?.max(1),
+                "--id-header-only" => parsed.id_header_only = value == "true",
                 "--kafka-prop" => {
                     let (key, val) = value
                         .split_once('=')
@@ -236,7 +242,8 @@ fn take(ack: Ack, in_flight: &mut u64) -> Result<()> {
 /// Records like the bench's rows as tailbox maps them: key = the aggregate id, value =
 /// `bench_payload(g, pad)`'s jsonb text (g spread over `0..rows` as
 /// `load::mean_payload_bytes` samples them, so the mean size matches), headers `id`,
-/// `type` and `timestamp` (the table's other non-NULL columns, in column order).
+/// `type` and `timestamp` (the table's other non-NULL columns, in column order); with
+/// `id_header_only`, the `id` header alone and none of tailbox's own.
 fn build_records(args: &Args) -> Vec<OutboxRecord> {
     let n = args.rows.min(DISTINCT_RECORDS);
     let step = (args.rows / DISTINCT_RECORDS).max(1);
@@ -245,20 +252,29 @@ fn build_records(args: &Args) -> Vec<OutboxRecord> {
     let (id, etype, timestamp): (Arc<str>, Arc<str>, Arc<str>) =
         (Arc::from("id"), Arc::from("type"), Arc::from("timestamp"));
     let now = unix_micros();
+    let meta = if args.id_header_only {
+        tailbox_outbox::MetaHeaders::NONE
+    } else {
+        tailbox_outbox::MetaHeaders::default()
+    };
     (0..n)
-        .map(|j| OutboxRecord {
-            topic: Arc::clone(&topic),
-            key: Bytes::from(format!("order-{j}")),
-            value: Bytes::from(payload_text(j * step, pad)),
-            headers: vec![
-                (Arc::clone(&id), Bytes::from(uuid_like(j ^ now.unsigned_abs()))),
-                (Arc::clone(&etype), Bytes::from_static(b"OrderCreated")),
-                (
+        .map(|j| {
+            let mut headers =
+                vec![(Arc::clone(&id), Bytes::from(uuid_like(j ^ now.unsigned_abs())))];
+            if !args.id_header_only {
+                headers.push((Arc::clone(&etype), Bytes::from_static(b"OrderCreated")));
+                headers.push((
                     Arc::clone(&timestamp),
                     Bytes::from(pg_timestamp(now + i64::try_from(j).unwrap_or(0))),
-                ),
-            ],
-            meta: tailbox_outbox::MetaHeaders::default(),
+                ));
+            }
+            OutboxRecord {
+                topic: Arc::clone(&topic),
+                key: Bytes::from(format!("order-{j}")),
+                value: Bytes::from(payload_text(j * step, pad)),
+                headers,
+                meta,
+            }
         })
         .collect()
 }

@@ -137,6 +137,18 @@ const SECTIONS: &[(&str, &[Row])] = &[
             Row("catchup_debezium.events_per_s", "rate", "events/s", 0),
             Row("catchup_debezium.cpu_s_per_million", "CPU per million events", "s", 2),
             Row("catchup_debezium.peak_rss_mib", "peak RSS (VmHWM)", "MiB", 1),
+            Row(
+                "catchup_debezium.producer.cpu_s_per_million",
+                "the Kafka producer alone with these records (as 3a): CPU per million events",
+                "s",
+                2,
+            ),
+            Row(
+                "catchup_debezium.cpu_s_per_million_minus_producer",
+                "tailbox CPU per million events minus the producer alone",
+                "s",
+                2,
+            ),
         ],
     ),
     (
@@ -258,19 +270,21 @@ struct Target {
     unit: &'static str,
 }
 
+/// The targets of the cost issue (catch-up, steady state, memory) and of the schema
+/// issue (Debezium's header set).
 const TARGETS: &[Target] = &[
     Target {
-        name: "catch-up ≥ 0.9 × pg_recvlogical rate",
+        name: "catch-up ≥ 1.0 × pg_recvlogical rate",
         key: "catchup.ratio",
         at_most: false,
-        limit: 0.9,
+        limit: 1.0,
         unit: "×",
     },
     Target {
-        name: "≤ 1.5 CPU-seconds of tailbox per million events (catch-up)",
-        key: "catchup.cpu_s_per_million",
+        name: "tailbox's own share (3b) ≤ 0.8 CPU-seconds per million events (catch-up)",
+        key: "catchup.cpu_s_per_million_minus_producer",
         at_most: true,
-        limit: 1.5,
+        limit: 0.8,
         unit: "s",
     },
     Target {
@@ -281,31 +295,31 @@ const TARGETS: &[Target] = &[
         unit: "s",
     },
     Target {
-        name: "≤ 1.5 CPU-seconds of tailbox per million events (steady load)",
+        name: "≤ 6 CPU-seconds of tailbox per million events (steady load)",
         key: "steady.cpu_s_per_million",
         at_most: true,
-        limit: 1.5,
+        limit: 6.0,
         unit: "s",
     },
     Target {
-        name: "p99 commit → Kafka ack ≤ 25 ms at the steady rate",
+        name: "p99 commit → Kafka ack ≤ 10 ms at the steady rate",
         key: "steady.ack_p99_ms",
         at_most: true,
-        limit: 25.0,
+        limit: 10.0,
         unit: "ms",
     },
     Target {
-        name: "peak RSS ≤ 32 MB under steady load",
+        name: "peak RSS ≤ 16 MiB under steady load",
         key: "steady.peak_rss_mib",
         at_most: true,
-        limit: 32.0,
+        limit: 16.0,
         unit: "MiB",
     },
     Target {
-        name: "peak RSS ≤ 48 MB through the huge transaction",
+        name: "peak RSS ≤ 32 MiB through the huge transaction",
         key: "huge.peak_rss_mib",
         at_most: true,
-        limit: 48.0,
+        limit: 32.0,
         unit: "MiB",
     },
 ];

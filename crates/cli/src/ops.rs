@@ -360,7 +360,7 @@ mod tests {
         let status = ops.status_json(now_us());
         assert_eq!(status["missing_topics"][0]["topic"], "outbox.event.Order");
         assert_eq!(status["missing_topics"][0]["xid"], "755");
-        ops.topics.found("outbox.event.Order");
+        ops.topics.found(|| "outbox.event.Order");
         assert!(ops.ready());
         assert_eq!(ops.status_json(now_us())["missing_topics"], serde_json::json!([]));
     }

@@ -88,7 +88,7 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, delivery: &DeliveryResult<'_>, seq: usize) {
         let (result, refused) = match delivery {
             Ok(message) => {
-                self.config.topics.registry.found(message.topic());
+                self.config.topics.registry.found(|| message.topic());
                 (Ok(()), None)
             }
             Err((err, message)) => {

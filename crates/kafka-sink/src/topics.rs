@@ -197,7 +197,7 @@ impl TopicRegistry {
         let now = Instant::now();
         let state = match outcome {
             Outcome::Exists => {
-                self.found(topic);
+                self.found(|| topic);
                 State::Exists
             }
             Outcome::Missing { reason, fix } => {
@@ -235,11 +235,13 @@ impl TopicRegistry {
         self.any_missing.store(true, Ordering::Relaxed);
     }
 
-    /// `topic` exists (again): no longer missing.
-    pub fn found(&self, topic: &str) {
+    /// The topic `topic()` names exists (again): no longer missing. Called per
+    /// delivered record, so the name is only asked for while some topic is missing.
+    pub fn found<'t>(&self, topic: impl FnOnce() -> &'t str) {
         if !self.any_missing.load(Ordering::Relaxed) {
             return;
         }
+        let topic = topic();
         if let Ok(mut all) = self.missing.lock()
             && all.remove(topic).is_some()
         {
@@ -411,7 +413,7 @@ mod tests {
         registry.report_missing(missing("0/2"));
         assert_eq!(registry.missing(), vec![missing("0/1")]);
         assert!(registry.is_missing("t"));
-        registry.found("t");
+        registry.found(|| "t");
         assert!(registry.missing().is_empty());
         assert!(!registry.is_missing("t"));
     }
