@@ -43,8 +43,10 @@ const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
 /// A transaction sent this long after it committed means we are catching up...
 const CATCHING_UP_LAG_MICROS: i64 = 100_000;
-/// ...and then a read waits for 64 KiB or 5 ms: hundreds of events per wake-up.
-const CATCHING_UP_READS: ReadBatch = ReadBatch { bytes: 64 * 1024, wait: Duration::from_millis(5) };
+/// ...and then a read waits for 256 KiB or 5 ms: a thousand events per wake-up, and a
+/// quarter of the receive calls (and of the window updates each sends back) of 64 KiB.
+const CATCHING_UP_READS: ReadBatch =
+    ReadBatch { bytes: 256 * 1024, wait: Duration::from_millis(5) };
 /// Live, a read waits for 16 KiB or 1 ms: a millisecond of latency at most, for a
 /// fraction of the wake-ups (and of the walsender's cost of waking us).
 const LIVE_READS: ReadBatch = ReadBatch { bytes: 16 * 1024, wait: Duration::from_millis(1) };

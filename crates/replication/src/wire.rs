@@ -42,7 +42,7 @@ use crate::{
 pub(crate) const MAX_MESSAGE_LEN: usize = 1 << 30;
 /// Free space kept in the read buffer before each read: one read takes whatever the
 /// socket holds, up to this much.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 512 * 1024;
 /// How long a read may wait for how many bytes (see [`PgWire::read_more_batched`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReadBatch {
