@@ -31,9 +31,15 @@
 //! durability wait) replied with success.** A batch that failed as a whole is thus never
 //! followed by a later one: the next batch stays queued in a transaction that nobody
 //! executes, and Redis discards it when the connection closes. Only the `EXEC` waits for
-//! a round trip; Redis parses and queues the next body while the previous one runs and
-//! fsyncs. The check is [`outcome`]; `a_batch_aborted_as_a_whole_is_not_followed_by_later_batches`
-//! (tests/redis_streams.rs) sends batches behind one that Redis aborts.
+//! a round trip: the body it runs is parsed and queued by then. The check is `outcome`;
+//! `a_batch_aborted_as_a_whole_is_not_followed_by_later_batches` (tests/redis_streams.rs)
+//! sends batches behind one that Redis aborts.
+//!
+//! Requests leave in the order `InFlight::send` is called (it polls each one into the
+//! multiplexer's queue before returning). Were a body ever to overtake the `EXEC` before
+//! it, Redis would refuse the nested `MULTI` and queue its commands into the earlier
+//! transaction, still after that batch's own: the error reply makes the writer stop, and
+//! what ran is still a prefix.
 //!
 //! Sending whole transactions back to back instead (several `EXEC`s in flight) would
 //! need a guard in Redis (a script per batch checking a batch counter): measured, a Lua
@@ -43,7 +49,7 @@
 //!
 //! The writing connection carries these transactions only: a command sent on it while a
 //! body is open would be queued in that transaction. Stream claims and the check of a
-//! refused entry ([`is_our_replay`]) use the sink's other connection.
+//! refused entry (`is_our_replay`) use the sink's other connection.
 
 use std::{future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
 
