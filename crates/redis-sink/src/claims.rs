@@ -18,8 +18,6 @@ use std::{collections::HashSet, sync::Arc};
 use redis::{RedisError, aio::MultiplexedConnection};
 use tracing::info;
 
-use crate::writer::Queued;
-
 /// The streams this session may write, and how it claims more.
 pub(crate) struct StreamClaims {
     /// The hash of claims.
@@ -45,14 +43,15 @@ impl StreamClaims {
         Self { hash: hash_key(checkpoint_key), owner: owner.to_owned(), claimed: HashSet::new() }
     }
 
-    /// Claims every stream of `batch` not claimed yet in this session.
-    pub async fn claim_streams(
+    /// Claims every stream of a batch (`streams`, in order) not claimed yet in this
+    /// session. `conn` is not the writing connection (see [`crate::writer`]).
+    pub async fn claim_streams<'a>(
         &mut self,
         conn: &mut MultiplexedConnection,
-        batch: &[Queued],
+        streams: impl Iterator<Item = &'a Arc<str>>,
     ) -> Result<(), ClaimError> {
         let mut last: Option<&Arc<str>> = None;
-        for stream in batch.iter().filter_map(|q| q.stream.as_ref()) {
+        for stream in streams {
             // Runs of one stream share the mapper's `Arc`: check each run once.
             if last.is_some_and(|l| Arc::ptr_eq(l, stream)) {
                 continue;

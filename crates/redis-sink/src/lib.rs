@@ -20,18 +20,21 @@
 //! sink counts it as delivered. Consumers never see an event twice, in any mode.
 //!
 //! # Order and acknowledgements
-//! Records are queued by the pipeline (never waiting) and written by one task over one
-//! connection, as pipelines of up to [`writer::BATCH`] commands: Redis executes them in
-//! order. Each command's reply becomes the [`tailbox_sink::Ack`] of its sequence
-//! number. A lost connection fails every command in flight (transient: the session
-//! replays from the slot, and the IDs make the replay harmless).
+//! Records are queued by the pipeline (never waiting) and written by one task over a
+//! connection of its own, as `MULTI … EXEC` transactions of up to [`writer::BATCH`]
+//! commands: Redis executes them in order. The next transaction's commands go out while
+//! one runs, its `EXEC` only after the previous one succeeded, so a batch that failed as
+//! a whole is never followed by a later one ([`writer`]). Each command's reply becomes
+//! the [`tailbox_sink::Ack`] of its sequence number. A lost connection fails every
+//! command in flight (transient: the session replays from the slot, and the IDs make the
+//! replay harmless).
 //!
 //! # Layout
 //! - [`claims`]: which tailbox writes which stream (one source per stream).
 //! - [`config`]: [`RedisSinkConfig`], durability ([`Durability`]) and trimming.
 //! - [`ids`]: entry IDs from commit LSNs.
 //! - [`entry`]: a record as an `XADD` command, and back (for dead letters).
-//! - [`writer`]: the task that owns the connection.
+//! - [`writer`]: the task that owns the writing connection.
 //! - [`sink`]: [`RedisSink`], the [`tailbox_sink::Sink`] implementation.
 
 pub mod claims;

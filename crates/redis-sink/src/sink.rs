@@ -16,7 +16,7 @@ use crate::{
     config::{Durability, RedisSinkConfig},
     entry::xadd,
     ids::EntryIds,
-    writer::{self, Queued},
+    writer::{self, Queued, Writer},
 };
 
 /// How long connecting may take.
@@ -28,7 +28,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct RedisSink {
     queue: mpsc::UnboundedSender<Queued>,
     acks: AckChannel,
-    /// For reading checkpoints (the multiplexed connection is shared with the writer).
+    /// For reading checkpoints (shared with the writer for claims and checks; the
+    /// writer has a connection of its own for the transactions).
     conn: MultiplexedConnection,
     writer: tokio::task::JoinHandle<()>,
     ids: EntryIds,
@@ -57,6 +58,11 @@ impl RedisSink {
             .get_multiplexed_async_connection_with_config(&settings)
             .await
             .map_err(connect_error)?;
+        // The writer's own: it carries transactions and nothing else (see `writer`).
+        let writing = client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+            .map_err(connect_error)?;
         if let Durability::Aof { .. } = config.durability {
             require_waitaof(&mut conn).await?;
         }
@@ -64,12 +70,15 @@ impl RedisSink {
         let (ack_tx, acks) = AckChannel::new();
         let claims = StreamClaims::new(&config.checkpoint_key, owner);
         let writer = tokio::spawn(writer::run(
-            conn.clone(),
+            Writer {
+                conn: writing,
+                side: conn.clone(),
+                acks: ack_tx,
+                durability: config.durability,
+                trim: config.trim,
+                claims,
+            },
             queued,
-            ack_tx,
-            config.durability,
-            config.trim,
-            claims,
         ));
         Ok(Self {
             queue,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use redis::Value;
 use tailbox_e2e::RedisServer;
 use tailbox_outbox::OutboxRecord;
-use tailbox_redis_sink::{Durability, RedisSink, RedisSinkConfig, Trim};
+use tailbox_redis_sink::{Durability, RedisSink, RedisSinkConfig, Trim, writer::BATCH};
 use tailbox_sink::{Ack, DeliveryError, EventMeta, SendOutcome, Sink};
 
 /// The checkpoint owner the sinks of these tests write for.
@@ -280,5 +280,79 @@ async fn a_stream_claimed_by_another_owner_is_not_written() -> Result<()> {
     ensure!(acks.iter().all(|a| a.result.as_ref().is_err_and(|e| !e.is_transient())));
     let users = entries(&server, "users").await?;
     ensure!(users.len() == 1, "nothing written after the conflict: {users:?}");
+    Ok(())
+}
+
+/// Batches overlap: the next batch's `MULTI` and commands go out while the previous one
+/// runs, its `EXEC` only once the previous one succeeded. A batch Redis aborts as a whole
+/// (here: a command refused while queueing, an `XADD` to a stream this user may not
+/// write) must not be followed by the batches sent behind it: they would leave a gap
+/// below the stream's top, and the gap's entries would be refused as "already there"
+/// when replayed, and lost.
+#[tokio::test]
+async fn a_batch_aborted_as_a_whole_is_not_followed_by_later_batches() -> Result<()> {
+    let server = RedisServer::start()?;
+    let mut admin = client(&server).await?;
+    let limited = ["SETUSER", "limited", "on", ">pw", "~s", "~tailbox.*", "+@all"];
+    let _: () = redis::cmd("ACL").arg(&limited).query_async(&mut admin).await?;
+    let mut cfg = config(&server);
+    let url = server.url().replace("redis://", "redis://limited:pw@");
+    cfg.connection = tailbox_redis_sink::parse_url(&url, None).map_err(anyhow::Error::msg)?;
+
+    // Four batches' worth, queued before the writer runs: batches of BATCH records, the
+    // second one holding the record for the forbidden stream.
+    let forbidden_at = BATCH + 10;
+    let txns: Vec<(u64, Vec<(&str, u32)>)> = (0..4 * BATCH)
+        .map(|i| {
+            let stream = if i == forbidden_at { "forbidden" } else { "s" };
+            ((i as u64 + 1) * 0x100, vec![(stream, i as u32)])
+        })
+        .collect();
+    let mut sink = RedisSink::connect(&cfg, OWNER).await?;
+    let acks = send_all(&mut sink, &txns).await?;
+    ensure!(acks[..BATCH].iter().all(|a| a.result.is_ok()), "the first batch ran");
+    let later = &acks[BATCH..];
+    ensure!(
+        later.iter().all(|a| a.result.as_ref().is_err_and(|e| e.is_transient())),
+        "the aborted batch and every later one fail, to be replayed: {:?}",
+        later.iter().find(|a| !a.result.as_ref().is_err_and(|e| e.is_transient()))
+    );
+    ensure!(
+        format!("{:?}", later[0].result).contains("no permissions"),
+        "the batch's own error: {:?}",
+        later[0].result
+    );
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut admin).await?;
+    let multis = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_multi:calls="))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .context("MULTI calls in INFO commandstats")?;
+    ensure!(multis >= 3, "the third batch was sent behind the aborted one ({multis} MULTIs)");
+    let ids: Vec<String> = entries(&server, "s").await?.into_iter().map(|(id, _)| id).collect();
+    let first_batch: Vec<String> = (0..BATCH).map(|i| format!("{}-0", (i + 1) * 0x100)).collect();
+    ensure!(ids == first_batch, "only the first batch is in: {} entries", ids.len());
+    drop(sink);
+
+    // Allowed now; the session replays from the slot: everything arrives, once, in order.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("limited")
+        .arg("~forbidden")
+        .query_async(&mut admin)
+        .await?;
+    let mut replay = RedisSink::connect(&cfg, OWNER).await?;
+    let acks = send_all(&mut replay, &txns).await?;
+    ensure!(acks.iter().all(|a| a.result.is_ok()), "{:?}", acks.iter().find(|a| a.result.is_err()));
+    let payloads: Vec<String> = entries(&server, "s")
+        .await?
+        .iter()
+        .map(|(_, f)| field(f, "payload").unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> =
+        (0..4 * BATCH).filter(|i| *i != forbidden_at).map(|i| format!("{{\"n\":{i}}}")).collect();
+    ensure!(payloads == expected, "every entry once, in order ({} entries)", payloads.len());
+    ensure!(entries(&server, "forbidden").await?.len() == 1);
     Ok(())
 }
