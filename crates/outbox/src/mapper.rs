@@ -27,7 +27,7 @@ use tailbox_pgoutput::{Insert, Relation};
 use crate::{
     config::{EventFormat, OutboxConfig, PayloadFormat, Route, TableMapping},
     headers::{self, MetaHeaders, cloudevents as ce},
-    record::OutboxRecord,
+    record::{HeaderSlots, OutboxRecord},
     topic::{Segment, validate_topic},
 };
 
@@ -399,14 +399,15 @@ impl<'m> Row<'m> {
             },
         };
         self.topic(&layout.topic, &mut out.topic)?;
-        out.headers.clear();
         out.meta = layout.meta;
+        let mut headers = HeaderSlots::new(&mut out.headers);
         if let Some(ce) = &layout.cloudevents {
-            self.cloudevents(ce, out)?;
+            self.cloudevents(ce, &mut headers)?;
+            out.meta = out.meta.with(MetaHeaders::CE_TIME);
         }
         for (index, name) in &layout.headers {
             if let Some(bytes) = self.bytes(*index) {
-                out.headers.push((Arc::clone(name), bytes));
+                headers.push(name, bytes);
             }
         }
         if let Some(index) = layout.trace
@@ -418,15 +419,16 @@ impl<'m> Row<'m> {
                 (headers::TRACESTATE, context.tracestate),
             ] {
                 if let Some(value) = value {
-                    out.headers.push((self.name(name), Bytes::from(value)));
+                    headers.push(&self.name(name), Bytes::from(value));
                 }
             }
         }
         if let Some(column) = &layout.headers_json
             && let Some(bytes) = self.bytes(column.0)
         {
-            self.expand_json(column, bytes, out);
+            self.expand_json(column, bytes, &mut headers);
         }
+        drop(headers);
         out.key = key;
         out.value = value;
         Ok(())
@@ -497,7 +499,7 @@ impl<'m> Row<'m> {
     fn cloudevents(
         &mut self,
         ce: &CloudEventsLayout,
-        out: &mut OutboxRecord,
+        headers: &mut HeaderSlots<'_>,
     ) -> Result<(), MappingError> {
         let id = self.require(&ce.id)?;
         let source = self.attribute(&ce.source)?;
@@ -510,9 +512,8 @@ impl<'m> Row<'m> {
             (type_name, event_type),
             (content_type, ce.content_type.clone()),
         ] {
-            out.headers.push((Arc::clone(name), value));
+            headers.push(name, value);
         }
-        out.meta = out.meta.with(MetaHeaders::CE_TIME);
         Ok(())
     }
 
@@ -523,7 +524,7 @@ impl<'m> Row<'m> {
         &mut self,
         (_, column): &(usize, Arc<str>),
         bytes: Bytes,
-        out: &mut OutboxRecord,
+        headers: &mut HeaderSlots<'_>,
     ) {
         match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(serde_json::Value::Object(object)) => {
@@ -533,11 +534,11 @@ impl<'m> Row<'m> {
                         serde_json::Value::String(text) => Bytes::from(text),
                         other => Bytes::from(other.to_string()),
                     };
-                    out.headers.push((self.name(&key), value));
+                    headers.push(&self.name(&key), value);
                 }
             }
             Ok(serde_json::Value::Null) => {}
-            _ => out.headers.push((Arc::clone(column), bytes)),
+            _ => headers.push(column, bytes),
         }
     }
 
@@ -763,6 +764,47 @@ mod tests {
         let headers: Vec<(&str, &[u8])> =
             out.headers.iter().map(|(k, v)| (&**k, v.as_ref())).collect();
         assert_eq!(headers, vec![("id", b"e-1".as_slice()), ("type", b"OrderPlaced".as_slice())]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_reused_record_carries_only_its_own_headers() -> Result<(), MappingError> {
+        // The record is reused from row to row and keeps the last row's header names
+        // (see HeaderSlots): a row with fewer headers, or other names, must not show
+        // any of the previous row's.
+        let config = OutboxConfig::new(
+            "public.outbox",
+            ColumnNames::default(),
+            "outbox.event.{aggregatetype}",
+        )
+        .expect("valid config");
+        let mut m = OutboxMapper::with_tables(vec![config], Some(TableMapping::default()));
+        m.on_relation(&relation(1, "outbox", COLUMNS));
+        m.on_relation(&relation(2, "outbox2", &["aggregatetype", "aggregateid", "payload", "x"]));
+        let mut out = OutboxRecord::default();
+        let full = [Some("e-1"), Some("Order"), Some("o-7"), Some("Placed"), Some("{}"), None];
+        assert!(m.map_insert(&insert(1, &full), &mut out)?);
+        assert_eq!(
+            header_list(&out),
+            [("id".into(), "e-1".into()), ("type".into(), "Placed".into())]
+        );
+        out.release();
+        assert!(out.headers.iter().all(|(_, v)| v.is_empty()), "values dropped");
+        let no_id = [None, Some("Order"), Some("o-8"), Some("Paid"), Some("{}"), None];
+        assert!(m.map_insert(&insert(1, &no_id), &mut out)?);
+        assert_eq!(header_list(&out), [("type".into(), "Paid".into())]);
+        out.release();
+        let other_table = [Some("Order"), Some("o-9"), Some("{}"), Some("1")];
+        assert!(m.map_insert(&insert(2, &other_table), &mut out)?);
+        assert_eq!(header_list(&out), [("x".into(), "1".into())]);
+        out.release();
+        let bad = [Some("e-2"), Some("Order"), None, Some("Placed"), Some("{}"), None];
+        assert!(m.map_insert(&insert(1, &bad), &mut out).is_err(), "NULL aggregate id");
+        assert!(m.map_insert(&insert(1, &full), &mut out)?);
+        assert_eq!(
+            header_list(&out),
+            [("id".into(), "e-1".into()), ("type".into(), "Placed".into())]
+        );
         Ok(())
     }
 
