@@ -170,3 +170,28 @@ impl PipelineMetrics {
         self.published_by_topic().values().map(|c| c.events).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_counts_every_topic_whatever_the_order() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let mut tally = TopicTally::default();
+        for (topic, bytes) in [(&a, 1), (&a, 2), (&b, 10), (&a, 4), (&b, 20)] {
+            tally.add(topic, bytes);
+        }
+        let mut counts: Vec<(String, TopicCounts)> =
+            tally.take().map(|(t, c)| (t.to_string(), c)).collect();
+        counts.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            counts,
+            [
+                ("a".to_owned(), TopicCounts { events: 3, bytes: 7 }),
+                ("b".to_owned(), TopicCounts { events: 2, bytes: 30 }),
+            ]
+        );
+        assert_eq!(tally.take().count(), 0, "taken once");
+    }
+}
