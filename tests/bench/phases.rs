@@ -182,6 +182,22 @@ impl RecordShape {
             RecordShape::Debezium => "catchup_debezium.producer",
         }
     }
+
+    /// The phase name its topic is named after.
+    fn phase(self) -> &'static str {
+        match self {
+            RecordShape::Default => "producer",
+            RecordShape::Debezium => "producer_debezium",
+        }
+    }
+
+    /// The `produce-floor` arguments that give this shape.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            RecordShape::Default => &[],
+            RecordShape::Debezium => &["--id-header-only", "true"],
+        }
+    }
 }
 
 /// (3a), after tailbox's catch-up: the Kafka producer alone. tailbox's `KafkaSink` with
@@ -196,22 +212,14 @@ async fn producer_alone(
     shape: RecordShape,
     m: &mut Metrics,
 ) -> Result<f64> {
-    let names = env.names(
-        match shape {
-            RecordShape::Default => "producer",
-            RecordShape::Debezium => "producer_debezium",
-        },
-        run,
-    );
+    let names = env.names(shape.phase(), run);
     env.create_topic(&names.topic).await?;
     progress(&format!("run {run}: the Kafka producer alone sends {} records", cfg.rows));
     let mut broker = env.broker_pid().and_then(CpuWatch::new);
     let cpu0 = CpuSnapshot::take(&env.roots());
     let log = env.logs.join(format!("producer-r{run}.log"));
     let mut args = producer_args(env, cfg, &names.topic);
-    if shape == RecordShape::Debezium {
-        args.extend(["--id-header-only".to_owned(), "true".to_owned()]);
-    }
+    args.extend(shape.args().iter().map(|a| (*a).to_owned()));
     let p = measure::run_producer_alone(&args, &log, drain_timeout(cfg.rows))
         .await
         .context("the Kafka producer alone")?;
