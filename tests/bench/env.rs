@@ -71,9 +71,14 @@ impl Env {
         let postmaster = postmaster_pid(&pg);
         let broker = broker_pid(&kafka);
         if cfg.nice != 0 {
-            let pids: Vec<u32> = [postmaster, broker].into_iter().flatten().collect();
+            // The servers alike: PostgreSQL and each destination (Redis forks its AOF
+            // rewrites, which inherit its nice value).
+            let pids: Vec<u32> = [postmaster, broker, redis.as_ref().and_then(RedisServer::pid)]
+                .into_iter()
+                .flatten()
+                .collect();
             crate::measure::renice_trees(&pids, cfg.nice)
-                .context("raising the priority of PostgreSQL and Kafka")?;
+                .context("raising the priority of PostgreSQL, Kafka and Redis")?;
             for pid in &pids {
                 let group =
                     std::fs::read_to_string(format!("/proc/{pid}/autogroup")).unwrap_or_default();
@@ -273,13 +278,18 @@ impl Env {
         broker_pid(&self.kafka)
     }
 
-    /// The processes whose CPU is the bench's own: the PostgreSQL cluster, the broker
-    /// and this process (with tailbox and pg_recvlogical under it).
+    /// The processes whose CPU is the bench's own: the PostgreSQL cluster, the broker,
+    /// Redis and this process (with tailbox and pg_recvlogical under it).
     pub fn roots(&self) -> Vec<u32> {
-        [postmaster_pid(&self.pg), self.broker_pid(), Some(std::process::id())]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            postmaster_pid(&self.pg),
+            self.broker_pid(),
+            self.redis.as_ref().and_then(RedisServer::pid),
+            Some(std::process::id()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     pub fn log_path(&self, phase: &str, run: u32) -> PathBuf {

@@ -261,22 +261,11 @@ async fn producer_alone(
     Ok(cpu_per_million)
 }
 
-/// `produce-floor` arguments: the bench's broker, `topic`, rows, payload and
-/// transaction size, and the `--kafka-prop`s among `--tailbox-arg`s (tailbox applies
-/// them to the same producer).
+/// `produce-floor` arguments for Kafka: [`floor_args`], the bench's broker, and the
+/// `--kafka-prop`s among `--tailbox-arg`s (tailbox applies them to the same producer).
 fn producer_args(env: &Env, cfg: &Config, topic: &str) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--brokers".into(),
-        env.kafka.bootstrap().to_owned(),
-        "--topic".into(),
-        topic.to_owned(),
-        "--rows".into(),
-        cfg.rows.to_string(),
-        "--payload-bytes".into(),
-        cfg.payload_bytes.to_string(),
-        "--txn-size".into(),
-        cfg.txn_size.to_string(),
-    ];
+    let mut args = floor_args(cfg, topic);
+    args.extend(["--brokers".into(), env.kafka.bootstrap().to_owned()]);
     let mut tailbox_args = cfg.tailbox_args.iter();
     while let Some(arg) = tailbox_args.next() {
         let prop = match arg.strip_prefix("--kafka-prop") {
@@ -289,6 +278,21 @@ fn producer_args(env: &Env, cfg: &Config, topic: &str) -> Vec<String> {
         }
     }
     args
+}
+
+/// The `produce-floor` arguments every sink takes: `topic` (the stream, for Redis),
+/// rows, payload and transaction size.
+fn floor_args(cfg: &Config, topic: &str) -> Vec<String> {
+    vec![
+        "--topic".into(),
+        topic.to_owned(),
+        "--rows".into(),
+        cfg.rows.to_string(),
+        "--payload-bytes".into(),
+        cfg.payload_bytes.to_string(),
+        "--txn-size".into(),
+        cfg.txn_size.to_string(),
+    ]
 }
 
 /// Waits until `done()` or `timeout`, checking tailbox is alive.
@@ -489,6 +493,7 @@ pub async fn redis(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result
     let ref_rate = rows / r.secs;
     m.push("redis.ref_events_per_s", ref_rate);
 
+    let mut server = redis.pid().and_then(CpuWatch::new);
     let mut tb = TailboxProc::spawn(
         &env.tailbox,
         &env.tailbox_redis_args(cfg, &names, &redis.url()),
@@ -496,38 +501,91 @@ pub async fn redis(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result
     )?;
     let drained = drain(env, cfg, &names.slot, loaded.end_lsn, &mut tb, "redis", m).await?;
     let (secs, last, walsender) = (drained.secs, drained.last, drained.walsender);
+    if let Some(s) = server.as_mut() {
+        s.poll();
+    }
     stop(tb)?;
     env.drop_slot(&names.slot).await?;
-    let mut conn = redis::Client::open(redis.url())?
-        .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new()
-                .set_response_timeout(Some(Duration::from_secs(60))),
-        )
-        .await?;
-    let stream = names.topic.clone();
-    let published: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await?;
-    let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut conn).await?;
+    let published = take_stream(&redis.url(), &names.topic).await?;
 
     let rate = rows / secs;
+    let cpu_per_million = last.cpu_secs() / (rows / MB);
     m.push("redis.events_per_s", rate);
     m.push("redis.ratio", rate / ref_rate);
     m.push("redis.secs", secs);
     m.push("redis.cpu_s", last.cpu_secs());
-    m.push("redis.cpu_s_per_million", last.cpu_secs() / (rows / MB));
+    m.push("redis.cpu_s_per_million", cpu_per_million);
     m.push("redis.peak_rss_mib", last.hwm_mib());
     m.push("redis.walsender_cpu_s", walsender.cpu_secs());
+    m.push("redis.server_cpu_s", server.map(|s| s.cpu_secs()).unwrap_or(f64::NAN));
     m.push("redis.published", published as f64);
     progress(&format!(
         "run {run}: redis: tailbox {secs:.2} s, {rate:.0} events/s ({:.2} × pg_recvlogical), \
-         {:.2} CPU-s per million, peak RSS {:.1} MiB",
+         {cpu_per_million:.2} CPU-s per million, peak RSS {:.1} MiB",
         rate / ref_rate,
-        last.cpu_secs() / (rows / MB),
         last.hwm_mib()
     ));
     if published as f64 != rows {
         progress(&format!("warning: {published} entries in Redis, {rows} rows written"));
     }
+
+    let alone = redis_sink_alone(env, cfg, run, m).await?;
+    m.push("redis.own_cpu_s_per_million", cpu_per_million - alone);
     Ok(())
+}
+
+/// (6b), after tailbox's catch-up into Redis: the Redis sink alone. tailbox's
+/// `RedisSink` with its default settings writes `rows` entries shaped like the outbox
+/// rows to a fresh stream, in a child process (`tailbox-bench produce-floor --sink
+/// redis`, see producer.rs); no PostgreSQL involved. Returns its CPU seconds per
+/// million events.
+async fn redis_sink_alone(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<f64> {
+    let redis = env.redis.as_ref().context("the Redis phase needs the bench's Redis")?;
+    let stream = env.names("redis_alone", run).topic;
+    progress(&format!("run {run}: the Redis sink alone writes {} entries", cfg.rows));
+    let mut server = redis.pid().and_then(CpuWatch::new);
+    let log = env.logs.join(format!("redis-alone-r{run}.log"));
+    let mut args = floor_args(cfg, &stream);
+    args.extend(["--sink".into(), "redis".into(), "--redis-url".into(), redis.url()]);
+    let p = measure::run_producer_alone(&args, &log, drain_timeout(cfg.rows))
+        .await
+        .context("the Redis sink alone")?;
+    if let Some(s) = server.as_mut() {
+        s.poll();
+    }
+    let published = take_stream(&redis.url(), &stream).await?;
+
+    let rows = cfg.rows as f64;
+    let cpu_per_million = p.sample.cpu_secs() / (rows / MB);
+    m.push("redis.sink_alone.events_per_s", rows / p.secs);
+    m.push("redis.sink_alone.cpu_s_per_million", cpu_per_million);
+    m.push("redis.sink_alone.peak_rss_mib", p.sample.hwm_mib());
+    m.push("redis.sink_alone.server_cpu_s", server.map(|s| s.cpu_secs()).unwrap_or(f64::NAN));
+    m.push("redis.sink_alone.published", published as f64);
+    progress(&format!(
+        "run {run}: Redis sink alone {:.2} s, {:.0} events/s, {cpu_per_million:.2} CPU-s per \
+         million, peak RSS {:.1} MiB",
+        p.secs,
+        rows / p.secs,
+        p.sample.hwm_mib()
+    ));
+    if published as f64 != rows {
+        progress(&format!("warning: {published} entries in Redis, {rows} sent"));
+    }
+    Ok(cpu_per_million)
+}
+
+/// The length of `stream`, which is then deleted (the next run starts without it).
+async fn take_stream(url: &str, stream: &str) -> Result<u64> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(60))),
+        )
+        .await?;
+    let published: u64 = redis::cmd("XLEN").arg(stream).query_async(&mut conn).await?;
+    let _: () = redis::cmd("DEL").arg(stream).query_async(&mut conn).await?;
+    Ok(published)
 }
 
 /// What [`drain`] measured.

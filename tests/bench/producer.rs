@@ -1,10 +1,13 @@
-//! The Kafka producer alone: the child process behind the catch-up's second reference.
+//! A sink alone: the child process behind the catch-up's second reference (Kafka) and
+//! the Redis phase's.
 //!
-//! `tailbox-bench produce-floor --brokers B --topic T --rows N --payload-bytes P
-//! [--txn-size N] [--kafka-prop K=V]… [--id-header-only true]` produces `rows` records shaped like the bench's
-//! outbox rows through tailbox's own [`KafkaSink`] and producer settings, the way
-//! tailbox's session publishes them (`publish_record` in crates/pipeline/src/session.rs),
-//! with no PostgreSQL involved: what librdkafka and the sink cost on their own.
+//! `tailbox-bench produce-floor [--sink kafka|redis] (--brokers B | --redis-url U)
+//! --topic T --rows N --payload-bytes P [--txn-size N] [--kafka-prop K=V]…
+//! [--id-header-only true]` sends `rows` records shaped like the bench's outbox rows
+//! through tailbox's own [`KafkaSink`] (with its producer settings) or [`RedisSink`] (to
+//! the stream `T`), the way tailbox's session publishes them (`publish_record` in
+//! crates/pipeline/src/session.rs), with no PostgreSQL involved: what the destination's
+//! client and the sink cost on their own.
 //!
 //! Like tailbox: a current-thread tokio runtime, mimalloc (the binary's global
 //! allocator), at most [`MAX_IN_FLIGHT`] records unacknowledged, the same record sent
@@ -14,7 +17,7 @@
 //!
 //! Once every record is acknowledged it prints one JSON line on stdout
 //! (`{"send_secs":…,"value_bytes":…}`) and waits for stdin to close, so that the parent
-//! reads its CPU time, threads and peak RSS from /proc while the producer still exists;
+//! reads its CPU time, threads and peak RSS from /proc while the sink still exists;
 //! then it exits 0. A delivery error makes it exit nonzero.
 
 use std::io::{Read as _, Write as _};
@@ -25,6 +28,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use tailbox_kafka_sink::{KafkaSink, SinkConfig};
 use tailbox_outbox::OutboxRecord;
+use tailbox_redis_sink::{Durability, RedisSink, RedisSinkConfig};
 use tailbox_sink::{Ack, EventMeta, SendOutcome, Sink};
 
 /// The hidden first argument that makes `tailbox-bench` this child.
@@ -32,6 +36,9 @@ pub const SUBCOMMAND: &str = "produce-floor";
 
 /// The name of the thread that runs the runtime (sends, acknowledgements).
 pub const THREAD: &str = "producer";
+
+/// The sink's checkpoint topic (Kafka) or hash (Redis); nothing is written to it.
+const CHECKPOINTS: &str = "tailbox.bench.checkpoints";
 
 /// tailbox's default `--max-in-flight`.
 const MAX_IN_FLIGHT: u64 = 10_000;
@@ -44,10 +51,19 @@ const DISTINCT_RECORDS: u64 = 1_000;
 /// consecutive transactions' commit LSNs.
 const WAL_BYTES_PER_ROW: u64 = 440;
 
+/// Which sink the child sends through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    Kafka,
+    Redis,
+}
+
 /// The child's settings.
 #[derive(Debug, Clone)]
 struct Args {
+    destination: Destination,
     brokers: String,
+    redis_url: String,
     topic: String,
     rows: u64,
     payload_bytes: u32,
@@ -63,7 +79,9 @@ impl Args {
     /// Parses the arguments after [`SUBCOMMAND`].
     fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
         let mut parsed = Args {
+            destination: Destination::Kafka,
             brokers: String::new(),
+            redis_url: String::new(),
             topic: String::new(),
             rows: 0,
             payload_bytes: 200,
@@ -78,7 +96,15 @@ impl Args {
                 value.parse().with_context(|| format!("{flag}: {value:?} is not a number"))
             };
             match flag.as_str() {
+                "--sink" => {
+                    parsed.destination = match value.as_str() {
+                        "kafka" => Destination::Kafka,
+                        "redis" => Destination::Redis,
+                        other => bail!("--sink {other:?}: expected kafka or redis"),
+                    }
+                }
                 "--brokers" => parsed.brokers = value.clone(),
+                "--redis-url" => parsed.redis_url = value.clone(),
                 "--topic" => parsed.topic = value.clone(),
                 "--rows" => parsed.rows = number()?,
                 "--payload-bytes" => parsed.payload_bytes = u32::try_from(number()?)?,
@@ -93,8 +119,12 @@ impl Args {
                 other => bail!("{SUBCOMMAND}: unknown argument {other:?}"),
             }
         }
-        if parsed.brokers.is_empty() || parsed.topic.is_empty() || parsed.rows == 0 {
-            bail!("{SUBCOMMAND} needs --brokers, --topic and --rows");
+        let address = match parsed.destination {
+            Destination::Kafka => &parsed.brokers,
+            Destination::Redis => &parsed.redis_url,
+        };
+        if address.is_empty() || parsed.topic.is_empty() || parsed.rows == 0 {
+            bail!("{SUBCOMMAND} needs --brokers (or --sink redis --redis-url), --topic and --rows");
         }
         Ok(parsed)
     }
@@ -139,10 +169,56 @@ pub fn child_main(args: impl Iterator<Item = String>) -> Result<()> {
     }
 }
 
-/// Produces every record, reports on stdout, then waits for stdin to close: the parent
-/// reads /proc meanwhile, so this thread and the producer's must still exist.
+/// Builds the sink on a current-thread runtime, sends every record, reports on stdout,
+/// then waits for stdin to close: the parent reads /proc meanwhile, so this thread and
+/// the sink's must still exist.
 fn run(args: &Args) -> Result<()> {
-    let (report, sink) = produce_all(args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    match args.destination {
+        Destination::Kafka => {
+            let config = SinkConfig {
+                brokers: args.brokers.clone(),
+                properties: args.kafka_props.clone(),
+                // As tailbox runs by default: the first record waits for the topic's check.
+                topics: tailbox_kafka_sink::TopicSettings::default(),
+            };
+            let sink =
+                KafkaSink::new(&config, CHECKPOINTS).context("creating the Kafka producer")?;
+            send_report_and_wait(&runtime, sink, args)
+        }
+        Destination::Redis => {
+            let config = RedisSinkConfig {
+                connection: tailbox_redis_sink::parse_url(&args.redis_url, None)
+                    .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,
+                ca_pem: None,
+                checkpoint_key: CHECKPOINTS.to_owned(),
+                max_buffered: MAX_IN_FLIGHT,
+                durability: Durability::Reply,
+                trim: None,
+            };
+            let sink = runtime
+                .block_on(RedisSink::connect(&config, "tailbox-bench"))
+                .context("connecting to Redis")?;
+            send_report_and_wait(&runtime, sink, args)
+        }
+    }
+}
+
+/// Sends every record through `sink`, reports, and waits for stdin to close before the
+/// sink is dropped (its threads' CPU stays readable in /proc until then).
+fn send_report_and_wait<S: Sink>(
+    runtime: &tokio::runtime::Runtime,
+    mut sink: S,
+    args: &Args,
+) -> Result<()> {
+    let records = build_records(args);
+    let value_bytes =
+        records.iter().map(|r| r.value.len() as f64).sum::<f64>() / records.len().max(1) as f64;
+    let send_secs = runtime.block_on(send_all(&mut sink, &records, args))?;
+    let report = Report { send_secs, value_bytes };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", report.to_line()).context("writing the report")?;
     stdout.flush().context("writing the report")?;
@@ -152,32 +228,10 @@ fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Builds the sink and the records, then sends them all on a current-thread runtime.
-/// Returns the sink alive (its threads' CPU stays readable in /proc).
-fn produce_all(args: &Args) -> Result<(Report, KafkaSink)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let config = SinkConfig {
-        brokers: args.brokers.clone(),
-        properties: args.kafka_props.clone(),
-        // As tailbox runs by default: the first record waits for the topic's check.
-        topics: tailbox_kafka_sink::TopicSettings::default(),
-    };
-    let mut sink = KafkaSink::new(&config, "tailbox.bench.checkpoints")
-        .context("creating the Kafka producer")?;
-    let records = build_records(args);
-    let value_bytes =
-        records.iter().map(|r| r.value.len() as f64).sum::<f64>() / records.len().max(1) as f64;
-    let send_secs = runtime.block_on(send_all(&mut sink, &records, args))?;
-    Ok((Report { send_secs, value_bytes }, sink))
-}
-
 /// Sends `args.rows` records (cycling through `records`) in "transactions" of
 /// `args.txn_size`, each with its own [`EventMeta`]; waits for every acknowledgement.
 /// Returns first send → last acknowledgement, in seconds.
-async fn send_all(sink: &mut KafkaSink, records: &[OutboxRecord], args: &Args) -> Result<f64> {
+async fn send_all<S: Sink>(sink: &mut S, records: &[OutboxRecord], args: &Args) -> Result<f64> {
     let mut meta = EventMeta::default();
     let first_commit_us = unix_micros();
     let mut in_flight = 0u64;
@@ -208,8 +262,8 @@ async fn send_all(sink: &mut KafkaSink, records: &[OutboxRecord], args: &Args) -
 
 /// Enqueues `record`, taking acknowledgements and trying again while librdkafka's
 /// queue is full (the same record, so order is kept).
-async fn send_one(
-    sink: &mut KafkaSink,
+async fn send_one<S: Sink>(
+    sink: &mut S,
     record: &OutboxRecord,
     meta: &EventMeta,
     in_flight: &mut u64,

@@ -195,7 +195,27 @@ const SECTIONS: &[(&str, &[Row])] = &[
             Row("redis.cpu_s_per_million", "tailbox CPU per million events", "s", 2),
             Row("redis.peak_rss_mib", "tailbox peak RSS (VmHWM)", "MiB", 1),
             Row("redis.walsender_cpu_s", "walsender CPU", "s", 2),
+            Row("redis.server_cpu_s", "redis-server CPU (its main process)", "s", 2),
             Row("redis.published", "entries in the stream", "", 0),
+            Row(
+                "redis.sink_alone.events_per_s",
+                "6a. the Redis sink alone (tailbox's RedisSink, the same entries, no PostgreSQL): rate",
+                "events/s",
+                0,
+            ),
+            Row(
+                "redis.sink_alone.cpu_s_per_million",
+                "6a. the Redis sink alone: CPU per million events",
+                "s",
+                2,
+            ),
+            Row("redis.sink_alone.server_cpu_s", "6a. redis-server CPU meanwhile", "s", 2),
+            Row(
+                "redis.own_cpu_s_per_million",
+                "6b. tailbox's own cost: tailbox CPU per million events minus the sink alone",
+                "s",
+                2,
+            ),
         ],
     ),
     (
@@ -270,8 +290,8 @@ struct Target {
     unit: &'static str,
 }
 
-/// The targets of the cost issue (catch-up, steady state, memory) and of the schema
-/// issue (Debezium's header set).
+/// The targets of the cost issue (catch-up, steady state, memory), of the schema issue
+/// (Debezium's header set) and of the Redis sink.
 const TARGETS: &[Target] = &[
     Target {
         name: "catch-up ≥ 1.0 × pg_recvlogical rate",
@@ -321,6 +341,20 @@ const TARGETS: &[Target] = &[
         at_most: true,
         limit: 32.0,
         unit: "MiB",
+    },
+    Target {
+        name: "Redis catch-up ≥ 0.9 × pg_recvlogical rate",
+        key: "redis.ratio",
+        at_most: false,
+        limit: 0.9,
+        unit: "×",
+    },
+    Target {
+        name: "< 3 CPU-seconds of tailbox per million events into Redis (catch-up)",
+        key: "redis.cpu_s_per_million",
+        at_most: true,
+        limit: 3.0,
+        unit: "s",
     },
 ];
 

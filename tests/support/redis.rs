@@ -62,6 +62,11 @@ impl RedisServer {
         self.url.clone()
     }
 
+    /// The server's process id (from its pid file), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("redis.pid")).ok()?.trim().parse().ok()
+    }
+
     /// SIGKILL, as a crash would (with `appendfsync always`, nothing acknowledged is lost).
     pub fn kill(&mut self) -> Result<()> {
         run_script("redis.sh", &["kill", &self.dir.to_string_lossy()], &[])
