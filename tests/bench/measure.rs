@@ -1,6 +1,6 @@
 //! Processes and their cost: CPU time and peak RSS from /proc, the tailbox process,
-//! pg_recvlogical, the Kafka producer alone, and waiting for a slot to confirm a
-//! position.
+//! pg_recvlogical, a sink alone (Kafka's producer, Redis, webhooks), and waiting for a
+//! slot to confirm a position.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -382,7 +382,8 @@ pub async fn run_recvlogical(
     })
 }
 
-/// The Kafka producer alone (`tailbox-bench produce-floor`, see producer.rs).
+/// A sink alone: the Kafka producer, Redis or webhooks (`tailbox-bench produce-floor`,
+/// see producer.rs).
 #[derive(Debug, Clone)]
 pub struct ProducerRun {
     /// Spawn → the child reported every record acknowledged.
@@ -410,7 +411,7 @@ impl Drop for KillOnDrop {
 /// Runs this binary as `tailbox-bench produce-floor ARGS…` (stderr to `log`) and
 /// measures it: wall time until it reports every record acknowledged, then its CPU,
 /// per-thread CPU and peak RSS from /proc while it waits for its stdin to close
-/// (before the producer is torn down). The child inherits the bench's nice value and
+/// (before the sink is torn down). The child inherits the bench's nice value and
 /// autogroup, as tailbox and pg_recvlogical do.
 pub async fn run_producer_alone(
     args: &[String],
@@ -434,29 +435,21 @@ pub async fn run_producer_alone(
     let stdout = child.0.stdout.take().context("the producer's stdout")?;
     let line = read_line_within(stdout, timeout)
         .await
-        .with_context(|| format!("waiting for the Kafka producer alone; log {}", log.display()))?;
+        .with_context(|| format!("waiting for the sink alone; log {}", log.display()))?;
     let secs = started.elapsed().as_secs_f64();
     if line.trim().is_empty() {
         let status = wait_exit(&mut child.0, Duration::from_secs(10)).await?;
-        bail!(
-            "the Kafka producer alone failed ({status}); log {}:\n{}",
-            log.display(),
-            log_tail(log)
-        );
+        bail!("the sink alone failed ({status}); log {}:\n{}", log.display(), log_tail(log));
     }
     let pid = child.0.id();
-    let sample = read_proc(pid).context("reading /proc of the Kafka producer alone")?;
+    let sample = read_proc(pid).context("reading /proc of the sink alone")?;
     let threads = busy_threads(pid);
     let report = producer::Report::parse(&line)?;
     // Closing its stdin lets it exit.
     drop(child.0.stdin.take());
     let status = wait_exit(&mut child.0, Duration::from_secs(60)).await?;
     if !status.success() {
-        bail!(
-            "the Kafka producer alone exited with {status}; log {}:\n{}",
-            log.display(),
-            log_tail(log)
-        );
+        bail!("the sink alone exited with {status}; log {}:\n{}", log.display(), log_tail(log));
     }
     Ok(ProducerRun { secs, report, sample, threads })
 }

@@ -1,19 +1,28 @@
-//! A sink alone: the child process behind the catch-up's second reference (Kafka) and
-//! the Redis phase's.
+//! A sink alone: the child process behind the catch-up's second reference (Kafka), the
+//! Redis phase's and the webhook phase's.
 //!
-//! `tailbox-bench produce-floor [--sink kafka|redis] (--brokers B | --redis-url U)
-//! --topic T --rows N --payload-bytes P [--txn-size N] [--kafka-prop K=V]…
-//! [--id-header-only true]` sends `rows` records shaped like the bench's outbox rows
-//! through tailbox's own [`KafkaSink`] (with its producer settings) or [`RedisSink`] (to
-//! the stream `T`), the way tailbox's session publishes them (`publish_record` in
-//! crates/pipeline/src/session.rs), with no PostgreSQL involved: what the destination's
-//! client and the sink cost on their own.
+//! `tailbox-bench produce-floor [--sink kafka|redis|webhook] --topic T --rows N
+//! --payload-bytes P [--txn-size N] [--id-header-only true]` and, per sink:
+//! - `kafka` (the default): `--brokers B [--kafka-prop K=V]…`;
+//! - `redis`: `--redis-url U` (the stream is `T`);
+//! - `webhook`: `--webhook-url URL --pg-url URL [--webhook-secret-file F]
+//!   [--topic-template T] [--concurrency N]` (the URL template as tailbox gets it, e.g.
+//!   `http://host/hooks/{aggregatetype}`; the database holding the webhook sink's
+//!   checkpoint and dead-letter tables; the topic template that named `T`, from which
+//!   the sink recovers `{aggregatetype}`).
+//!
+//! It sends `rows` records shaped like the bench's outbox rows through tailbox's own
+//! [`KafkaSink`] (with its producer settings), [`RedisSink`] or [`WebhookSink`] (with
+//! tailbox's defaults for everything the arguments do not set), the way tailbox's
+//! session publishes them (`publish_record` in crates/pipeline/src/session.rs), with no
+//! replication involved: what the destination's client and the sink cost on their own.
 //!
 //! Like tailbox: a current-thread tokio runtime, mimalloc (the binary's global
 //! allocator), at most [`MAX_IN_FLIGHT`] records unacknowledged, the same record sent
 //! again after `Blocked`, and acknowledgements taken whenever they arrived between
 //! transactions. The runtime runs on a thread named [`THREAD`], so that its CPU stands
-//! apart from librdkafka's `rdk:*` threads in /proc.
+//! apart from librdkafka's `rdk:*` threads in /proc. (The webhook sink runs its
+//! dispatcher and HTTP client on that runtime too, as tailbox does.)
 //!
 //! Once every record is acknowledged it prints one JSON line on stdout
 //! (`{"send_secs":…,"value_bytes":…}`) and waits for stdin to close, so that the parent
@@ -30,6 +39,9 @@ use tailbox_kafka_sink::{KafkaSink, SinkConfig};
 use tailbox_outbox::OutboxRecord;
 use tailbox_redis_sink::{Durability, RedisSink, RedisSinkConfig};
 use tailbox_sink::{Ack, EventMeta, SendOutcome, Sink};
+use tailbox_webhook_sink::{
+    Backoff, BodyFormat, SigningKey, UrlTemplate, WebhookSink, WebhookSinkConfig,
+};
 
 /// The hidden first argument that makes `tailbox-bench` this child.
 pub const SUBCOMMAND: &str = "produce-floor";
@@ -42,6 +54,31 @@ const CHECKPOINTS: &str = "tailbox.bench.checkpoints";
 
 /// tailbox's default `--max-in-flight`.
 const MAX_IN_FLIGHT: u64 = 10_000;
+
+/// tailbox's defaults for the webhook settings the bench leaves alone. They exist only
+/// as `default_value`s of `WebhookOptions` and `PipelineOptions` in
+/// crates/cli/src/options.rs (turned into a [`WebhookSinkConfig`] by `webhook_config` in
+/// crates/cli/src/config/sinks.rs), so they are copied here.
+mod webhook_defaults {
+    /// `--webhook-concurrency` (the bench's `webhook::CONCURRENCY` gives the same).
+    pub const CONCURRENCY: usize = 16;
+    /// `--webhook-content-type`, with `--webhook-body payload`.
+    pub const CONTENT_TYPE: &str = "application/json";
+    /// `--webhook-max-attempts 0`: retry until delivered or refused.
+    pub const MAX_ATTEMPTS: Option<u32> = None;
+    /// `--webhook-timeout-ms`.
+    pub const TIMEOUT_MS: u64 = 10_000;
+    /// `--webhook-backoff-ms`.
+    pub const BACKOFF_MS: u64 = 500;
+    /// `--webhook-backoff-max-ms`.
+    pub const BACKOFF_MAX_MS: u64 = 60_000;
+    /// `--webhook-breaker-failures`.
+    pub const BREAKER_FAILURES: u32 = 5;
+    /// `--webhook-breaker-cooldown-ms`.
+    pub const BREAKER_COOLDOWN_MS: u64 = 30_000;
+    /// `--dlq-topic` (no record of the bench goes there).
+    pub const DLQ_TOPIC: &str = "outbox.dlq";
+}
 
 /// Distinct records built before the timed loop (one per aggregate of the load); the
 /// loop sends them in turn.
@@ -56,6 +93,7 @@ const WAL_BYTES_PER_ROW: u64 = 440;
 enum Destination {
     Kafka,
     Redis,
+    Webhook,
 }
 
 /// The child's settings.
@@ -73,6 +111,17 @@ struct Args {
     /// tailbox's `lsn`, `xid`, `commit_ts`), as tailbox writes it with
     /// `--meta-headers none --exclude-columns type,timestamp`.
     id_header_only: bool,
+    /// The webhook URL template (`{aggregatetype}` and `{topic}` replaced per event).
+    webhook_url: String,
+    /// A file holding the webhook signing secret (`whsec_…`); empty: unsigned.
+    webhook_secret_file: String,
+    /// The database of the webhook sink's checkpoint and dead-letter tables.
+    pg_url: String,
+    /// The topic template that named `topic` (the webhook sink recovers the aggregate
+    /// type with it).
+    topic_template: String,
+    /// Webhook requests in flight at most.
+    concurrency: usize,
 }
 
 impl Args {
@@ -88,6 +137,11 @@ impl Args {
             txn_size: 100,
             kafka_props: Vec::new(),
             id_header_only: false,
+            webhook_url: String::new(),
+            webhook_secret_file: String::new(),
+            pg_url: String::new(),
+            topic_template: tailbox_outbox::config::DEFAULT_TOPIC_TEMPLATE.to_owned(),
+            concurrency: webhook_defaults::CONCURRENCY,
         };
         let mut args = args;
         while let Some(flag) = args.next() {
@@ -100,7 +154,8 @@ impl Args {
                     parsed.destination = match value.as_str() {
                         "kafka" => Destination::Kafka,
                         "redis" => Destination::Redis,
-                        other => bail!("--sink {other:?}: expected kafka or redis"),
+                        "webhook" => Destination::Webhook,
+                        other => bail!("--sink {other:?}: expected kafka, redis or webhook"),
                     }
                 }
                 "--brokers" => parsed.brokers = value.clone(),
@@ -110,6 +165,11 @@ impl Args {
                 "--payload-bytes" => parsed.payload_bytes = u32::try_from(number()?)?,
                 "--txn-size" => parsed.txn_size = number()?.max(1),
                 "--id-header-only" => parsed.id_header_only = value == "true",
+                "--webhook-url" => parsed.webhook_url = value.clone(),
+                "--webhook-secret-file" => parsed.webhook_secret_file = value.clone(),
+                "--pg-url" => parsed.pg_url = value.clone(),
+                "--topic-template" => parsed.topic_template = value.clone(),
+                "--concurrency" => parsed.concurrency = usize::try_from(number()?.max(1))?,
                 "--kafka-prop" => {
                     let (key, val) = value
                         .split_once('=')
@@ -119,12 +179,16 @@ impl Args {
                 other => bail!("{SUBCOMMAND}: unknown argument {other:?}"),
             }
         }
-        let address = match parsed.destination {
-            Destination::Kafka => &parsed.brokers,
-            Destination::Redis => &parsed.redis_url,
+        let addressed = match parsed.destination {
+            Destination::Kafka => !parsed.brokers.is_empty(),
+            Destination::Redis => !parsed.redis_url.is_empty(),
+            Destination::Webhook => !parsed.webhook_url.is_empty() && !parsed.pg_url.is_empty(),
         };
-        if address.is_empty() || parsed.topic.is_empty() || parsed.rows == 0 {
-            bail!("{SUBCOMMAND} needs --brokers (or --sink redis --redis-url), --topic and --rows");
+        if !addressed || parsed.topic.is_empty() || parsed.rows == 0 {
+            bail!(
+                "{SUBCOMMAND} needs --brokers (or --sink redis --redis-url, or --sink webhook \
+                 --webhook-url and --pg-url), --topic and --rows"
+            );
         }
         Ok(parsed)
     }
@@ -204,7 +268,49 @@ fn run(args: &Args) -> Result<()> {
                 .context("connecting to Redis")?;
             send_report_and_wait(&runtime, sink, args)
         }
+        Destination::Webhook => {
+            let config = webhook_config(args)?;
+            let sink = runtime
+                .block_on(WebhookSink::connect(&config, Default::default()))
+                .context("starting the webhook sink (its tables in PostgreSQL)")?;
+            send_report_and_wait(&runtime, sink, args)
+        }
     }
+}
+
+/// The webhook sink's settings: the arguments', and tailbox's defaults
+/// ([`webhook_defaults`], [`MAX_IN_FLIGHT`]) for the rest, as `webhook_config` in
+/// crates/cli/src/config/sinks.rs builds them.
+fn webhook_config(args: &Args) -> Result<WebhookSinkConfig> {
+    use webhook_defaults as d;
+    let signing_key = if args.webhook_secret_file.is_empty() {
+        None
+    } else {
+        let text = std::fs::read_to_string(&args.webhook_secret_file)
+            .with_context(|| format!("reading {}", args.webhook_secret_file))?;
+        Some(SigningKey::parse(&text).map_err(|e| anyhow::anyhow!("--webhook-secret-file: {e}"))?)
+    };
+    let ms = Duration::from_millis;
+    Ok(WebhookSinkConfig {
+        url: UrlTemplate::parse(&args.webhook_url)
+            .map_err(|e| anyhow::anyhow!("--webhook-url: {e}"))?,
+        topic_template: tailbox_outbox::TopicTemplate::parse(&args.topic_template)
+            .map_err(|e| anyhow::anyhow!("--topic-template: {e}"))?,
+        body: BodyFormat::Payload { content_type: d::CONTENT_TYPE.to_owned() },
+        signing_key,
+        headers: tailbox_webhook_sink::config::HeaderMap::new(),
+        ca_file: None,
+        concurrency: args.concurrency,
+        max_attempts: d::MAX_ATTEMPTS,
+        request_timeout: ms(d::TIMEOUT_MS),
+        backoff: Backoff { initial: ms(d::BACKOFF_MS), max: ms(d::BACKOFF_MAX_MS) },
+        breaker_failures: d::BREAKER_FAILURES,
+        breaker_cooldown: ms(d::BREAKER_COOLDOWN_MS),
+        max_buffered: MAX_IN_FLIGHT,
+        dlq_topic: d::DLQ_TOPIC.to_owned(),
+        pg: tailbox_replication::PgConnectionConfig::parse(&args.pg_url)
+            .map_err(|e| anyhow::anyhow!("--pg-url: {e}"))?,
+    })
 }
 
 /// Sends every record through `sink`, reports, and waits for stdin to close before the
@@ -260,8 +366,8 @@ async fn send_all<S: Sink>(sink: &mut S, records: &[OutboxRecord], args: &Args) 
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Enqueues `record`, taking acknowledgements and trying again while librdkafka's
-/// queue is full (the same record, so order is kept).
+/// Enqueues `record`, taking acknowledgements and trying again while the sink is full
+/// (librdkafka's queue, or the sink's own buffer: the same record, so order is kept).
 async fn send_one<S: Sink>(
     sink: &mut S,
     record: &OutboxRecord,
@@ -416,6 +522,64 @@ mod tests {
         assert_eq!((args.rows, args.txn_size, args.payload_bytes), (5, 100, 200));
         assert_eq!(args.kafka_props, vec![("linger.ms".to_owned(), "1".to_owned())]);
         assert!(Args::parse(["--rows", "5"].into_iter().map(str::to_owned)).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn webhook_args_parse() -> Result<()> {
+        let parse = |args: &[&str]| Args::parse(args.iter().map(|a| (*a).to_owned()));
+        let args = parse(&[
+            "--sink",
+            "webhook",
+            "--webhook-url",
+            "http://127.0.0.1:9/hooks/{aggregatetype}",
+            "--webhook-secret-file",
+            "/tmp/secret",
+            "--pg-url",
+            "postgres://u@127.0.0.1:5432/db",
+            "--topic-template",
+            "bench_webhook_r1.{aggregatetype}",
+            "--concurrency",
+            "16",
+            "--topic",
+            "bench_webhook_r1.Order",
+            "--rows",
+            "5",
+        ])?;
+        assert_eq!(args.destination, Destination::Webhook);
+        assert_eq!(args.webhook_url, "http://127.0.0.1:9/hooks/{aggregatetype}");
+        assert_eq!(args.webhook_secret_file, "/tmp/secret");
+        assert_eq!(args.pg_url, "postgres://u@127.0.0.1:5432/db");
+        assert_eq!(args.topic_template, "bench_webhook_r1.{aggregatetype}");
+        assert_eq!((args.concurrency, args.rows), (16, 5));
+        // Without a secret the config is built unsigned, and the template recovers the
+        // aggregate type from the topic.
+        let unsigned = Args { webhook_secret_file: String::new(), ..args.clone() };
+        let config = webhook_config(&unsigned)?;
+        assert!(config.signing_key.is_none());
+        assert_eq!(config.topic_template.aggregate_type(&args.topic), Some("Order"));
+        assert_eq!(config.max_buffered, MAX_IN_FLIGHT);
+        // The defaults: tailbox's topic template and concurrency.
+        let defaults = parse(&[
+            "--sink",
+            "webhook",
+            "--webhook-url",
+            "http://h/x",
+            "--pg-url",
+            "postgres://u@h/db",
+            "--topic",
+            "t",
+            "--rows",
+            "1",
+        ])?;
+        assert_eq!(defaults.topic_template, "outbox.event.{aggregatetype}");
+        assert_eq!(defaults.concurrency, 16);
+        // A webhook needs both its URL and the database.
+        let no_pg = ["--sink", "webhook", "--webhook-url", "http://h/x", "--topic", "t"];
+        assert!(parse(&[&no_pg[..], &["--rows", "1"]].concat()).is_err());
+        let no_url = ["--sink", "webhook", "--pg-url", "postgres://u@h/db", "--topic", "t"];
+        assert!(parse(&[&no_url[..], &["--rows", "1"]].concat()).is_err());
+        assert!(parse(&["--sink", "http", "--topic", "t", "--rows", "1"]).is_err());
         Ok(())
     }
 }
