@@ -38,8 +38,9 @@ Options (flag, or the environment variable beside it; flags win):
 The tailbox binary is the release build: run through `make bench`, or set
 TAILBOX_TEST_RELEASE=1 (or TAILBOX_BIN=/path/to/tailbox).
 
-Internal: `tailbox-bench produce-floor ...` is the child process the catch-up phase runs
-for its Kafka-producer-alone reference; it is not meant to be run by hand.
+Internal: `tailbox-bench produce-floor [--sink kafka|redis|webhook] ...` is the child
+process the catchup, redis and webhook phases run for their sink-alone references (see
+tests/bench/producer.rs for its arguments); it is not meant to be run by hand.
 ";
 
 /// Which measurements to take.

@@ -8,9 +8,11 @@
 //!    `tailbox-bench produce-floor`, see producer.rs);
 //! 4. commit→Kafka and commit→consumer latency under a fixed commit rate;
 //! 5. one huge transaction: peak RSS and time to publish;
-//! 6. the catch-up into Redis Streams;
+//! 6. the catch-up into Redis Streams, next to tailbox's Redis sink alone (`produce-floor
+//!    --sink redis`);
 //! 7. HTTP webhooks to a local receiver: catch-up rate and CPU at 16 requests in
-//!    flight, commit→receive latency at 1,000 events/s.
+//!    flight, next to tailbox's webhook sink alone (`produce-floor --sink webhook`),
+//!    commit→receive latency at 1,000 events/s.
 //!
 //! Each figure is the median of N runs. Progress goes to stderr, the Markdown table to
 //! stdout, and both reports to `target/bench/report.{md,json}`. See

@@ -16,7 +16,7 @@ use crate::report::Metrics;
 
 const MB: f64 = 1_000_000.0;
 
-fn drain_timeout(rows: u64) -> Duration {
+pub(crate) fn drain_timeout(rows: u64) -> Duration {
     Duration::from_secs(120 + rows / 2_000)
 }
 
@@ -264,7 +264,7 @@ async fn producer_alone(
 /// `produce-floor` arguments for Kafka: [`floor_args`], the bench's broker, and the
 /// `--kafka-prop`s among `--tailbox-arg`s (tailbox applies them to the same producer).
 fn producer_args(env: &Env, cfg: &Config, topic: &str) -> Vec<String> {
-    let mut args = floor_args(cfg, topic);
+    let mut args = floor_args(cfg, topic, cfg.rows);
     args.extend(["--brokers".into(), env.kafka.bootstrap().to_owned()]);
     let mut tailbox_args = cfg.tailbox_args.iter();
     while let Some(arg) = tailbox_args.next() {
@@ -281,13 +281,13 @@ fn producer_args(env: &Env, cfg: &Config, topic: &str) -> Vec<String> {
 }
 
 /// The `produce-floor` arguments every sink takes: `topic` (the stream, for Redis),
-/// rows, payload and transaction size.
-fn floor_args(cfg: &Config, topic: &str) -> Vec<String> {
+/// `rows`, payload and transaction size.
+pub(crate) fn floor_args(cfg: &Config, topic: &str, rows: u64) -> Vec<String> {
     vec![
         "--topic".into(),
         topic.to_owned(),
         "--rows".into(),
-        cfg.rows.to_string(),
+        rows.to_string(),
         "--payload-bytes".into(),
         cfg.payload_bytes.to_string(),
         "--txn-size".into(),
@@ -545,7 +545,7 @@ async fn redis_sink_alone(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) ->
     progress(&format!("run {run}: the Redis sink alone writes {} entries", cfg.rows));
     let mut server = redis.pid().and_then(CpuWatch::new);
     let log = env.logs.join(format!("redis-alone-r{run}.log"));
-    let mut args = floor_args(cfg, &stream);
+    let mut args = floor_args(cfg, &stream, cfg.rows);
     args.extend(["--sink".into(), "redis".into(), "--redis-url".into(), redis.url()]);
     let p = measure::run_producer_alone(&args, &log, drain_timeout(cfg.rows))
         .await

@@ -1,7 +1,10 @@
 //! (7): the webhook sink (`--sink webhook`, 16 requests in flight) against a local
 //! receiver in this process (tests/support's, which checks every signature): the
-//! catch-up rate and CPU per million events over already-committed rows, then the
-//! commit→receive latency while writers commit 1,000 events/s.
+//! catch-up rate and CPU per million events over already-committed rows, next to the
+//! webhook sink alone posting as many events (7a; a child process of this binary,
+//! `tailbox-bench produce-floor --sink webhook`, see producer.rs) and tailbox's own
+//! share of the CPU (7b), then the commit→receive latency while writers commit 1,000
+//! events/s.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -9,11 +12,11 @@ use anyhow::{Context, Result};
 use tailbox_e2e::{Arrival, WebhookReceiver};
 
 use crate::config::Config;
-use crate::env::{Env, PhaseNames};
+use crate::env::{AGGREGATE_TYPE, Env, PhaseNames};
 use crate::latency::{WARMUP_TYPE, quantile};
 use crate::load;
 use crate::measure::{self, TailboxProc};
-use crate::phases::{drain, stop, wait_for};
+use crate::phases::{drain, drain_timeout, floor_args, stop, wait_for};
 use crate::progress;
 use crate::report::Metrics;
 
@@ -28,6 +31,19 @@ const MAX_ROWS: u64 = 100_000;
 /// The commit rate of the latency measurement.
 pub const RATE: u64 = 1_000;
 
+/// [`SECRET`] in a file (what `--webhook-secret-file` takes); returns its path.
+fn secret_file(env: &Env) -> Result<String> {
+    let secret = env.logs.join("webhook-secret");
+    std::fs::write(&secret, SECRET).context("writing the webhook secret")?;
+    Ok(secret.display().to_string())
+}
+
+/// The URL template tailbox (and the sink alone) posts to: `receiver`'s
+/// `/hooks/{aggregatetype}`.
+fn url_template(receiver: &WebhookReceiver) -> String {
+    format!("{}/hooks/{{aggregatetype}}", receiver.url())
+}
+
 /// `tailbox run` arguments for the webhook sink posting to `receiver`.
 fn args(
     env: &Env,
@@ -35,8 +51,6 @@ fn args(
     names: &PhaseNames,
     receiver: &WebhookReceiver,
 ) -> Result<Vec<String>> {
-    let secret = env.logs.join("webhook-secret");
-    std::fs::write(&secret, SECRET).context("writing the webhook secret")?;
     let mut args = env.tailbox_args(cfg, names);
     if let Some(at) = args.iter().position(|a| a == "--kafka-brokers") {
         args.drain(at..at + 2);
@@ -45,9 +59,9 @@ fn args(
         "--sink".into(),
         "webhook".into(),
         "--webhook-url".into(),
-        format!("{}/hooks/{{aggregatetype}}", receiver.url()),
+        url_template(receiver),
         "--webhook-secret-file".into(),
-        secret.display().to_string(),
+        secret_file(env)?,
         "--webhook-concurrency".into(),
         CONCURRENCY.to_string(),
     ]);
@@ -104,7 +118,77 @@ async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<(
             "warning: {published} requests delivered for {rows} rows; all signed: {signed}"
         ));
     }
+
+    let alone = sink_alone(env, cfg, &names, rows, run, m).await?;
+    m.push("webhook.own_cpu_s_per_million", cpu_per_million - alone);
     Ok(())
+}
+
+/// (7a), after tailbox's catch-up: the webhook sink alone. tailbox's `WebhookSink`
+/// with tailbox's defaults (and this phase's secret and concurrency) posts `rows`
+/// events shaped like the outbox rows, to the same URL template as tailbox, at a fresh
+/// receiver (so that what arrives is the sink alone's), from a child process
+/// (`tailbox-bench produce-floor --sink webhook`, see producer.rs); no replication
+/// involved, but the sink connects to PostgreSQL and checks its tables as in tailbox.
+/// Returns its CPU seconds per million events.
+async fn sink_alone(
+    env: &Env,
+    cfg: &Config,
+    names: &PhaseNames,
+    rows: u64,
+    run: u32,
+    m: &mut Metrics,
+) -> Result<f64> {
+    progress(&format!("run {run}: the webhook sink alone posts {rows} events"));
+    let receiver = WebhookReceiver::start(SECRET).await?;
+    let log = env.logs.join(format!("webhook-alone-r{run}.log"));
+    // The records' topic is the one tailbox's topic template gives the bench's rows,
+    // so the sink recovers `{aggregatetype}` from it with the same template.
+    let mut args = floor_args(cfg, &names.topic, rows);
+    args.extend([
+        "--sink".into(),
+        "webhook".into(),
+        "--webhook-url".into(),
+        url_template(&receiver),
+        "--webhook-secret-file".into(),
+        secret_file(env)?,
+        "--pg-url".into(),
+        env.pg.url(),
+        "--topic-template".into(),
+        format!("{}.{{aggregatetype}}", names.topic_prefix),
+        "--concurrency".into(),
+        CONCURRENCY.to_string(),
+    ]);
+    let p = measure::run_producer_alone(&args, &log, drain_timeout(rows))
+        .await
+        .context("the webhook sink alone")?;
+    let arrivals = receiver.arrivals();
+    let published = arrivals.iter().filter(|a| a.delivered()).count() as f64;
+    let signed = arrivals.iter().all(|a| a.signature_ok);
+    let path = format!("/hooks/{AGGREGATE_TYPE}");
+    let routed = arrivals.iter().all(|a| a.path == path);
+    drop(arrivals);
+
+    let n = rows as f64;
+    let cpu_per_million = p.sample.cpu_secs() / (n / 1e6);
+    m.push("webhook.sink_alone.events_per_s", n / p.secs);
+    m.push("webhook.sink_alone.cpu_s_per_million", cpu_per_million);
+    m.push("webhook.sink_alone.peak_rss_mib", p.sample.hwm_mib());
+    m.push("webhook.sink_alone.published", published);
+    progress(&format!(
+        "run {run}: webhook sink alone {:.2} s, {:.0} events/s, {cpu_per_million:.2} CPU-s per \
+         million, peak RSS {:.1} MiB",
+        p.secs,
+        n / p.secs,
+        p.sample.hwm_mib()
+    ));
+    if published != n || !signed || !routed {
+        progress(&format!(
+            "warning: the webhook sink alone: {published} requests delivered for {rows} events; \
+             all signed: {signed}; all to {path}: {routed}"
+        ));
+    }
+    Ok(cpu_per_million)
 }
 
 /// commit→receive: the receiver's clock at arrival minus the commit time tailbox sends
