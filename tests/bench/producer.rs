@@ -5,15 +5,14 @@
 //! --payload-bytes P [--txn-size N] [--id-header-only true]` and, per sink:
 //! - `kafka` (the default): `--brokers B [--kafka-prop K=V]…`;
 //! - `redis`: `--redis-url U` (the stream is `T`);
-//! - `webhook`: `--webhook-url URL --pg-url URL [--webhook-secret-file F]
-//!   [--topic-template T] [--concurrency N]` (the URL template as tailbox gets it, e.g.
-//!   `http://host/hooks/{aggregatetype}`; the database holding the webhook sink's
-//!   checkpoint and dead-letter tables; the topic template that named `T`, from which
-//!   the sink recovers `{aggregatetype}`).
+//! - `webhook`: `--settings FILE --pg-url URL`: FILE is what `tailbox config check`
+//!   printed for the arguments tailbox runs with (TOML: every effective value, defaults
+//!   included), so the sink alone runs with tailbox's webhook settings without a copy of
+//!   their defaults; the URL is the database of the sink's checkpoint and dead-letter
+//!   tables (the printed `pg_url` may be redacted).
 //!
 //! It sends `rows` records shaped like the bench's outbox rows through tailbox's own
-//! [`KafkaSink`] (with its producer settings), [`RedisSink`] or [`WebhookSink`] (with
-//! tailbox's defaults for everything the arguments do not set), the way tailbox's
+//! [`KafkaSink`] (with its producer settings), [`RedisSink`] or [`WebhookSink`], the way tailbox's
 //! session publishes them (`publish_record` in crates/pipeline/src/session.rs), with no
 //! replication involved: what the destination's client and the sink cost on their own.
 //!
@@ -55,31 +54,6 @@ const CHECKPOINTS: &str = "tailbox.bench.checkpoints";
 /// tailbox's default `--max-in-flight`.
 const MAX_IN_FLIGHT: u64 = 10_000;
 
-/// tailbox's defaults for the webhook settings the bench leaves alone. They exist only
-/// as `default_value`s of `WebhookOptions` and `PipelineOptions` in
-/// crates/cli/src/options.rs (turned into a [`WebhookSinkConfig`] by `webhook_config` in
-/// crates/cli/src/config/sinks.rs), so they are copied here.
-mod webhook_defaults {
-    /// `--webhook-concurrency` (the bench's `webhook::CONCURRENCY` gives the same).
-    pub const CONCURRENCY: usize = 16;
-    /// `--webhook-content-type`, with `--webhook-body payload`.
-    pub const CONTENT_TYPE: &str = "application/json";
-    /// `--webhook-max-attempts 0`: retry until delivered or refused.
-    pub const MAX_ATTEMPTS: Option<u32> = None;
-    /// `--webhook-timeout-ms`.
-    pub const TIMEOUT_MS: u64 = 10_000;
-    /// `--webhook-backoff-ms`.
-    pub const BACKOFF_MS: u64 = 500;
-    /// `--webhook-backoff-max-ms`.
-    pub const BACKOFF_MAX_MS: u64 = 60_000;
-    /// `--webhook-breaker-failures`.
-    pub const BREAKER_FAILURES: u32 = 5;
-    /// `--webhook-breaker-cooldown-ms`.
-    pub const BREAKER_COOLDOWN_MS: u64 = 30_000;
-    /// `--dlq-topic` (no record of the bench goes there).
-    pub const DLQ_TOPIC: &str = "outbox.dlq";
-}
-
 /// Distinct records built before the timed loop (one per aggregate of the load); the
 /// loop sends them in turn.
 const DISTINCT_RECORDS: u64 = 1_000;
@@ -111,17 +85,10 @@ struct Args {
     /// tailbox's `lsn`, `xid`, `commit_ts`), as tailbox writes it with
     /// `--meta-headers none --exclude-columns type,timestamp`.
     id_header_only: bool,
-    /// The webhook URL template (`{aggregatetype}` and `{topic}` replaced per event).
-    webhook_url: String,
-    /// A file holding the webhook signing secret (`whsec_…`); empty: unsigned.
-    webhook_secret_file: String,
+    /// `tailbox config check`'s output for tailbox's arguments (webhooks).
+    settings: String,
     /// The database of the webhook sink's checkpoint and dead-letter tables.
     pg_url: String,
-    /// The topic template that named `topic` (the webhook sink recovers the aggregate
-    /// type with it).
-    topic_template: String,
-    /// Webhook requests in flight at most.
-    concurrency: usize,
 }
 
 impl Args {
@@ -137,11 +104,8 @@ impl Args {
             txn_size: 100,
             kafka_props: Vec::new(),
             id_header_only: false,
-            webhook_url: String::new(),
-            webhook_secret_file: String::new(),
+            settings: String::new(),
             pg_url: String::new(),
-            topic_template: tailbox_outbox::config::DEFAULT_TOPIC_TEMPLATE.to_owned(),
-            concurrency: webhook_defaults::CONCURRENCY,
         };
         let mut args = args;
         while let Some(flag) = args.next() {
@@ -165,11 +129,8 @@ impl Args {
                 "--payload-bytes" => parsed.payload_bytes = u32::try_from(number()?)?,
                 "--txn-size" => parsed.txn_size = number()?.max(1),
                 "--id-header-only" => parsed.id_header_only = value == "true",
-                "--webhook-url" => parsed.webhook_url = value.clone(),
-                "--webhook-secret-file" => parsed.webhook_secret_file = value.clone(),
+                "--settings" => parsed.settings = value.clone(),
                 "--pg-url" => parsed.pg_url = value.clone(),
-                "--topic-template" => parsed.topic_template = value.clone(),
-                "--concurrency" => parsed.concurrency = usize::try_from(number()?.max(1))?,
                 "--kafka-prop" => {
                     let (key, val) = value
                         .split_once('=')
@@ -182,7 +143,7 @@ impl Args {
         let addressed = match parsed.destination {
             Destination::Kafka => !parsed.brokers.is_empty(),
             Destination::Redis => !parsed.redis_url.is_empty(),
-            Destination::Webhook => !parsed.webhook_url.is_empty() && !parsed.pg_url.is_empty(),
+            Destination::Webhook => !parsed.settings.is_empty() && !parsed.pg_url.is_empty(),
         };
         if !addressed || parsed.topic.is_empty() || parsed.rows == 0 {
             bail!(
@@ -278,37 +239,63 @@ fn run(args: &Args) -> Result<()> {
     }
 }
 
-/// The webhook sink's settings: the arguments', and tailbox's defaults
-/// ([`webhook_defaults`], [`MAX_IN_FLIGHT`]) for the rest, as `webhook_config` in
-/// crates/cli/src/config/sinks.rs builds them.
+/// The webhook sink's settings as tailbox builds them from the same effective values
+/// (`webhook_config` in crates/cli/src/config/sinks.rs), read from `tailbox config
+/// check`'s output.
 fn webhook_config(args: &Args) -> Result<WebhookSinkConfig> {
-    use webhook_defaults as d;
-    let signing_key = if args.webhook_secret_file.is_empty() {
-        None
-    } else {
-        let text = std::fs::read_to_string(&args.webhook_secret_file)
-            .with_context(|| format!("reading {}", args.webhook_secret_file))?;
-        Some(SigningKey::parse(&text).map_err(|e| anyhow::anyhow!("--webhook-secret-file: {e}"))?)
+    let text = std::fs::read_to_string(&args.settings)
+        .with_context(|| format!("reading {}", args.settings))?;
+    webhook_config_from(&text, &args.pg_url)
+}
+
+/// [`webhook_config`] from the settings' text.
+fn webhook_config_from(settings: &str, pg_url: &str) -> Result<WebhookSinkConfig> {
+    let table: toml::Table = settings.parse().context("tailbox config check's output")?;
+    let text = |key: &str| -> Result<&str> {
+        table
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .with_context(|| format!("no {key} in the settings"))
     };
-    let ms = Duration::from_millis;
+    let int = |key: &str| -> Result<u64> {
+        let value = table.get(key).and_then(toml::Value::as_integer);
+        value
+            .and_then(|n| u64::try_from(n).ok())
+            .with_context(|| format!("no {key} in the settings"))
+    };
+    let ms = |key: &str| int(key).map(Duration::from_millis);
+    let signing_key = match table.get("webhook_secret_file").and_then(toml::Value::as_str) {
+        None => None,
+        Some(file) => {
+            let secret =
+                std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+            Some(
+                SigningKey::parse(&secret)
+                    .map_err(|e| anyhow::anyhow!("the webhook secret: {e}"))?,
+            )
+        }
+    };
+    let body_text = text("webhook_body")?;
+    let max_attempts = u32::try_from(int("webhook_max_attempts")?)?;
     Ok(WebhookSinkConfig {
-        url: UrlTemplate::parse(&args.webhook_url)
-            .map_err(|e| anyhow::anyhow!("--webhook-url: {e}"))?,
-        topic_template: tailbox_outbox::TopicTemplate::parse(&args.topic_template)
-            .map_err(|e| anyhow::anyhow!("--topic-template: {e}"))?,
-        body: BodyFormat::Payload { content_type: d::CONTENT_TYPE.to_owned() },
+        url: UrlTemplate::parse(text("webhook_url")?)
+            .map_err(|e| anyhow::anyhow!("webhook_url: {e}"))?,
+        topic_template: tailbox_outbox::TopicTemplate::parse(text("topic_template")?)
+            .map_err(|e| anyhow::anyhow!("topic_template: {e}"))?,
+        body: BodyFormat::parse(body_text, text("webhook_content_type")?)
+            .with_context(|| format!("webhook_body {body_text:?}"))?,
         signing_key,
         headers: tailbox_webhook_sink::config::HeaderMap::new(),
         ca_file: None,
-        concurrency: args.concurrency,
-        max_attempts: d::MAX_ATTEMPTS,
-        request_timeout: ms(d::TIMEOUT_MS),
-        backoff: Backoff { initial: ms(d::BACKOFF_MS), max: ms(d::BACKOFF_MAX_MS) },
-        breaker_failures: d::BREAKER_FAILURES,
-        breaker_cooldown: ms(d::BREAKER_COOLDOWN_MS),
-        max_buffered: MAX_IN_FLIGHT,
-        dlq_topic: d::DLQ_TOPIC.to_owned(),
-        pg: tailbox_replication::PgConnectionConfig::parse(&args.pg_url)
+        concurrency: usize::try_from(int("webhook_concurrency")?)?,
+        max_attempts: (max_attempts > 0).then_some(max_attempts),
+        request_timeout: ms("webhook_timeout_ms")?,
+        backoff: Backoff { initial: ms("webhook_backoff_ms")?, max: ms("webhook_backoff_max_ms")? },
+        breaker_failures: u32::try_from(int("webhook_breaker_failures")?)?,
+        breaker_cooldown: ms("webhook_breaker_cooldown_ms")?,
+        max_buffered: int("max_in_flight")?,
+        dlq_topic: text("dlq_topic")?.to_owned(),
+        pg: tailbox_replication::PgConnectionConfig::parse(pg_url)
             .map_err(|e| anyhow::anyhow!("--pg-url: {e}"))?,
     })
 }
@@ -526,60 +513,48 @@ mod tests {
     }
 
     #[test]
-    fn webhook_args_parse() -> Result<()> {
+    fn webhook_settings_come_from_tailbox_config_check() -> Result<()> {
         let parse = |args: &[&str]| Args::parse(args.iter().map(|a| (*a).to_owned()));
-        let args = parse(&[
-            "--sink",
-            "webhook",
-            "--webhook-url",
-            "http://127.0.0.1:9/hooks/{aggregatetype}",
-            "--webhook-secret-file",
-            "/tmp/secret",
-            "--pg-url",
-            "postgres://u@127.0.0.1:5432/db",
-            "--topic-template",
-            "bench_webhook_r1.{aggregatetype}",
-            "--concurrency",
-            "16",
-            "--topic",
-            "bench_webhook_r1.Order",
-            "--rows",
-            "5",
-        ])?;
-        assert_eq!(args.destination, Destination::Webhook);
-        assert_eq!(args.webhook_url, "http://127.0.0.1:9/hooks/{aggregatetype}");
-        assert_eq!(args.webhook_secret_file, "/tmp/secret");
-        assert_eq!(args.pg_url, "postgres://u@127.0.0.1:5432/db");
-        assert_eq!(args.topic_template, "bench_webhook_r1.{aggregatetype}");
-        assert_eq!((args.concurrency, args.rows), (16, 5));
-        // Without a secret the config is built unsigned, and the template recovers the
-        // aggregate type from the topic.
-        let unsigned = Args { webhook_secret_file: String::new(), ..args.clone() };
-        let config = webhook_config(&unsigned)?;
+        let base = ["--sink", "webhook", "--topic", "bench_webhook_r1.Order", "--rows", "5"];
+        let args = parse(
+            &[&base[..], &["--settings", "/tmp/s.toml", "--pg-url", "postgres://u@h/db"]].concat(),
+        )?;
+        assert_eq!(
+            (args.destination, args.settings.as_str()),
+            (Destination::Webhook, "/tmp/s.toml")
+        );
+        // A webhook needs both the settings and the database.
+        assert!(parse(&[&base[..], &["--pg-url", "postgres://u@h/db"]].concat()).is_err());
+        assert!(parse(&[&base[..], &["--settings", "/tmp/s.toml"]].concat()).is_err());
+        assert!(parse(&["--sink", "http", "--topic", "t", "--rows", "1"]).is_err());
+
+        // The shape `tailbox config check` prints (comments for unset keys).
+        let settings = r#"
+sink = "webhook"  # flag --sink
+webhook_url = "http://127.0.0.1:9/hooks/{aggregatetype}"  # flag --webhook-url
+# webhook_secret_file is not set
+webhook_body = "payload"  # default
+webhook_content_type = "application/json"  # default
+webhook_concurrency = 16  # flag --webhook-concurrency
+webhook_max_attempts = 0  # default
+webhook_timeout_ms = 10000  # default
+webhook_backoff_ms = 500  # default
+webhook_backoff_max_ms = 60000  # default
+webhook_breaker_failures = 5  # default
+webhook_breaker_cooldown_ms = 30000  # default
+topic_template = "bench_webhook_r1.{aggregatetype}"  # flag --topic-template
+dlq_topic = "outbox.dlq"  # default
+max_in_flight = 10000  # default
+"#;
+        let config = webhook_config_from(settings, "postgres://u@127.0.0.1:5432/db")?;
         assert!(config.signing_key.is_none());
         assert_eq!(config.topic_template.aggregate_type(&args.topic), Some("Order"));
-        assert_eq!(config.max_buffered, MAX_IN_FLIGHT);
-        // The defaults: tailbox's topic template and concurrency.
-        let defaults = parse(&[
-            "--sink",
-            "webhook",
-            "--webhook-url",
-            "http://h/x",
-            "--pg-url",
-            "postgres://u@h/db",
-            "--topic",
-            "t",
-            "--rows",
-            "1",
-        ])?;
-        assert_eq!(defaults.topic_template, "outbox.event.{aggregatetype}");
-        assert_eq!(defaults.concurrency, 16);
-        // A webhook needs both its URL and the database.
-        let no_pg = ["--sink", "webhook", "--webhook-url", "http://h/x", "--topic", "t"];
-        assert!(parse(&[&no_pg[..], &["--rows", "1"]].concat()).is_err());
-        let no_url = ["--sink", "webhook", "--pg-url", "postgres://u@h/db", "--topic", "t"];
-        assert!(parse(&[&no_url[..], &["--rows", "1"]].concat()).is_err());
-        assert!(parse(&["--sink", "http", "--topic", "t", "--rows", "1"]).is_err());
+        assert_eq!(
+            (config.concurrency, config.max_attempts, config.max_buffered),
+            (16, None, 10_000)
+        );
+        assert_eq!(config.backoff.max, Duration::from_secs(60));
+        assert!(webhook_config_from("sink = \"webhook\"", "postgres://u@h/db").is_err());
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! share of the CPU (7b), then the commit→receive latency while writers commit 1,000
 //! events/s.
 
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -31,19 +32,6 @@ const MAX_ROWS: u64 = 100_000;
 /// The commit rate of the latency measurement.
 pub const RATE: u64 = 1_000;
 
-/// [`SECRET`] in a file (what `--webhook-secret-file` takes); returns its path.
-fn secret_file(env: &Env) -> Result<String> {
-    let secret = env.logs.join("webhook-secret");
-    std::fs::write(&secret, SECRET).context("writing the webhook secret")?;
-    Ok(secret.display().to_string())
-}
-
-/// The URL template tailbox (and the sink alone) posts to: `receiver`'s
-/// `/hooks/{aggregatetype}`.
-fn url_template(receiver: &WebhookReceiver) -> String {
-    format!("{}/hooks/{{aggregatetype}}", receiver.url())
-}
-
 /// `tailbox run` arguments for the webhook sink posting to `receiver`.
 fn args(
     env: &Env,
@@ -51,6 +39,8 @@ fn args(
     names: &PhaseNames,
     receiver: &WebhookReceiver,
 ) -> Result<Vec<String>> {
+    let secret = env.logs.join("webhook-secret");
+    std::fs::write(&secret, SECRET).context("writing the webhook secret")?;
     let mut args = env.tailbox_args(cfg, names);
     if let Some(at) = args.iter().position(|a| a == "--kafka-brokers") {
         args.drain(at..at + 2);
@@ -59,9 +49,9 @@ fn args(
         "--sink".into(),
         "webhook".into(),
         "--webhook-url".into(),
-        url_template(receiver),
+        format!("{}/hooks/{{aggregatetype}}", receiver.url()),
         "--webhook-secret-file".into(),
-        secret_file(env)?,
+        secret.display().to_string(),
         "--webhook-concurrency".into(),
         CONCURRENCY.to_string(),
     ]);
@@ -125,7 +115,8 @@ async fn catchup(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<(
 }
 
 /// (7a), after tailbox's catch-up: the webhook sink alone. tailbox's `WebhookSink`
-/// with tailbox's defaults (and this phase's secret and concurrency) posts `rows`
+/// with the settings tailbox runs with in this phase (`tailbox config check` of the same
+/// arguments: secret, concurrency, and every default) posts `rows`
 /// events shaped like the outbox rows, to the same URL template as tailbox, at a fresh
 /// receiver (so that what arrives is the sink alone's), from a child process
 /// (`tailbox-bench produce-floor --sink webhook`, see producer.rs); no replication
@@ -142,22 +133,19 @@ async fn sink_alone(
     progress(&format!("run {run}: the webhook sink alone posts {rows} events"));
     let receiver = WebhookReceiver::start(SECRET).await?;
     let log = env.logs.join(format!("webhook-alone-r{run}.log"));
-    // The records' topic is the one tailbox's topic template gives the bench's rows,
-    // so the sink recovers `{aggregatetype}` from it with the same template.
+    // tailbox's own effective settings for this receiver (defaults included), so the
+    // sink alone runs as tailbox does without a copy of them; the records' topic is the
+    // one tailbox's topic template gives the bench's rows.
+    let settings = env.logs.join(format!("webhook-alone-r{run}.toml"));
+    effective_settings(env, &args(env, cfg, names, &receiver)?, &settings)?;
     let mut args = floor_args(cfg, &names.topic, rows);
     args.extend([
         "--sink".into(),
         "webhook".into(),
-        "--webhook-url".into(),
-        url_template(&receiver),
-        "--webhook-secret-file".into(),
-        secret_file(env)?,
+        "--settings".into(),
+        settings.display().to_string(),
         "--pg-url".into(),
         env.pg.url(),
-        "--topic-template".into(),
-        format!("{}.{{aggregatetype}}", names.topic_prefix),
-        "--concurrency".into(),
-        CONCURRENCY.to_string(),
     ]);
     let p = measure::run_producer_alone(&args, &log, drain_timeout(rows))
         .await
@@ -271,4 +259,23 @@ async fn latency(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result<(
         cpu / (events / 1e6)
     ));
     Ok(())
+}
+
+/// Writes to `out` what `tailbox config check` prints for the `tailbox run` arguments
+/// `run_args`: every effective value, defaults included (TOML).
+fn effective_settings(env: &Env, run_args: &[String], out: &Path) -> Result<()> {
+    let check_args = run_args.iter().skip_while(|a| *a != "run").skip(1);
+    let output = std::process::Command::new(&env.tailbox)
+        .args(["config", "check"])
+        .args(check_args)
+        .output()
+        .with_context(|| format!("running {} config check", env.tailbox.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "tailbox config check failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::write(out, &output.stdout).with_context(|| format!("writing {}", out.display()))
 }
