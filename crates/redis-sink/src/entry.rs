@@ -6,7 +6,9 @@
 //! then those of `lsn`, `xid`, `commit_ts` (and `ce_time` for CloudEvents) of its
 //! transaction that the table's `meta_headers` select.
 
-use redis::{Arg, Cmd};
+use std::io::Write as _;
+
+use redis::{Arg, Cmd, RedisWrite as _};
 use tailbox_outbox::OutboxRecord;
 use tailbox_sink::{EventMeta, RefusedRecord};
 
@@ -18,34 +20,69 @@ pub const KEY_FIELD: &str = "aggregateid";
 pub const VALUE_FIELD: &str = "payload";
 
 /// `XADD <stream> [trim] <id> aggregateid <key> payload <value> <headers…> [lsn xid commit_ts]`.
+///
+/// The command's buffers are allocated once, at their final size, and the ID's digits
+/// are written straight into them (no `String` between).
 pub fn xadd(
     record: &OutboxRecord,
     meta: Option<&EventMeta>,
     id: EntryId,
     trim: Option<Trim>,
 ) -> Cmd {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(&*record.topic);
+    let meta_headers = || meta.into_iter().flat_map(|m| m.headers(record.meta));
+    let (mut lsn, mut position) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (lsn, position) = (lsn.format(id.lsn).as_bytes(), position.format(id.position).as_bytes());
+    let (trim_args, trim_bytes) = if trim.is_some() { (3, MAX_TRIM_BYTES) } else { (0, 0) };
+    let fields = 2 + record.headers.len() + meta_headers().count();
+    let field_bytes = KEY_FIELD.len()
+        + record.key.len()
+        + VALUE_FIELD.len()
+        + record.value.len()
+        + record.headers.iter().map(|(name, value)| name.len() + value.len()).sum::<usize>()
+        + meta_headers().map(|(name, value)| name.len() + value.len()).sum::<usize>();
+    let mut cmd = Cmd::with_capacity(
+        3 + trim_args + 2 * fields,
+        "XADD".len()
+            + record.topic.len()
+            + trim_bytes
+            + lsn.len()
+            + 1
+            + position.len()
+            + field_bytes,
+    );
+    cmd.arg("XADD").arg(&*record.topic);
     match trim {
         Some(Trim::MaxLen(n)) => {
             cmd.arg("MAXLEN").arg("~").arg(n);
         }
         Some(Trim::MinIdBehind(bytes)) => {
-            cmd.arg("MINID").arg("~").arg(format!("{}-0", id.lsn.saturating_sub(bytes)));
+            let mut min = itoa::Buffer::new();
+            cmd.arg("MINID").arg("~");
+            write_arg(&mut cmd, &[min.format(id.lsn.saturating_sub(bytes)).as_bytes(), b"-0"]);
         }
         None => {}
     }
-    cmd.arg(id.to_string());
+    write_arg(&mut cmd, &[lsn, b"-", position]);
     cmd.arg(KEY_FIELD).arg(record.key.as_ref()).arg(VALUE_FIELD).arg(record.value.as_ref());
     for (name, value) in &record.headers {
         cmd.arg(&**name).arg(value.as_ref());
     }
-    if let Some(meta) = meta {
-        for (name, value) in meta.headers(record.meta) {
-            cmd.arg(name).arg(value);
-        }
+    for (name, value) in meta_headers() {
+        cmd.arg(name).arg(value);
     }
     cmd
+}
+
+/// The most bytes the trim arguments take: `MAXLEN ~ <u64>` or `MINID ~ <u64>-0`.
+const MAX_TRIM_BYTES: usize = "MAXLEN".len() + "~".len() + 20 + "-0".len();
+
+/// One argument made of `parts`, written into the command without a `String` between.
+fn write_arg(cmd: &mut Cmd, parts: &[&[u8]]) {
+    let mut arg = cmd.writer_for_next_arg();
+    for part in parts {
+        // Writing into the command's buffer cannot fail.
+        let _ = arg.write_all(part);
+    }
 }
 
 /// The stream and entry ID of an `XADD` built by [`xadd`].
@@ -116,6 +153,53 @@ mod tests {
                 ("ce_time", b"1970-01-01T00:00:00.000000Z"),
             ]
         );
+    }
+
+    #[test]
+    fn the_command_holds_the_arguments_in_order() {
+        let record = OutboxRecord {
+            topic: Arc::from("outbox.event.Order"),
+            key: Bytes::from_static(b"o-1"),
+            value: Bytes::from_static(b"{\"n\":1}"),
+            headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
+            meta: tailbox_outbox::MetaHeaders::default(),
+        };
+        let mut meta = EventMeta::default();
+        meta.reset(0x10.into(), 5, 1_700_000_000_000_000);
+        let id = EntryId { lsn: u64::MAX, position: 12_345 };
+        let fields = [
+            "aggregateid",
+            "o-1",
+            "payload",
+            "{\"n\":1}",
+            "id",
+            "7",
+            "lsn",
+            "0/10",
+            "xid",
+            "5",
+            "commit_ts",
+            "1700000000000000",
+        ];
+        for (trim, trim_args) in [
+            (None, vec![]),
+            (Some(Trim::MaxLen(1000)), vec!["MAXLEN", "~", "1000"]),
+            (Some(Trim::MinIdBehind(64)), vec!["MINID", "~", "18446744073709551551-0"]),
+        ] {
+            let cmd = xadd(&record, Some(&meta), id, trim);
+            let args: Vec<String> = cmd
+                .args_iter()
+                .map(|a| match a {
+                    Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    _ => "?".to_owned(),
+                })
+                .collect();
+            let mut expected = vec!["XADD", "outbox.event.Order"];
+            expected.extend(trim_args);
+            expected.push("18446744073709551615-12345");
+            expected.extend(fields);
+            assert_eq!(args, expected);
+        }
     }
 
     #[test]
