@@ -185,9 +185,11 @@ struct Batch {
 impl Batch {
     /// `first` and what else is queued now, up to [`BATCH`].
     fn gather(first: Queued, queue: &mut UnboundedReceiver<Queued>) -> Self {
-        let mut body = redis::pipe();
+        // Room for `MULTI` and every command it will take (one allocation, no growing).
+        let commands = (1 + queue.len()).min(BATCH);
+        let mut body = Pipeline::with_capacity(1 + commands);
         body.ignore_errors().cmd("MULTI");
-        let mut entries = Vec::with_capacity(BATCH);
+        let mut entries = Vec::with_capacity(commands);
         let mut next = Some(first);
         while let Some(Queued { seq, cmd, stream }) = next {
             body.add_command(cmd);
