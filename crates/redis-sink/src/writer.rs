@@ -55,11 +55,12 @@ use std::{future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
 
 use redis::{Cmd, Pipeline, RedisError, Value, aio::MultiplexedConnection};
 use tailbox_sink::{Ack, DeliveryError};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, warn};
 
 use crate::{
     REDIS,
+    acks::AckSender,
     claims::{ClaimError, StreamClaims},
     config::{Durability, Trim},
     entry::{VALUE_FIELD, refused_copy, stream_and_id},
@@ -92,7 +93,8 @@ pub(crate) struct Writer {
     pub conn: MultiplexedConnection,
     /// For claims and checks of refused entries (never inside a transaction).
     pub side: MultiplexedConnection,
-    pub acks: UnboundedSender<Ack>,
+    /// Each batch's acknowledgements, as one message.
+    pub acks: AckSender,
     pub durability: Durability,
     pub trim: Option<Trim>,
     pub claims: StreamClaims,
@@ -134,9 +136,8 @@ pub(crate) async fn run(mut w: Writer, mut queue: UnboundedReceiver<Queued>) {
                         let behind = open.take();
                         let failure = Broken::Failed(error.to_string());
                         let entries = behind.iter().flat_map(|o| &o.batch.entries);
-                        for entry in done.batch.entries.iter().chain(entries) {
-                            let _ = w.acks.send(failure.ack(entry.seq));
-                        }
+                        let acks = done.batch.entries.iter().chain(entries);
+                        let _ = w.acks.send(acks.map(|entry| failure.ack(entry.seq)).collect());
                         broken.get_or_insert(failure);
                     }
                 }
@@ -406,9 +407,8 @@ impl Writer {
             *broken = Some(why);
         }
         if let Some(broken) = broken {
-            for entry in &batch.entries {
-                let _ = self.acks.send(broken.ack(entry.seq));
-            }
+            let _ =
+                self.acks.send(batch.entries.iter().map(|entry| broken.ack(entry.seq)).collect());
             return None;
         }
         Some(Open::send(&self.conn, batch).await)
@@ -429,10 +429,11 @@ impl Writer {
 
     /// The acknowledgements of a batch that ran.
     async fn acknowledge(&mut self, batch: Batch, replies: Vec<Result<Value, RedisError>>) {
+        let mut acks = Vec::with_capacity(batch.entries.len());
         for ((entry, cmd), reply) in batch.entries.iter().zip(batch.cmds()).zip(replies) {
-            let ack = self.ack(entry, cmd, reply).await;
-            let _ = self.acks.send(ack);
+            acks.push(self.ack(entry, cmd, reply).await);
         }
+        let _ = self.acks.send(acks);
     }
 
     /// The acknowledgement of one command from its reply.
