@@ -534,8 +534,8 @@ pub async fn redis(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) -> Result
     Ok(())
 }
 
-/// (6b), after tailbox's catch-up into Redis: the Redis sink alone. tailbox's
-/// `RedisSink` with its default settings writes `rows` entries shaped like the outbox
+/// (6a), after tailbox's catch-up into Redis: the Redis sink alone. tailbox's
+/// `RedisSink` with tailbox's default settings writes `rows` entries shaped like the outbox
 /// rows to a fresh stream, in a child process (`tailbox-bench produce-floor --sink
 /// redis`, see producer.rs); no PostgreSQL involved. Returns its CPU seconds per
 /// million events.
@@ -555,24 +555,40 @@ async fn redis_sink_alone(env: &Env, cfg: &Config, run: u32, m: &mut Metrics) ->
     }
     let published = take_stream(&redis.url(), &stream).await?;
 
-    let rows = cfg.rows as f64;
-    let cpu_per_million = p.sample.cpu_secs() / (rows / MB);
-    m.push("redis.sink_alone.events_per_s", rows / p.secs);
-    m.push("redis.sink_alone.cpu_s_per_million", cpu_per_million);
-    m.push("redis.sink_alone.peak_rss_mib", p.sample.hwm_mib());
     m.push("redis.sink_alone.server_cpu_s", server.map(|s| s.cpu_secs()).unwrap_or(f64::NAN));
-    m.push("redis.sink_alone.published", published as f64);
-    progress(&format!(
-        "run {run}: Redis sink alone {:.2} s, {:.0} events/s, {cpu_per_million:.2} CPU-s per \
-         million, peak RSS {:.1} MiB",
-        p.secs,
-        rows / p.secs,
-        p.sample.hwm_mib()
-    ));
+    let cpu_per_million = record_sink_alone(m, "redis", run, cfg.rows, &p, published as f64);
+    let rows = cfg.rows as f64;
     if published as f64 != rows {
         progress(&format!("warning: {published} entries in Redis, {rows} sent"));
     }
     Ok(cpu_per_million)
+}
+
+/// Records a sink-alone run `p` over `rows` events under `{phase}.sink_alone.` and
+/// prints it; returns its CPU seconds per million events.
+pub(crate) fn record_sink_alone(
+    m: &mut Metrics,
+    phase: &str,
+    run: u32,
+    rows: u64,
+    p: &measure::ProducerRun,
+    published: f64,
+) -> f64 {
+    let n = rows as f64;
+    let cpu_per_million = p.sample.cpu_secs() / (n / MB);
+    let key = |name: &str| format!("{phase}.sink_alone.{name}");
+    m.push(key("events_per_s"), n / p.secs);
+    m.push(key("cpu_s_per_million"), cpu_per_million);
+    m.push(key("peak_rss_mib"), p.sample.hwm_mib());
+    m.push(key("published"), published);
+    progress(&format!(
+        "run {run}: the {phase} sink alone {:.2} s, {:.0} events/s, {cpu_per_million:.2} \
+         CPU-s per million, peak RSS {:.1} MiB",
+        p.secs,
+        n / p.secs,
+        p.sample.hwm_mib()
+    ));
+    cpu_per_million
 }
 
 /// The length of `stream`, which is then deleted (the next run starts without it).

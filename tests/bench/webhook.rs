@@ -17,7 +17,7 @@ use crate::env::{AGGREGATE_TYPE, Env, PhaseNames};
 use crate::latency::{WARMUP_TYPE, quantile};
 use crate::load;
 use crate::measure::{self, TailboxProc};
-use crate::phases::{drain, drain_timeout, floor_args, stop, wait_for};
+use crate::phases::{drain, drain_timeout, floor_args, record_sink_alone, stop, wait_for};
 use crate::progress;
 use crate::report::Metrics;
 
@@ -157,19 +157,8 @@ async fn sink_alone(
     let routed = arrivals.iter().all(|a| a.path == path);
     drop(arrivals);
 
+    let cpu_per_million = record_sink_alone(m, "webhook", run, rows, &p, published);
     let n = rows as f64;
-    let cpu_per_million = p.sample.cpu_secs() / (n / 1e6);
-    m.push("webhook.sink_alone.events_per_s", n / p.secs);
-    m.push("webhook.sink_alone.cpu_s_per_million", cpu_per_million);
-    m.push("webhook.sink_alone.peak_rss_mib", p.sample.hwm_mib());
-    m.push("webhook.sink_alone.published", published);
-    progress(&format!(
-        "run {run}: webhook sink alone {:.2} s, {:.0} events/s, {cpu_per_million:.2} CPU-s per \
-         million, peak RSS {:.1} MiB",
-        p.secs,
-        n / p.secs,
-        p.sample.hwm_mib()
-    ));
     if published != n || !signed || !routed {
         progress(&format!(
             "warning: the webhook sink alone: {published} requests delivered for {rows} events; \

@@ -126,6 +126,21 @@ mod tests {
 
     use super::*;
 
+    /// A record with one header of its own and the default meta headers, and its
+    /// transaction's metadata.
+    fn order_record() -> (OutboxRecord, EventMeta) {
+        let record = OutboxRecord {
+            topic: Arc::from("outbox.event.Order"),
+            key: Bytes::from_static(b"o-1"),
+            value: Bytes::from_static(b"{\"n\":1}"),
+            headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
+            meta: tailbox_outbox::MetaHeaders::default(),
+        };
+        let mut meta = EventMeta::default();
+        meta.reset(0x10.into(), 5, 1_700_000_000_000_000);
+        (record, meta)
+    }
+
     #[test]
     fn cloudevents_attributes_and_the_selected_meta_headers_become_fields() {
         let record = OutboxRecord {
@@ -157,15 +172,7 @@ mod tests {
 
     #[test]
     fn the_command_holds_the_arguments_in_order() {
-        let record = OutboxRecord {
-            topic: Arc::from("outbox.event.Order"),
-            key: Bytes::from_static(b"o-1"),
-            value: Bytes::from_static(b"{\"n\":1}"),
-            headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
-            meta: tailbox_outbox::MetaHeaders::default(),
-        };
-        let mut meta = EventMeta::default();
-        meta.reset(0x10.into(), 5, 1_700_000_000_000_000);
+        let (record, meta) = order_record();
         let id = EntryId { lsn: u64::MAX, position: 12_345 };
         let fields = [
             "aggregateid",
@@ -204,15 +211,7 @@ mod tests {
 
     #[test]
     fn a_record_goes_in_and_comes_back_out() {
-        let record = OutboxRecord {
-            topic: Arc::from("outbox.event.Order"),
-            key: Bytes::from_static(b"o-1"),
-            value: Bytes::from_static(b"{\"n\":1}"),
-            headers: vec![(Arc::from("id"), Bytes::from_static(b"7"))],
-            meta: tailbox_outbox::MetaHeaders::default(),
-        };
-        let mut meta = EventMeta::default();
-        meta.reset(0x10.into(), 5, 1_700_000_000_000_000);
+        let (record, meta) = order_record();
         for trim in [None, Some(Trim::MaxLen(1000)), Some(Trim::MinIdBehind(64))] {
             let cmd = xadd(&record, Some(&meta), EntryId { lsn: 0x10, position: 2 }, trim);
             let copy = refused_copy(&cmd, trim);
