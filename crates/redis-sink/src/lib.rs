@@ -35,10 +35,8 @@
 //! - [`ids`]: entry IDs from commit LSNs.
 //! - [`entry`]: a record as an `XADD` command, and back (for dead letters).
 //! - [`writer`]: the task that owns the writing connection.
-//! - `acks`: the writer's acknowledgements, one message per batch, handed out one by one.
 //! - [`sink`]: [`RedisSink`], the [`tailbox_sink::Sink`] implementation.
 
-mod acks;
 pub mod claims;
 pub mod config;
 pub mod entry;

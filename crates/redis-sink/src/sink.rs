@@ -6,13 +6,12 @@ use std::{sync::Arc, time::Duration};
 use redis::{AsyncConnectionConfig, aio::MultiplexedConnection};
 use tailbox_outbox::OutboxRecord;
 use tailbox_sink::{
-    Ack, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
+    Ack, AckChannel, CheckpointRecords, DeliveryError, EventMeta, SendOutcome, Sink, SinkError,
 };
 use tokio::sync::mpsc;
 
 use crate::{
     REDIS,
-    acks::Acks,
     claims::StreamClaims,
     config::{Durability, RedisSinkConfig},
     entry::xadd,
@@ -28,7 +27,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The Redis Streams sink.
 pub struct RedisSink {
     queue: mpsc::UnboundedSender<Queued>,
-    acks: Acks,
+    acks: AckChannel,
     /// For reading checkpoints (shared with the writer for claims and checks; the
     /// writer has a connection of its own for the transactions).
     conn: MultiplexedConnection,
@@ -68,7 +67,7 @@ impl RedisSink {
             require_waitaof(&mut conn).await?;
         }
         let (queue, queued) = mpsc::unbounded_channel();
-        let (ack_tx, acks) = Acks::new();
+        let (ack_tx, acks) = AckChannel::new();
         let claims = StreamClaims::new(&config.checkpoint_key, owner);
         let writer = tokio::spawn(writer::run(
             Writer {

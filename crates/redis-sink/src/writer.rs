@@ -54,13 +54,12 @@
 use std::{future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
 
 use redis::{Cmd, Pipeline, RedisError, Value, aio::MultiplexedConnection};
-use tailbox_sink::{Ack, DeliveryError};
+use tailbox_sink::{Ack, AckSender, DeliveryError};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, warn};
 
 use crate::{
     REDIS,
-    acks::AckSender,
     claims::{ClaimError, StreamClaims},
     config::{Durability, Trim},
     entry::{VALUE_FIELD, refused_copy, stream_and_id},
@@ -137,7 +136,7 @@ pub(crate) async fn run(mut w: Writer, mut queue: UnboundedReceiver<Queued>) {
                         let failure = Broken::Failed(error.to_string());
                         let entries = behind.iter().flat_map(|o| &o.batch.entries);
                         let acks = done.batch.entries.iter().chain(entries);
-                        let _ = w.acks.send(acks.map(|entry| failure.ack(entry.seq)).collect());
+                        let _ = w.acks.send_batch(acks.map(|entry| failure.ack(entry.seq)).collect());
                         broken.get_or_insert(failure);
                     }
                 }
@@ -407,8 +406,9 @@ impl Writer {
             *broken = Some(why);
         }
         if let Some(broken) = broken {
-            let _ =
-                self.acks.send(batch.entries.iter().map(|entry| broken.ack(entry.seq)).collect());
+            let _ = self
+                .acks
+                .send_batch(batch.entries.iter().map(|entry| broken.ack(entry.seq)).collect());
             return None;
         }
         Some(Open::send(&self.conn, batch).await)
@@ -433,7 +433,7 @@ impl Writer {
         for ((entry, cmd), reply) in batch.entries.iter().zip(batch.cmds()).zip(replies) {
             acks.push(self.ack(entry, cmd, reply).await);
         }
-        let _ = self.acks.send(acks);
+        let _ = self.acks.send_batch(acks);
     }
 
     /// The acknowledgement of one command from its reply.

@@ -38,7 +38,7 @@ pub mod dry_run;
 pub mod error;
 pub mod sink;
 
-pub use ack_channel::AckChannel;
+pub use ack_channel::{AckChannel, AckSender};
 pub use dry_run::DryRunSink;
 pub use error::{DeliveryError, SinkError, TransactionError};
 pub use sink::{

@@ -26,9 +26,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use tailbox_sink::{Ack, DeliveryError};
+use tailbox_sink::{Ack, AckSender, DeliveryError};
 use tokio::{
-    sync::mpsc::{UnboundedReceiver, UnboundedSender},
+    sync::mpsc::UnboundedReceiver,
     task::{Id, JoinSet},
     time::{Instant, sleep_until},
 };
@@ -152,7 +152,7 @@ pub async fn run(
     policy: Policy,
     mut breaker: Breaker,
     mut queue: UnboundedReceiver<Queued>,
-    acks: UnboundedSender<Ack>,
+    acks: AckSender,
 ) {
     let mut lanes: Lanes<LaneKey, Pending> = Lanes::new(policy.lookahead);
     let mut checkpoints = Checkpoints::default();
@@ -273,7 +273,7 @@ fn on_attempt(
     job_seqs: &mut HashMap<Id, u64>,
     store: &Arc<Store>,
     policy: &Policy,
-    acks: &UnboundedSender<Ack>,
+    acks: &AckSender,
     lane: LaneKey,
     attempt: Attempt,
 ) {
