@@ -21,8 +21,8 @@ pub const VALUE_FIELD: &str = "payload";
 
 /// `XADD <stream> [trim] <id> aggregateid <key> payload <value> <headers…> [lsn xid commit_ts]`.
 ///
-/// The command's buffers are allocated once, at their final size, and the ID's digits
-/// are written straight into them (no `String` between).
+/// The command's buffers are allocated once, large enough for every argument, and the
+/// ID's text is written straight into them (no `String` between).
 pub fn xadd(
     record: &OutboxRecord,
     meta: Option<&EventMeta>,
@@ -30,8 +30,6 @@ pub fn xadd(
     trim: Option<Trim>,
 ) -> Cmd {
     let meta_headers = || meta.into_iter().flat_map(|m| m.headers(record.meta));
-    let (mut lsn, mut position) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let (lsn, position) = (lsn.format(id.lsn).as_bytes(), position.format(id.position).as_bytes());
     let (trim_args, trim_bytes) = if trim.is_some() { (3, MAX_TRIM_BYTES) } else { (0, 0) };
     let fields = 2 + record.headers.len() + meta_headers().count();
     let field_bytes = KEY_FIELD.len()
@@ -42,13 +40,7 @@ pub fn xadd(
         + meta_headers().map(|(name, value)| name.len() + value.len()).sum::<usize>();
     let mut cmd = Cmd::with_capacity(
         3 + trim_args + 2 * fields,
-        "XADD".len()
-            + record.topic.len()
-            + trim_bytes
-            + lsn.len()
-            + 1
-            + position.len()
-            + field_bytes,
+        "XADD".len() + record.topic.len() + trim_bytes + EntryId::MAX_TEXT_BYTES + field_bytes,
     );
     cmd.arg("XADD").arg(&*record.topic);
     match trim {
@@ -56,13 +48,12 @@ pub fn xadd(
             cmd.arg("MAXLEN").arg("~").arg(n);
         }
         Some(Trim::MinIdBehind(bytes)) => {
-            let mut min = itoa::Buffer::new();
             cmd.arg("MINID").arg("~");
-            write_arg(&mut cmd, &[min.format(id.lsn.saturating_sub(bytes)).as_bytes(), b"-0"]);
+            write_id(&mut cmd, EntryId { lsn: id.lsn.saturating_sub(bytes), position: 0 });
         }
         None => {}
     }
-    write_arg(&mut cmd, &[lsn, b"-", position]);
+    write_id(&mut cmd, id);
     cmd.arg(KEY_FIELD).arg(record.key.as_ref()).arg(VALUE_FIELD).arg(record.value.as_ref());
     for (name, value) in &record.headers {
         cmd.arg(&**name).arg(value.as_ref());
@@ -73,16 +64,13 @@ pub fn xadd(
     cmd
 }
 
-/// The most bytes the trim arguments take: `MAXLEN ~ <u64>` or `MINID ~ <u64>-0`.
-const MAX_TRIM_BYTES: usize = "MAXLEN".len() + "~".len() + 20 + "-0".len();
+/// The most bytes the trim arguments take: `MAXLEN ~ <u64>` or `MINID ~ <id>`.
+const MAX_TRIM_BYTES: usize = "MAXLEN".len() + "~".len() + EntryId::MAX_TEXT_BYTES;
 
-/// One argument made of `parts`, written into the command without a `String` between.
-fn write_arg(cmd: &mut Cmd, parts: &[&[u8]]) {
-    let mut arg = cmd.writer_for_next_arg();
-    for part in parts {
-        // Writing into the command's buffer cannot fail.
-        let _ = arg.write_all(part);
-    }
+/// `id` as the command's next argument, its text written straight into the command.
+fn write_id(cmd: &mut Cmd, id: EntryId) {
+    // Writing into the command's buffer cannot fail.
+    let _ = write!(cmd.writer_for_next_arg(), "{id}");
 }
 
 /// The stream and entry ID of an `XADD` built by [`xadd`].

@@ -21,6 +21,13 @@ pub struct EntryId {
     pub position: u64,
 }
 
+impl EntryId {
+    /// The most bytes an ID's text takes: two `u64`s and the dash.
+    pub const MAX_TEXT_BYTES: usize = 20 + 1 + 20;
+}
+
+/// The ID as Redis reads it, `<lsn>-<position>` (the one place its text is made:
+/// `XADD` writes it straight into the command with `write!`, without a `String`).
 impl std::fmt::Display for EntryId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.lsn, self.position)
